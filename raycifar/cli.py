@@ -1,0 +1,258 @@
+"""The ``raycifar`` command line: thin wrappers that parse, call the modules, and print."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from raycifar.errors import UserError
+
+app = typer.Typer(
+    help="Find the best CIFAR classifier under a parameter budget with Ray Tune + Ray Train.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class WandbChoice(str, Enum):
+    offline = "offline"
+    online = "online"
+    off = "off"
+
+
+ResultsDir = Annotated[
+    Path, typer.Option("--results-dir", help="Folder holding sweeps, the leaderboard and exported models.")
+]
+DataDirOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--data-dir",
+        help="Folder with CIFAR-10 (cifar-10-batches-py/ or cifar-10-python.tar.gz). "
+        "Default: $RAYCIFAR_DATA, else ~/.cache/raycifar.",
+    ),
+]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+class _RichProgress:
+    """Draws sweep progress as one live line: trials done/running and the best val_acc."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress = progress
+        self.task = progress.add_task("starting trials", total=total)
+
+    def update(self, done: int, running: int, total: int, best_val_acc: float | None) -> None:
+        best = "-" if best_val_acc is None else f"{best_val_acc:.4f}"
+        self.progress.update(
+            self.task, completed=done, description=f"trials: {running} running · best val_acc {best}"
+        )
+
+    def trial_failed(self, trial_id: str, error_file: str | None) -> None:
+        self.progress.console.print(f"[yellow]trial {trial_id} failed[/] (see {error_file or 'its error.txt'})")
+
+
+def _check_data(data_dir: Path, download: bool) -> None:
+    """Make sure CIFAR-10 is readable before Ray starts (downloading it if asked)."""
+    from raycifar.data import download_cifar10, locate_cifar10, read_cifar10
+
+    if download:
+        console.print(f"downloading CIFAR-10 into {data_dir} …")
+        download_cifar10(data_dir)
+    locate_cifar10(data_dir)
+    for part in ("train", "test"):
+        read_cifar10(data_dir, part)
+
+
+@app.command()
+def sweep(
+    space: Annotated[str, typer.Argument(help="A shipped space name (e.g. smoke_space, resnet_space) or a path to a YAML file.")],
+    data_dir: DataDirOption = None,
+    download: Annotated[bool, typer.Option("--download", help="Fetch CIFAR-10 into --data-dir with torchvision first (needs internet).")] = False,
+    results_dir: ResultsDir = Path("raycifar_results"),
+    num_samples: Annotated[Optional[int], typer.Option(min=1, help="Number of trials. Default: the space file's num_samples.")] = None,
+    max_epochs: Annotated[Optional[int], typer.Option(min=1, help="Cap every trial's epochs at this number.")] = None,
+    cpus_per_trial: Annotated[float, typer.Option(min=0.01, help="CPUs reserved by each trial, split across its workers.")] = 1.0,
+    gpus_per_trial: Annotated[Optional[float], typer.Option(min=0.0, help="GPUs per trial, split across its workers. Default: 1 when the cluster has GPUs, else 0.")] = None,
+    workers_per_trial: Annotated[int, typer.Option(min=1, help="Ray Train workers per trial (DDP when above 1).")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed for drawing configs, the validation split and the trials.")] = 0,
+    address: Annotated[Optional[str], typer.Option(help="Join this Ray cluster (e.g. 'auto' or ray://host:10001). Default: start a local Ray.")] = None,
+    wandb: Annotated[WandbChoice, typer.Option(help="W&B logging per trial: offline (default, no network), online (needs WANDB_API_KEY), off.")] = WandbChoice.offline,
+    dashboard: Annotated[bool, typer.Option(help="Start the Ray dashboard with a local Ray.")] = True,
+    name: Annotated[Optional[str], typer.Option(help="Sweep name. Default: <space>-<date>-<time>.")] = None,
+) -> None:
+    """Run an ASHA sweep of a search space on Ray, then promote the best model to the leaderboard."""
+    from raycifar.data import default_data_dir
+    from raycifar.space import load_space, sample_configs
+
+    data_dir = (data_dir or default_data_dir()).expanduser().resolve()
+    results_dir = results_dir.expanduser().resolve()
+    try:
+        loaded = load_space(space)
+        if wandb is WandbChoice.online and not os.environ.get("WANDB_API_KEY"):
+            raise UserError("--wandb online needs WANDB_API_KEY in the environment (or use --wandb offline)")
+        _check_data(data_dir, download)
+        draws = sample_configs(loaded, num_samples or loaded.spec.num_samples, seed, data_dir, max_epochs)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        from raycifar.leaderboard import read_table
+
+        read_table(results_dir)  # an unreadable table fails now, not after the sweep
+    except UserError as err:
+        _fail(str(err))
+    sweep_name = name or f"{loaded.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    sizes = [c.params for c in draws.configs]
+    console.print(
+        f"sweep [bold]{sweep_name}[/]: {len(draws.configs)} trials from {loaded.path}, "
+        f"{min(sizes):,}–{max(sizes):,} params (budget {loaded.spec.budget:,}; {draws.redrawn} over-budget draws redrawn)"
+    )
+    _run_and_promote(draws.configs, loaded.spec.scheduler, sweep_name, results_dir, dict(
+        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial,
+        address=address, wandb=wandb.value, dashboard=dashboard,
+    ))  # fmt: skip
+
+
+def _run_and_promote(configs, scheduler, sweep_name: str, results_dir: Path, resources: dict) -> None:
+    from raycifar import sweep as sweeps
+    from raycifar.leaderboard import promote
+
+    if resources["wandb"] == "offline":
+        os.environ["WANDB_MODE"] = "offline"
+    options = sweeps.SweepOptions(results_dir=results_dir, sweep_name=sweep_name, **resources)
+    try:
+        dashboard_url = sweeps.connect(options)
+        if dashboard_url:
+            console.print(f"Ray dashboard: {dashboard_url}")
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            outcome = sweeps.run_sweep(configs, scheduler, options, _RichProgress(progress, len(configs)))
+        console.print(
+            f"sweep finished in {outcome.wall_seconds:.0f} s: {outcome.trials} trials, "
+            f"{outcome.stopped_early} stopped early by ASHA, {outcome.failed} failed; "
+            f"best val_acc {outcome.best_val_acc:.4f} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
+        )
+        with tempfile.TemporaryDirectory() as scratch:
+            checkpoint = sweeps.fetch_checkpoint(outcome.best_checkpoint, Path(scratch) / "checkpoint")
+            row = promote(
+                checkpoint, results_dir, sweep=sweep_name, trial_id=outcome.best_trial_id,
+                val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, source_checkpoint=outcome.best_checkpoint,
+            )  # fmt: skip
+    except UserError as err:
+        _fail(str(err))
+    except sweeps.SweepFailed as err:
+        _fail(str(err), code=1)
+    finally:
+        sweeps.disconnect()
+    console.print("promoted to the leaderboard:")
+    _print_record(_jsonable(row))
+
+
+def _print_record(record: dict) -> None:
+    """One record as a two-column key/value table."""
+    table = Table("key", "value")
+    for key, value in record.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+def _jsonable(row: dict) -> dict:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+
+
+TABLE_COLUMNS = ("entry_id", "model", "params", "val_acc", "test_acc", "epochs", "space", "created_at")
+
+
+def _print_rows(rows: list[dict], fmt: OutputFormat) -> None:
+    if fmt is OutputFormat.json:
+        sys.stdout.write(json.dumps([_jsonable(r) for r in rows], indent=2) + "\n")
+        return
+    if fmt is OutputFormat.csv:
+        from raycifar.leaderboard import COLUMNS
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(_jsonable(r) for r in rows)
+        sys.stdout.write(buffer.getvalue())
+        return
+    table = Table(*TABLE_COLUMNS)
+    for row in rows:
+        cells = {**row, "params": f"{row['params']:,}", "val_acc": f"{row['val_acc']:.4f}", "test_acc": f"{row['test_acc']:.4f}"}
+        table.add_row(*(str(cells[c]) for c in TABLE_COLUMNS))
+    console.print(table)
+
+
+@app.command()
+def leaderboard(
+    results_dir: ResultsDir = Path("raycifar_results"),
+    format: Annotated[OutputFormat, typer.Option("--format", help="table, json (a list of objects) or csv.")] = OutputFormat.table,
+) -> None:
+    """Show promoted models, best test accuracy first."""
+    from raycifar.leaderboard import read_table, table_path
+
+    try:
+        rows = read_table(results_dir.expanduser())
+    except UserError as err:
+        _fail(str(err))
+    rows.sort(key=lambda r: r["test_acc"], reverse=True)
+    if not rows and format is OutputFormat.table:
+        console.print(f"no leaderboard yet at {table_path(results_dir)}: run `raycifar sweep` first")
+        return
+    _print_rows(rows, format)
+
+
+@app.command()
+def evaluate(
+    entry_id: Annotated[str, typer.Argument(help="The leaderboard entry to re-evaluate.")],
+    results_dir: ResultsDir = Path("raycifar_results"),
+    data_dir: DataDirOption = None,
+    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+) -> None:
+    """Re-run the test evaluation of a leaderboard entry from its exported files.
+
+    --data-dir defaults to the data folder the entry was trained on.
+    """
+    from raycifar.leaderboard import entry_dir, evaluate_on_test, find_entry
+
+    results_dir = results_dir.expanduser()
+    try:
+        row = find_entry(results_dir, entry_id)
+        folder = entry_dir(results_dir, entry_id)
+        recorded_data = Path(json.loads(row["config_json"])["data_dir"])
+        scores = evaluate_on_test(folder, (data_dir or recorded_data).expanduser().resolve())
+    except UserError as err:
+        _fail(str(err))
+    report = {
+        "entry_id": entry_id,
+        **scores,
+        "recorded_test_acc": row["test_acc"],
+        "matches_recorded": abs(scores["test_acc"] - row["test_acc"]) < 1e-9,
+    }
+    if format is OutputFormat.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    _print_record(report)

@@ -1,0 +1,231 @@
+"""Typed configuration: search-space files (with samplers) and resolved trial configs.
+
+A *space file* is YAML whose dimensions are either constants or samplers
+(``{choice: [...]}``, ``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}``,
+``{randint: [lo, hi]}``).  ``load_space_file`` validates it completely before
+anything runs and raises :class:`UserError` naming the file, the key and the problem.
+
+A *trial config* (:class:`TrialConfig`) is one fully resolved point of a space: plain
+values only, frozen, JSON-serialisable, and enough to reproduce the trial on its own.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
+
+from raycifar.errors import UserError
+
+SAMPLERS = ("choice", "uniform", "loguniform", "randint")
+DEFAULT_BUDGET = 5_000_000
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One search dimension: a constant or a sampler with its arguments."""
+
+    sampler: str  # "constant" or one of SAMPLERS
+    args: tuple
+
+    def sample(self, rng: random.Random) -> Any:
+        """Draw one value with ``rng``."""
+        if self.sampler == "constant":
+            return self.args[0]
+        if self.sampler == "choice":
+            return rng.choice(self.args)
+        low, high = self.args
+        if self.sampler == "uniform":
+            return rng.uniform(low, high)
+        if self.sampler == "loguniform":
+            return math.exp(rng.uniform(math.log(low), math.log(high)))
+        return rng.randint(low, high)  # randint: both ends inclusive
+
+    def describe(self) -> str:
+        """Human-readable form, e.g. ``loguniform(0.01, 0.2)``."""
+        if self.sampler == "constant":
+            return repr(self.args[0])
+        return f"{self.sampler}({', '.join(repr(a) for a in self.args)})"
+
+
+def _dimension(value_type: Any) -> BeforeValidator:
+    """A pydantic validator turning a raw YAML value into a checked :class:`Dimension`.
+
+    ``value_type`` validates every value the dimension can produce (constants, each
+    choice, both bounds of a range).
+    """
+    check = TypeAdapter(value_type).validate_python
+
+    def valid(value: Any) -> Any:
+        try:
+            return check(value)
+        except ValidationError as err:
+            raise ValueError(f"{value!r}: {err.errors()[0]['msg']}") from None
+
+    def parse(raw: Any) -> Dimension:
+        if isinstance(raw, Dimension):
+            return raw
+        if not isinstance(raw, dict):
+            return Dimension("constant", (valid(raw),))
+        if len(raw) != 1 or next(iter(raw)) not in SAMPLERS:
+            raise ValueError(
+                f"a sampler is a mapping with exactly one of {', '.join(SAMPLERS)}; got {raw!r}"
+            )
+        sampler, args = next(iter(raw.items()))
+        if not isinstance(args, list) or not args:
+            raise ValueError(f"{sampler} takes a non-empty list, got {args!r}")
+        if sampler == "choice":
+            return Dimension("choice", tuple(valid(a) for a in args))
+        if len(args) != 2:
+            raise ValueError(f"{sampler} takes [low, high], got {args!r}")
+        low, high = (valid(a) for a in args)
+        if sampler == "randint" and not all(isinstance(a, int) for a in (low, high)):
+            raise ValueError(f"randint takes integers, got {args!r}")
+        if sampler in ("uniform", "loguniform") and not all(
+            isinstance(a, (int, float)) for a in (low, high)
+        ):
+            raise ValueError(f"{sampler} takes numbers, got {args!r}")
+        if low > high:
+            raise ValueError(f"{sampler} low {low!r} is above high {high!r}")
+        if sampler == "loguniform" and low <= 0:
+            raise ValueError(f"loguniform needs low > 0, got {low!r}")
+        return Dimension(sampler, (low, high))
+
+    return BeforeValidator(parse)
+
+
+def Dim(value_type: Any) -> Any:  # noqa: N802 - reads as a type in field declarations
+    """Field type for a search dimension whose values are of ``value_type``."""
+    return Annotated[Dimension, _dimension(value_type)]
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+StageDepths = Annotated[list[PositiveInt], Field(min_length=1, max_length=6)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class ArchSpace(_Strict):
+    """Architecture dimensions of a CIFAR ResNet (see :mod:`raycifar.models`)."""
+
+    depths: Dim(StageDepths)
+    base_width: Dim(PositiveInt)
+    se_ratio: Dim(Annotated[int, Field(ge=0)]) = Dimension("constant", (0,))
+    dropout: Dim(Probability) = Dimension("constant", (0.0,))
+
+
+class TrainSpace(_Strict):
+    """Training dimensions of the per-worker loop (see :mod:`raycifar.train`)."""
+
+    optimizer: Dim(Literal["sgd", "adamw"]) = Dimension("constant", ("sgd",))
+    lr: Dim(Annotated[float, Field(gt=0.0)]) = Dimension("constant", (0.1,))
+    momentum: Dim(Probability) = Dimension("constant", (0.9,))
+    weight_decay: Dim(Annotated[float, Field(ge=0.0)]) = Dimension("constant", (5e-4,))
+    batch_size: Dim(PositiveInt) = Dimension("constant", (128,))
+    epochs: Dim(PositiveInt) = Dimension("constant", (10,))
+    schedule: Dim(Literal["cosine", "onecycle"]) = Dimension("constant", ("cosine",))
+    label_smoothing: Dim(Probability) = Dimension("constant", (0.0,))
+    mixup_alpha: Dim(Annotated[float, Field(ge=0.0)]) = Dimension("constant", (0.0,))
+
+
+class SchedulerSettings(_Strict):
+    """ASHA settings: rungs at ``grace_period * reduction_factor**k`` epochs."""
+
+    grace_period: PositiveInt = 1
+    reduction_factor: Annotated[int, Field(ge=2)] = 2
+
+
+class SpaceFile(_Strict):
+    """A validated search-space file."""
+
+    description: str = ""
+    dataset: Literal["cifar10"] = "cifar10"
+    budget: PositiveInt = DEFAULT_BUDGET
+    num_samples: PositiveInt = 8
+    val_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
+    arch: ArchSpace
+    train: TrainSpace = TrainSpace()
+    scheduler: SchedulerSettings = SchedulerSettings()
+
+
+class ModelConfig(_Strict):
+    """A resolved CIFAR ResNet: one entry of ``depths`` and ``widths`` per stage."""
+
+    depths: tuple[PositiveInt, ...]
+    widths: tuple[PositiveInt, ...]
+    se_ratio: Annotated[int, Field(ge=0)] = 0
+    dropout: Probability = 0.0
+    num_classes: Annotated[int, Field(ge=2)] = 10
+
+
+class TrainConfig(_Strict):
+    """Resolved training hyperparameters of one trial."""
+
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: Annotated[float, Field(gt=0.0)] = 0.1
+    momentum: Probability = 0.9
+    weight_decay: Annotated[float, Field(ge=0.0)] = 5e-4
+    batch_size: PositiveInt = 128
+    epochs: PositiveInt = 10
+    schedule: Literal["cosine", "onecycle"] = "cosine"
+    label_smoothing: Probability = 0.0
+    mixup_alpha: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class TrialConfig(_Strict):
+    """Everything one trial needs, as plain values: the unit handed to Ray."""
+
+    space: str
+    dataset: str = "cifar10"
+    data_dir: str
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    seed: int = 0
+    budget: int = DEFAULT_BUDGET
+    params: int
+    model: ModelConfig
+    train: TrainConfig
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    """One line naming the source, the dotted key and the problem of the first error."""
+    first = err.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "<top level>"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] not in ("value_error", "missing", "extra_forbidden"):
+        message = f"{message} (got {first.get('input')!r})"
+    extra = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
+    return f"{source}: {key}: {message}{extra}"
+
+
+def load_space_file(path: Path) -> SpaceFile:
+    """Read and validate a space file; raise :class:`UserError` with a one-line reason."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise UserError(f"{path}: cannot read: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}:{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of keys at the top level, got {raw!r}")
+    try:
+        return SpaceFile.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(format_validation_error(str(path), err)) from None

@@ -1,0 +1,314 @@
+"""The sweep: Ray Tune runs one function trial per drawn config, each fitting its own Ray
+Train ``TorchTrainer``; ASHA stops weak trials early on ``val_acc``.
+
+This is the only module that imports ``ray.tune``: the next Ray API change touches one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import ray
+import ray.train
+from ray import tune
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import Searcher
+
+from raycifar.config import SchedulerSettings, TrialConfig
+from raycifar.errors import UserError
+from raycifar.train import train_loop_per_worker
+
+WandbMode = Literal["offline", "online", "off"]
+DRIVER_RESOURCES = {"cpu": 0, "memory": 100 * 1024**2}  # the Tune function only waits on its trainer
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How to run a sweep: resources, where results go, logging."""
+
+    results_dir: Path
+    sweep_name: str
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    workers_per_trial: int = 1
+    address: str | None = None
+    wandb: WandbMode = "offline"
+    dashboard: bool = True
+
+
+class ProgressSink(Protocol):
+    """What the sweep tells its caller while it runs (the CLI draws it)."""
+
+    def update(self, done: int, running: int, total: int, best_val_acc: float | None) -> None: ...
+
+    def trial_failed(self, trial_id: str, error_file: str | None) -> None: ...
+
+
+@dataclass
+class SweepOutcome:
+    """The best epoch of the sweep and what happened to every trial."""
+
+    sweep_name: str
+    experiment_path: str
+    best_config: TrialConfig
+    best_trial_id: str
+    best_val_acc: float
+    best_epoch: int
+    best_checkpoint: str
+    trials: int
+    stopped_early: int
+    failed: int
+    wall_seconds: float
+    epochs_by_trial: dict[str, int] = field(default_factory=dict)
+
+
+class _PresetConfigs(Searcher):
+    """Hands Tune the configs drawn (and budget-checked) before the sweep, in order."""
+
+    def __init__(self, configs: list[dict]) -> None:
+        super().__init__()
+        self.configs, self.next_index = configs, 0
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self.next_index >= len(self.configs):
+            return Searcher.FINISHED
+        self.next_index += 1
+        return self.configs[self.next_index - 1]
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(json.dumps({"configs": self.configs, "next_index": self.next_index}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        state = json.loads(Path(checkpoint_path).read_text())
+        self.configs, self.next_index = state["configs"], state["next_index"]
+
+
+class _ProgressCallback(tune.Callback):
+    """Forwards trial counts and the best ``val_acc`` so far to a :class:`ProgressSink`."""
+
+    def __init__(self, sink: ProgressSink, total: int) -> None:
+        self.sink, self.total = sink, total
+        self.running: set[str] = set()
+        self.done = 0
+        self.best: float | None = None
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment state; the live display stays out.
+        return {**self.__dict__, "sink": None}
+
+    def _push(self) -> None:
+        if self.sink is not None:
+            self.sink.update(self.done, len(self.running), self.total, self.best)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running.add(trial.trial_id)
+        self._push()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "val_acc" in result:
+            self.best = max(self.best or 0.0, float(result["val_acc"]))
+        self._push()
+
+    def _finish(self, trial) -> None:
+        self.running.discard(trial.trial_id)
+        self.done += 1
+        self._push()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        if self.sink is not None:
+            self.sink.trial_failed(trial.trial_id, getattr(trial, "error_file", None))
+        self._finish(trial)
+
+
+def connect(options: SweepOptions) -> str | None:
+    """Join ``options.address`` or start a local Ray on 127.0.0.1; returns the dashboard URL."""
+    env = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
+    if options.address:
+        context = ray.init(address=options.address, log_to_driver=False, runtime_env={"env_vars": env})
+    else:
+        context = ray.init(
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=options.dashboard,
+            dashboard_host="127.0.0.1",
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+            runtime_env={"env_vars": env},
+        )
+    url = getattr(context, "dashboard_url", None)
+    return f"http://{url}" if url else None
+
+
+def _trial_resources(options: SweepOptions) -> tuple[float, float, int]:
+    """(CPUs per trial, GPUs per trial, concurrent trials) for the connected cluster."""
+    cluster = ray.cluster_resources()
+    cpus, gpus_available = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    gpus = options.gpus_per_trial
+    if gpus is None:
+        gpus = 1.0 if gpus_available >= 1 else 0.0
+    if options.cpus_per_trial > cpus:
+        raise UserError(f"--cpus-per-trial {options.cpus_per_trial} is more than the cluster's {cpus:g} CPUs")
+    if gpus > gpus_available and options.address is None:
+        raise UserError(f"--gpus-per-trial {gpus:g} is more than this machine's {gpus_available:g} GPUs")
+    concurrent = int(cpus // options.cpus_per_trial)
+    if gpus > 0 and gpus_available > 0:
+        concurrent = min(concurrent, int(gpus_available // gpus))
+    return options.cpus_per_trial, gpus, max(1, concurrent)
+
+
+def _make_trial_function(options: SweepOptions, train_storage: Path, cpus: float, gpus: float):
+    """The Tune function trial: fits one TorchTrainer on the trial's config."""
+    workers = options.workers_per_trial
+    scaling = ray.train.ScalingConfig(
+        num_workers=workers,
+        use_gpu=gpus > 0,
+        resources_per_worker={"CPU": cpus / workers, **({"GPU": gpus / workers} if gpus else {})},
+    )
+
+    def run_trial(config: dict) -> None:
+        trial_id = tune.get_context().get_trial_id()
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config=config,
+            scaling_config=scaling,
+            run_config=ray.train.RunConfig(
+                name=trial_id,
+                storage_path=str(train_storage),
+                callbacks=[TuneReportCallback()],
+                checkpoint_config=ray.train.CheckpointConfig(
+                    num_to_keep=2, checkpoint_score_attribute="val_acc", checkpoint_score_order="max"
+                ),
+            ),
+        )
+        trainer.fit()
+
+    return tune.with_resources(run_trial, DRIVER_RESOURCES)
+
+
+def _callbacks(options: SweepOptions, progress: ProgressSink, total: int) -> list:
+    callbacks: list = [_ProgressCallback(progress, total)]
+    if options.wandb != "off":
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        wandb_dir = options.results_dir / "wandb"
+        wandb_dir.mkdir(parents=True, exist_ok=True)
+        callbacks.append(
+            WandbLoggerCallback(
+                project="raycifar", group=options.sweep_name, mode=options.wandb, dir=str(wandb_dir)
+            )
+        )
+    return callbacks
+
+
+def run_sweep(
+    configs: list[TrialConfig],
+    scheduler: SchedulerSettings,
+    options: SweepOptions,
+    progress: ProgressSink,
+) -> SweepOutcome:
+    """Run every config as a Tune trial under ASHA (Ray must be connected) and find the best epoch."""
+    started = time.monotonic()
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0 the classic reporter prints nothing
+    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "30")  # W&B start-up is slow, not a problem
+    cpus, gpus, concurrent = _trial_resources(options)
+    storage = options.results_dir / "sweeps"
+    max_epochs = max(c.train.epochs for c in configs)
+    asha = ASHAScheduler(
+        time_attr="epoch",
+        max_t=max_epochs,
+        grace_period=min(scheduler.grace_period, max_epochs),
+        reduction_factor=scheduler.reduction_factor,
+    )
+    tuner = tune.Tuner(
+        _make_trial_function(options, storage / options.sweep_name / "train_runs", cpus, gpus),
+        tune_config=tune.TuneConfig(
+            metric="val_acc",
+            mode="max",
+            scheduler=asha,
+            search_alg=_PresetConfigs([c.model_dump(mode="json") for c in configs]),
+            num_samples=len(configs),
+            max_concurrent_trials=concurrent,
+        ),
+        run_config=tune.RunConfig(
+            name=options.sweep_name,
+            storage_path=str(storage),
+            callbacks=_callbacks(options, progress, len(configs)),
+            verbose=0,
+        ),
+    )
+    results = tuner.fit()
+    return _summarise(results, options, time.monotonic() - started)
+
+
+def _summarise(results, options: SweepOptions, wall_seconds: float) -> SweepOutcome:
+    """Pick the epoch with the best ``val_acc`` (that has a checkpoint) across all trials."""
+    best_row, best_result = None, None
+    epochs_by_trial, stopped_early, failed = {}, 0, 0
+    for result in results:
+        trial_id = result.metrics.get("trial_id", "?") if result.metrics else "?"
+        history = result.metrics_dataframe
+        if result.error is not None:
+            failed += 1
+        if history is None or history.empty or "val_acc" not in history:
+            continue
+        planned = TrialConfig.model_validate(result.config).train.epochs
+        reached = int(history["epoch"].max())
+        epochs_by_trial[trial_id] = reached
+        if reached < planned and result.error is None:
+            stopped_early += 1
+        rows = history.dropna(subset=["checkpoint_path"]) if "checkpoint_path" in history else history.iloc[0:0]
+        if rows.empty:
+            continue
+        row = rows.loc[rows["val_acc"].idxmax()]
+        if best_row is None or row["val_acc"] > best_row["val_acc"]:
+            best_row, best_result = row, result
+    if best_row is None:
+        raise SweepFailed(
+            f"no trial of sweep {options.sweep_name} reported a checkpoint; "
+            f"see the error.txt files under {results.experiment_path}"
+        )
+    return SweepOutcome(
+        sweep_name=options.sweep_name,
+        experiment_path=results.experiment_path,
+        best_config=TrialConfig.model_validate(best_result.config),
+        best_trial_id=str(best_row["trial_id"]),
+        best_val_acc=float(best_row["val_acc"]),
+        best_epoch=int(best_row["epoch"]),
+        best_checkpoint=str(best_row["checkpoint_path"]),
+        trials=len(results),
+        stopped_early=stopped_early,
+        failed=failed,
+        wall_seconds=wall_seconds,
+        epochs_by_trial=epochs_by_trial,
+    )
+
+
+class SweepFailed(Exception):
+    """The sweep ran but produced nothing to promote."""
+
+
+def fetch_checkpoint(checkpoint_path: str, destination: Path) -> Path:
+    """Copy a Train checkpoint (local path or URI such as ``s3://``) into ``destination``."""
+    return Path(ray.train.Checkpoint(checkpoint_path).to_directory(str(destination)))
+
+
+def disconnect() -> None:
+    """Shut down the Ray connection (and the local Ray this process started)."""
+    if ray.is_initialized():
+        ray.shutdown()
+

@@ -1,0 +1,188 @@
+"""The per-worker training loop run by each Ray Train worker of a trial.
+
+Each epoch: train on the worker's shard of the training split, evaluate on the whole
+validation split, then report ``train_loss, val_loss, val_acc, epoch, params`` with a
+checkpoint (written by rank 0). A restarted trial resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from raycifar.config import TrainConfig, TrialConfig
+from raycifar.data import DeviceLoader, load_part
+from raycifar.models import build_model
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "train_state.pt"
+CONFIG_FILE = "config.json"
+EVAL_BATCH_SIZE = 500
+
+
+def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum, or AdamW."""
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=train.lr, momentum=train.momentum,
+            nesterov=train.momentum > 0, weight_decay=train.weight_decay,
+        )  # fmt: skip
+    return torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+
+
+def make_schedule(
+    optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step cosine decay or one-cycle over ``total_steps``."""
+    if train.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=train.lr, total_steps=total_steps)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+
+
+def mixup_loss(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    train: TrainConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Cross-entropy with label smoothing, on a mixup-blended batch when ``mixup_alpha > 0``."""
+    if train.mixup_alpha <= 0:
+        return nn.functional.cross_entropy(model(images), labels, label_smoothing=train.label_smoothing)
+    beta = torch.distributions.Beta(train.mixup_alpha, train.mixup_alpha)
+    lam = float(beta.sample())
+    partner = torch.randperm(len(labels), generator=generator, device=generator.device)
+    logits = model(lam * images + (1 - lam) * images[partner])
+    loss_a = nn.functional.cross_entropy(logits, labels, label_smoothing=train.label_smoothing)
+    loss_b = nn.functional.cross_entropy(logits, labels[partner], label_smoothing=train.label_smoothing)
+    return lam * loss_a + (1 - lam) * loss_b
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: DeviceLoader,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    train: TrainConfig,
+) -> float:
+    """One pass over the loader; returns the mean training loss."""
+    model.train()
+    total, count = 0.0, 0
+    for images, labels in loader:
+        loss = mixup_loss(model, images, labels, train, loader.generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        total += float(loss) * len(labels)
+        count += len(labels)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DeviceLoader) -> tuple[float, float, int]:
+    """Mean cross-entropy, accuracy and number of images over an un-augmented loader."""
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for images, labels in loader:
+        logits = model(images)
+        loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        correct += int((logits.argmax(1) == labels).sum())
+        count += len(labels)
+    return loss_sum / max(count, 1), correct / max(count, 1), count
+
+
+def save_model_files(folder: Path, model: nn.Module, config: TrialConfig) -> None:
+    """Write the weights (safetensors) and the resolved config (JSON) into ``folder``."""
+    weights = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    save_file(weights, str(folder / MODEL_FILE))
+    (folder / CONFIG_FILE).write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+
+
+def load_model_files(folder: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, TrialConfig]:
+    """Rebuild a model and its config from files written by :func:`save_model_files`."""
+    config = TrialConfig.model_validate_json((folder / CONFIG_FILE).read_text())
+    model = build_model(config.model, device)
+    model.load_state_dict(load_file(str(folder / MODEL_FILE), device=str(device)))
+    return model, config
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, schedule, device) -> int:
+    """Load the last reported checkpoint, if this trial was restarted; returns the next epoch."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as folder:
+        unwrap(model).load_state_dict(load_file(str(Path(folder) / MODEL_FILE), device=str(device)))
+        state = torch.load(Path(folder) / STATE_FILE, map_location=device, weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    return int(state["epoch"])
+
+
+def _report(metrics: dict, model, optimizer, schedule, config: TrialConfig, rank: int) -> None:
+    """Report metrics from every worker; rank 0 attaches the epoch's checkpoint."""
+    import ray.train
+
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        save_model_files(Path(folder), model, config)
+        state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "epoch": metrics["epoch"]}
+        torch.save(state, Path(folder) / STATE_FILE)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def train_loop_per_worker(config_dict: dict) -> None:
+    """Ray Train entry point: train one trial config, reporting and checkpointing every epoch."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    config = TrialConfig.model_validate(config_dict)
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    torch.manual_seed(config.seed)
+    device = ray.train.torch.get_device()
+
+    data_dir = Path(config.data_dir)
+    train_loader = DeviceLoader(
+        load_part(data_dir, "train", config.val_fraction, config.split_seed),
+        config.train.batch_size, device, train=True, seed=config.seed, rank=rank, world_size=world_size,
+    )  # fmt: skip
+    val_loader = DeviceLoader(
+        load_part(data_dir, "val", config.val_fraction, config.split_seed), EVAL_BATCH_SIZE, device, train=False
+    )
+    model = ray.train.torch.prepare_model(build_model(config.model, device))
+    optimizer = make_optimizer(model, config.train)
+    schedule = make_schedule(optimizer, config.train, len(train_loader) * config.train.epochs)
+    start_epoch = _restore(model, optimizer, schedule, device)
+
+    for epoch in range(start_epoch, config.train.epochs):
+        train_loader.set_epoch(epoch)
+        train_loss = train_epoch(model, train_loader, optimizer, schedule, config.train)
+        val_loss, val_acc, _ = evaluate(model, val_loader)
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "params": config.params,
+            "lr": schedule.get_last_lr()[0],
+        }
+        _report(metrics, model, optimizer, schedule, config, rank)

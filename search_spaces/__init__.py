@@ -1,0 +1,1 @@
+"""Search-space YAML files shipped with raycifar (found by name, e.g. `smoke_space`)."""
