@@ -1,0 +1,125 @@
+"""The CIFAR-10 reader, the validation split and the device loader."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cifar_files import archive_cifar10, write_batch, write_cifar10
+from conftest import SHARED_CIFAR10
+
+from raycifar.data import CLASS_NAMES, DeviceLoader, ImageSet, load_part, read_cifar10, stratified_split
+from raycifar.errors import UserError
+
+
+def test_reads_any_number_of_batches_in_order(cifar_dir: Path) -> None:
+    train = read_cifar10(cifar_dir, "train")
+    test = read_cifar10(cifar_dir, "test")
+    assert train.images.shape == (600, 32, 32, 3) and train.images.dtype == np.uint8
+    assert test.images.shape == (200, 32, 32, 3)
+    raw = pickle.loads((cifar_dir / "cifar-10-batches-py" / "data_batch_2").read_bytes(), encoding="bytes")
+    assert train.labels[300:].tolist() == raw[b"labels"]
+    assert train.class_names == CLASS_NAMES
+
+
+def test_pixel_layout_is_planar_rgb_row_major(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    row = np.zeros((1, 3072), dtype=np.uint8)
+    row[0, 0] = 10  # red, pixel (0, 0)
+    row[0, 1024 + 33] = 20  # green, pixel (1, 1)
+    row[0, 2048 + 1023] = 30  # blue, pixel (31, 31)
+    write_batch(folder / "data_batch_1", row, [3], "b")
+    write_batch(folder / "test_batch", row, [3], "t")
+    image = read_cifar10(tmp_path, "train").images[0]
+    assert image[0, 0, 0] == 10 and image[1, 1, 1] == 20 and image[31, 31, 2] == 30
+    assert image.sum() == 60
+
+
+def test_archive_reads_the_same_as_the_folder(cifar_dir: Path, tmp_path: Path) -> None:
+    archive_cifar10(cifar_dir, tmp_path)
+    for part in ("train", "test"):
+        from_folder, from_archive = read_cifar10(cifar_dir, part), read_cifar10(tmp_path, part)
+        assert np.array_equal(from_folder.images, from_archive.images)
+        assert np.array_equal(from_folder.labels, from_archive.labels)
+
+
+def test_missing_data_says_where_to_put_it(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"CIFAR-10 not found in .*cifar-10-batches-py.*--download"):
+        read_cifar10(tmp_path, "train")
+
+
+def test_truncated_batch_names_the_file(tmp_path: Path) -> None:
+    write_cifar10(tmp_path, train_batches=1, per_batch=20, test=10)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(batch.read_bytes()[:500])
+    with pytest.raises(UserError, match=r"data_batch_1: not a readable CIFAR-10 batch"):
+        read_cifar10(tmp_path, "train")
+
+
+def test_out_of_range_labels_are_rejected(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    write_batch(folder / "data_batch_1", np.zeros((2, 3072), np.uint8), [1, 12], "b")
+    write_batch(folder / "test_batch", np.zeros((1, 3072), np.uint8), [1], "t")
+    with pytest.raises(UserError, match=r"data_batch_1: labels must be in 0..9, found 1..12"):
+        read_cifar10(tmp_path, "train")
+
+
+def test_split_is_stratified_seeded_and_disjoint() -> None:
+    labels = np.repeat(np.arange(10), 50)
+    train, val = stratified_split(labels, 0.1, seed=3)
+    assert len(val) == 50 and np.bincount(labels[val]).tolist() == [5] * 10
+    assert set(train).isdisjoint(val) and len(train) + len(val) == 500
+    again_train, again_val = stratified_split(labels, 0.1, seed=3)
+    assert np.array_equal(val, again_val) and np.array_equal(train, again_train)
+    assert not np.array_equal(val, stratified_split(labels, 0.1, seed=4)[1])
+
+
+def test_test_set_is_never_in_the_train_or_val_parts(cifar_dir: Path) -> None:
+    train = load_part(cifar_dir, "train", 0.1, 0)
+    val = load_part(cifar_dir, "val", 0.1, 0)
+    assert len(train) + len(val) == 600 and len(val) == 60
+
+
+def _image_set(n: int) -> ImageSet:
+    images = np.arange(n * 3072, dtype=np.int64).reshape(n, 32, 32, 3) % 251
+    return ImageSet(images.astype(np.uint8), np.arange(n) % 10)
+
+
+def test_loader_shards_the_same_permutation_across_ranks() -> None:
+    data = _image_set(103)
+    seen = []
+    for rank in range(2):
+        loader = DeviceLoader(data, 16, torch.device("cpu"), train=True, seed=5, rank=rank, world_size=2)
+        loader.set_epoch(0)
+        seen.append(torch.cat([labels for _, labels in loader]))
+        assert len(loader) == 4
+    assert len(seen[0]) == len(seen[1]) == 51
+
+
+def test_train_batches_are_augmented_and_val_batches_are_not() -> None:
+    data = _image_set(8)
+    train = DeviceLoader(data, 8, torch.device("cpu"), train=True, seed=0)
+    val = DeviceLoader(data, 8, torch.device("cpu"), train=False)
+    (val_images, val_labels), = list(val)
+    assert val_labels.tolist() == data.labels.tolist()
+    assert val_images.shape == (8, 3, 32, 32)
+    assert torch.allclose(val_images, next(iter(val))[0])
+    train.set_epoch(0)
+    first = next(iter(train))[0]
+    train.set_epoch(0)
+    assert torch.equal(first, next(iter(train))[0]), "an epoch is reproducible from its seed"
+    train.set_epoch(1)
+    assert not torch.equal(first, next(iter(train))[0])
+
+
+@pytest.mark.skipif(not SHARED_CIFAR10.exists(), reason="the shared real CIFAR-10 subset is not present")
+def test_reads_the_real_cifar10_subset() -> None:
+    train, test = read_cifar10(SHARED_CIFAR10, "train"), read_cifar10(SHARED_CIFAR10, "test")
+    assert len(train) == 10_000 and len(test) == 2_000
+    assert set(np.unique(train.labels)) == set(range(10))
+    assert 100 < train.images.mean() < 140

@@ -1,0 +1,55 @@
+"""Promotion, the Parquet table, and re-evaluation from exported files (no Ray needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from raycifar.config import ModelConfig, TrainConfig, TrialConfig
+from raycifar.errors import UserError
+from raycifar.leaderboard import COLUMNS, append_row, evaluate_on_test, find_entry, promote, read_table, table_path
+from raycifar.models import build_model
+from raycifar.train import save_model_files
+
+
+def exported_checkpoint(folder: Path, data_dir: Path) -> Path:
+    config = TrialConfig(
+        space="tiny", data_dir=str(data_dir), params=1, seed=3,
+        model=ModelConfig(depths=(1,), widths=(8,)), train=TrainConfig(epochs=1),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    folder.mkdir()
+    save_model_files(folder, build_model(config.model), config)
+    return folder
+
+
+def test_promote_appends_rows_and_evaluate_reproduces_test_acc(tmp_path: Path, cifar_dir: Path) -> None:
+    checkpoint = exported_checkpoint(tmp_path / "ckpt", cifar_dir)
+    results = tmp_path / "results"
+    results.mkdir()
+    first = promote(checkpoint, results, sweep="s1", trial_id="t1", val_acc=0.5, epochs=1, source_checkpoint="x")
+    second = promote(checkpoint, results, sweep="s2", trial_id="t2", val_acc=0.6, epochs=1, source_checkpoint="y")
+    rows = read_table(results)
+    assert [r["entry_id"] for r in rows] == [first["entry_id"], second["entry_id"]]
+    assert set(COLUMNS) <= set(rows[0]) and pq.read_table(table_path(results)).num_rows == 2
+    folder = results / "leaderboard" / first["entry_id"]
+    assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+    again = evaluate_on_test(folder, cifar_dir)
+    assert again["test_acc"] == first["test_acc"] and again["n"] == 200
+    assert find_entry(results, second["entry_id"])["trial_id"] == "t2"
+    assert sorted(p.name for p in results.iterdir()) == ["leaderboard", "leaderboard.parquet"]
+
+
+def test_a_corrupt_table_is_reported_and_left_untouched(tmp_path: Path) -> None:
+    table_path(tmp_path).write_bytes(b"not parquet")
+    with pytest.raises(UserError, match=r"leaderboard.parquet: not a readable leaderboard table"):
+        append_row(tmp_path, {})
+    assert table_path(tmp_path).read_bytes() == b"not parquet"
+
+
+def test_unknown_entry_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"no leaderboard entry 'nope'"):
+        find_entry(tmp_path, "nope")

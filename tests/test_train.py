@@ -1,0 +1,49 @@
+"""The per-worker loop's pieces, run directly on the CPU without Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from raycifar.config import ModelConfig, TrainConfig
+from raycifar.data import DeviceLoader, load_part
+from raycifar.models import build_model
+from raycifar.train import evaluate, make_optimizer, make_schedule, mixup_loss, train_epoch
+
+MODEL = ModelConfig(depths=(1, 1), widths=(8, 16))
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        TrainConfig(optimizer="sgd", lr=0.1, schedule="onecycle", label_smoothing=0.1),
+        TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", mixup_alpha=0.4),
+    ],
+)
+def test_a_few_epochs_learn_the_synthetic_classes(cifar_dir: Path, train: TrainConfig) -> None:
+    torch.manual_seed(0)
+    device = torch.device("cpu")
+    loader = DeviceLoader(load_part(cifar_dir, "train", 0.1, 0), 64, device, train=True, seed=0)
+    val = DeviceLoader(load_part(cifar_dir, "val", 0.1, 0), 500, device, train=False)
+    model = build_model(MODEL)
+    optimizer = make_optimizer(model, train)
+    schedule = make_schedule(optimizer, train, len(loader) * 3)
+    _, before, _ = evaluate(model, val)
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        train_epoch(model, loader, optimizer, schedule, train)
+    _, after, count = evaluate(model, val)
+    assert count == 60 and after > max(before, 0.3)
+
+
+def test_label_smoothing_and_mixup_change_the_loss() -> None:
+    torch.manual_seed(0)
+    model = build_model(MODEL)
+    images, labels = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    generator = torch.Generator().manual_seed(0)
+    plain = mixup_loss(model, images, labels, TrainConfig(), generator)
+    smoothed = mixup_loss(model, images, labels, TrainConfig(label_smoothing=0.3), generator)
+    mixed = mixup_loss(model, images, labels, TrainConfig(mixup_alpha=1.0), generator)
+    assert len({float(plain), float(smoothed), float(mixed)}) == 3
