@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -183,7 +184,7 @@ def _jsonable(row: dict) -> dict:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
 
 
-TABLE_COLUMNS = ("entry_id", "model", "params", "val_acc", "test_acc", "epochs", "space", "created_at")
+TABLE_COLUMNS = ("entry_id", "model", "params", "val_acc", "test_acc", "epochs")
 
 
 def _print_rows(rows: list[dict], fmt: OutputFormat) -> None:
@@ -199,9 +200,16 @@ def _print_rows(rows: list[dict], fmt: OutputFormat) -> None:
         writer.writerows(_jsonable(r) for r in rows)
         sys.stdout.write(buffer.getvalue())
         return
-    table = Table(*TABLE_COLUMNS)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in TABLE_COLUMNS:
+        table.add_column(column, no_wrap=column == "entry_id")
     for row in rows:
-        cells = {**row, "params": f"{row['params']:,}", "val_acc": f"{row['val_acc']:.4f}", "test_acc": f"{row['test_acc']:.4f}"}
+        cells = {
+            **row,
+            "params": f"{row['params']:,}",
+            "val_acc": f"{row['val_acc']:.4f}",
+            "test_acc": f"{row['test_acc']:.4f}",
+        }
         table.add_row(*(str(cells[c]) for c in TABLE_COLUMNS))
     console.print(table)
 

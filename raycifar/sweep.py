@@ -200,6 +200,11 @@ def _make_trial_function(options: SweepOptions, train_storage: Path, cpus: float
     return tune.with_resources(run_trial, DRIVER_RESOURCES)
 
 
+def _trial_dirname(trial) -> str:
+    """Short trial folder names (Tune's default spells out the whole config)."""
+    return f"trial_{trial.trial_id}"
+
+
 def _callbacks(options: SweepOptions, progress: ProgressSink, total: int) -> list:
     callbacks: list = [_ProgressCallback(progress, total)]
     if options.wandb != "off":
@@ -243,6 +248,7 @@ def run_sweep(
             search_alg=_PresetConfigs([c.model_dump(mode="json") for c in configs]),
             num_samples=len(configs),
             max_concurrent_trials=concurrent,
+            trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=options.sweep_name,

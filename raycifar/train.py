@@ -184,5 +184,6 @@ def train_loop_per_worker(config_dict: dict) -> None:
             "val_acc": val_acc,
             "params": config.params,
             "lr": schedule.get_last_lr()[0],
+            "world_size": world_size,
         }
         _report(metrics, model, optimizer, schedule, config, rank)

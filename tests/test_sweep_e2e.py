@@ -1,0 +1,73 @@
+"""End to end through the CLI: a real Ray Tune sweep of Ray Train trials on CIFAR-format files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import TINY_SPACE
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def short_tmpdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Ray's socket paths must stay under 107 bytes: its session folder goes in a short TMPDIR."""
+    with tempfile.TemporaryDirectory(prefix="rc", dir="/tmp") as folder:
+        monkeypatch.setenv("TMPDIR", folder)
+        yield folder
+
+
+def raycifar(*args: str, tmp_path: Path, timeout: int = 480) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RAY_ADDRESS"))}
+    env.update(COLUMNS="200")
+    result = subprocess.run(
+        [sys.executable, "-m", "raycifar", *args], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert result.returncode == 0, f"raycifar {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def test_sweep_promotes_a_model_that_evaluate_reproduces(tmp_path: Path, cifar_dir: Path) -> None:
+    results = tmp_path / "results"
+    sweep = raycifar("sweep", str(TINY_SPACE), "--data-dir", str(cifar_dir), "--results-dir", str(results),
+                     "--num-samples", "3", "--seed", "1", tmp_path=tmp_path)  # fmt: skip
+    assert "Ray dashboard: http://127.0.0.1:" in sweep.stdout
+    assert "promoted to the leaderboard" in sweep.stdout
+
+    rows = json.loads(raycifar("leaderboard", "--results-dir", str(results), "--format", "json", tmp_path=tmp_path).stdout)
+    assert len(rows) == 1
+    row = rows[0]
+    assert 0 < row["params"] <= 100_000 and row["space"] == "tiny_space"
+    assert row["test_acc"] > 0.3, "the synthetic classes are easy: far above the 10% of chance"
+    assert json.loads(row["config_json"])["params"] == row["params"]
+
+    scores = json.loads(
+        raycifar("evaluate", row["entry_id"], "--results-dir", str(results), "--data-dir", str(cifar_dir),
+                 "--format", "json", tmp_path=tmp_path).stdout  # fmt: skip
+    )
+    assert scores["test_acc"] == row["test_acc"] and scores["n"] == 200 and scores["test_loss"] > 0
+
+    csv_text = raycifar("leaderboard", "--results-dir", str(results), "--format", "csv", tmp_path=tmp_path).stdout
+    assert csv_text.splitlines()[0].startswith("entry_id,created_at,sweep,space,dataset,model,params")
+
+    offline_runs = list((results / "wandb" / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 3, "one offline W&B run per trial"
+    assert all(any(run.glob("*.wandb")) for run in offline_runs)
+
+
+def test_trials_run_data_parallel_with_two_workers(tmp_path: Path, cifar_dir: Path) -> None:
+    results = tmp_path / "results"
+    raycifar("sweep", str(TINY_SPACE), "--data-dir", str(cifar_dir), "--results-dir", str(results),
+             "--num-samples", "1", "--max-epochs", "1", "--workers-per-trial", "2", "--cpus-per-trial", "2",
+             "--wandb", "off", "--no-dashboard", tmp_path=tmp_path)  # fmt: skip
+    reported = [json.loads(line) for path in (results / "sweeps").rglob("result.json") for line in path.read_text().splitlines()]
+    assert reported and all(r["world_size"] == 2 for r in reported)
+    assert not (results / "wandb").exists()
