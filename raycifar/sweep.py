@@ -142,11 +142,13 @@ def connect(options: SweepOptions) -> str | None:
     if options.address:
         context = ray.init(address=options.address, log_to_driver=False, runtime_env={"env_vars": env})
     else:
+        # A local Ray binds to loopback only: Ray maps 127.0.0.1 to the machine's reachable
+        # address unless it is told this is a single-machine (non-cluster) setup.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         context = ray.init(
             num_cpus=os.cpu_count() or 1,
             include_dashboard=options.dashboard,
             dashboard_host="127.0.0.1",
-            _node_ip_address="127.0.0.1",
             log_to_driver=False,
             runtime_env={"env_vars": env},
         )

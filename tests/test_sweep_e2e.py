@@ -70,4 +70,5 @@ def test_trials_run_data_parallel_with_two_workers(tmp_path: Path, cifar_dir: Pa
              "--wandb", "off", "--no-dashboard", tmp_path=tmp_path)  # fmt: skip
     reported = [json.loads(line) for path in (results / "sweeps").rglob("result.json") for line in path.read_text().splitlines()]
     assert reported and all(r["world_size"] == 2 for r in reported)
+    assert {r["node_ip"] for r in reported} == {"127.0.0.1"}, "a local Ray binds to loopback only"
     assert not (results / "wandb").exists()
