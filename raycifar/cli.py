@@ -126,24 +126,47 @@ def sweep(
     except UserError as err:
         _fail(str(err))
     sweep_name = name or f"{loaded.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    if (results_dir / "sweeps" / sweep_name).exists():
+        _fail(f"a sweep named {sweep_name!r} already exists in {results_dir / 'sweeps'}: choose another --name")
     sizes = [c.params for c in draws.configs]
     console.print(
         f"sweep [bold]{sweep_name}[/]: {len(draws.configs)} trials from {loaded.path}, "
         f"{min(sizes):,}–{max(sizes):,} params (budget {loaded.spec.budget:,}; {draws.redrawn} over-budget draws redrawn)"
     )
-    _run_and_promote(draws.configs, loaded.spec.scheduler, sweep_name, results_dir, dict(
-        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial,
-        address=address, wandb=wandb.value, dashboard=dashboard,
-    ))  # fmt: skip
+    prepare_ray_environment(address)
+    from raycifar.sweep import SweepOptions
+
+    options = SweepOptions(
+        results_dir=results_dir, sweep_name=sweep_name, cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, address=address,
+        wandb=wandb.value, dashboard=dashboard,
+    )  # fmt: skip
+    _run_and_promote(draws.configs, loaded.spec.scheduler, options)
 
 
-def _run_and_promote(configs, scheduler, sweep_name: str, results_dir: Path, resources: dict) -> None:
+def prepare_ray_environment(address: str | None) -> None:
+    """Settings Ray reads once, at import: call before ``ray`` is first imported.
+
+    - A local (or loopback) Ray listens on 127.0.0.1 only. Ray otherwise swaps 127.0.0.1
+      for the machine's reachable address unless told this is a single-machine setup.
+    - Joining a cluster with token authentication (the default since Ray 2.5x) needs
+      ``RAY_AUTH_MODE=token`` on the client; it is set when a token is at hand.
+    """
+    host = (address or "127.0.0.1").split("://")[-1].rsplit(":", 1)[0]
+    if host in ("localhost", "::1", "[::1]") or host.startswith("127."):
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
+    if address and "RAY_AUTH_MODE" not in os.environ and ("RAY_AUTH_TOKEN" in os.environ or token_file.is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _run_and_promote(configs: list, scheduler, options) -> None:
+    """Connect to Ray, run the sweep with a live progress line, promote the best checkpoint."""
     from raycifar import sweep as sweeps
     from raycifar.leaderboard import promote
 
-    if resources["wandb"] == "offline":
+    if options.wandb == "offline":
         os.environ["WANDB_MODE"] = "offline"
-    options = sweeps.SweepOptions(results_dir=results_dir, sweep_name=sweep_name, **resources)
     try:
         dashboard_url = sweeps.connect(options)
         if dashboard_url:
@@ -159,7 +182,7 @@ def _run_and_promote(configs, scheduler, sweep_name: str, results_dir: Path, res
         with tempfile.TemporaryDirectory() as scratch:
             checkpoint = sweeps.fetch_checkpoint(outcome.best_checkpoint, Path(scratch) / "checkpoint")
             row = promote(
-                checkpoint, results_dir, sweep=sweep_name, trial_id=outcome.best_trial_id,
+                checkpoint, options.results_dir, sweep=options.sweep_name, trial_id=outcome.best_trial_id,
                 val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, source_checkpoint=outcome.best_checkpoint,
             )  # fmt: skip
     except UserError as err:

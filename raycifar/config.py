@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 from raycifar.errors import UserError
@@ -171,6 +172,12 @@ class ModelConfig(_Strict):
     se_ratio: Annotated[int, Field(ge=0)] = 0
     dropout: Probability = 0.0
     num_classes: Annotated[int, Field(ge=2)] = 10
+
+    @model_validator(mode="after")
+    def _one_width_per_stage(self) -> ModelConfig:
+        if len(self.depths) != len(self.widths):
+            raise ValueError(f"depths {self.depths} and widths {self.widths} must have one entry per stage")
+        return self
 
 
 class TrainConfig(_Strict):

@@ -74,6 +74,9 @@ def evaluate_on_test(model_folder: Path, data_dir: Path) -> dict:
 
     Runs on the CPU in float32 so that promotion and ``raycifar evaluate`` agree exactly.
     """
+    missing = [name for name in (MODEL_FILE, CONFIG_FILE) if not (model_folder / name).is_file()]
+    if missing:
+        raise UserError(f"{model_folder}: missing {' and '.join(missing)}; the entry's exported files are gone")
     model, config = load_model_files(model_folder)
     test_set = load_part(data_dir, "test", config.val_fraction, config.split_seed)
     loss, accuracy, count = evaluate(model, DeviceLoader(test_set, EVAL_BATCH_SIZE, torch.device("cpu"), train=False))

@@ -49,7 +49,7 @@ class BasicBlock(nn.Module):
 def make_stages(widths: tuple[int, ...], depths: tuple[int, ...], se_ratio: int) -> nn.Sequential:
     """Stages of BasicBlocks; every stage after the first halves the resolution."""
     stages, in_channels = [], widths[0]
-    for index, (width, depth) in enumerate(zip(widths, depths)):
+    for index, (width, depth) in enumerate(zip(widths, depths, strict=True)):
         blocks = []
         for block in range(depth):
             stride = 2 if index > 0 and block == 0 else 1

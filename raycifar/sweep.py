@@ -137,14 +137,18 @@ class _ProgressCallback(tune.Callback):
 
 
 def connect(options: SweepOptions) -> str | None:
-    """Join ``options.address`` or start a local Ray on 127.0.0.1; returns the dashboard URL."""
+    """Join ``options.address`` or start a local Ray; returns the dashboard URL.
+
+    A local Ray listens on loopback only if :func:`raycifar.cli.prepare_ray_environment`
+    ran before ``ray`` was first imported (the CLI does this).
+    """
     env = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
     if options.address:
-        context = ray.init(address=options.address, log_to_driver=False, runtime_env={"env_vars": env})
+        try:
+            context = ray.init(address=options.address, log_to_driver=False, runtime_env={"env_vars": env})
+        except ConnectionError as err:
+            raise UserError(f"--address {options.address}: cannot join the Ray cluster ({err.__cause__ or err})") from None
     else:
-        # A local Ray binds to loopback only: Ray maps 127.0.0.1 to the machine's reachable
-        # address unless it is told this is a single-machine (non-cluster) setup.
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         context = ray.init(
             num_cpus=os.cpu_count() or 1,
             include_dashboard=options.dashboard,

@@ -79,7 +79,7 @@ def train_epoch(
         loss.backward()
         optimizer.step()
         schedule.step()
-        total += float(loss) * len(labels)
+        total += loss.item() * len(labels)
         count += len(labels)
     return total / max(count, 1)
 

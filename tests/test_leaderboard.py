@@ -53,3 +53,8 @@ def test_a_corrupt_table_is_reported_and_left_untouched(tmp_path: Path) -> None:
 def test_unknown_entry_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"no leaderboard entry 'nope'"):
         find_entry(tmp_path, "nope")
+
+
+def test_evaluate_names_missing_exported_files(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"missing model.safetensors and config.json"):
+        evaluate_on_test(tmp_path, tmp_path)

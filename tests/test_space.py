@@ -83,7 +83,7 @@ def test_a_space_with_no_feasible_config_is_an_error(tmp_path: Path) -> None:
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "raycifar", *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "RAY_ADDRESS": "", "COLUMNS": "200"},
+        env={**{k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}, "RAY_ADDRESS": "", "COLUMNS": "200"},
     )  # fmt: skip
 
 
@@ -114,3 +114,8 @@ def test_sweep_help_documents_every_option(tmp_path: Path) -> None:
     for option in ("--num-samples", "--max-epochs", "--cpus-per-trial", "--gpus-per-trial", "--workers-per-trial",
                    "--seed", "--address", "--results-dir", "--data-dir", "--download", "--wandb"):  # fmt: skip
         assert option in result.stdout
+
+
+def test_cli_wandb_online_without_a_key_exits_2(tmp_path: Path, cifar_dir: Path) -> None:
+    result = run_cli("sweep", "smoke_space", "--data-dir", str(cifar_dir), "--wandb", "online", cwd=tmp_path)
+    assert result.returncode == 2 and "--wandb online needs WANDB_API_KEY" in result.stderr

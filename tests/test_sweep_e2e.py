@@ -72,3 +72,28 @@ def test_trials_run_data_parallel_with_two_workers(tmp_path: Path, cifar_dir: Pa
     assert reported and all(r["world_size"] == 2 for r in reported)
     assert {r["node_ip"] for r in reported} == {"127.0.0.1"}, "a local Ray binds to loopback only"
     assert not (results / "wandb").exists()
+
+
+HOLD_RAY = """
+import sys, ray
+context = ray.init(num_cpus=2, include_dashboard=False)
+print(context.address_info["gcs_address"], flush=True)
+sys.stdin.read()  # hold the cluster until the test closes our stdin
+ray.shutdown()
+"""
+
+
+def test_sweep_joins_an_existing_ray_cluster(tmp_path: Path, cifar_dir: Path) -> None:
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # the cluster listens on loopback only
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_RAY], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        address = holder.stdout.readline().strip()
+        assert address.startswith("127.0.0.1:")
+        results = tmp_path / "results"
+        sweep = raycifar("sweep", str(TINY_SPACE), "--data-dir", str(cifar_dir), "--results-dir", str(results),
+                         "--num-samples", "1", "--max-epochs", "1", "--wandb", "off", "--address", address,
+                         tmp_path=tmp_path)  # fmt: skip
+        assert "promoted to the leaderboard" in sweep.stdout
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
