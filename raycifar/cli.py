@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 from datetime import datetime
@@ -28,13 +29,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-errors = Console(stderr=True)
+stderr = Console(stderr=True)
 
 
 class OutputFormat(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+
+
+class EvaluateFormat(str, Enum):
+    table = "table"
+    json = "json"
 
 
 class WandbChoice(str, Enum):
@@ -57,7 +63,7 @@ DataDirOption = Annotated[
 
 
 def _fail(message: str, code: int = 2) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -68,7 +74,7 @@ class _RichProgress:
         self.progress = progress
         self.task = progress.add_task("starting trials", total=total)
 
-    def update(self, done: int, running: int, total: int, best_val_acc: float | None) -> None:
+    def update(self, done: int, running: int, best_val_acc: float | None) -> None:
         best = "-" if best_val_acc is None else f"{best_val_acc:.4f}"
         self.progress.update(
             self.task, completed=done, description=f"trials: {running} running · best val_acc {best}"
@@ -88,6 +94,13 @@ def _check_data(data_dir: Path, download: bool) -> None:
     locate_cifar10(data_dir)
     for part in ("train", "test"):
         read_cifar10(data_dir, part)
+
+
+def _make_results_dir(results_dir: Path) -> None:
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--results-dir {results_dir}: cannot create it ({err.strerror})") from None
 
 
 @app.command()
@@ -119,13 +132,15 @@ def sweep(
             raise UserError("--wandb online needs WANDB_API_KEY in the environment (or use --wandb offline)")
         _check_data(data_dir, download)
         draws = sample_configs(loaded, num_samples or loaded.spec.num_samples, seed, data_dir, max_epochs)
-        results_dir.mkdir(parents=True, exist_ok=True)
+        _make_results_dir(results_dir)
         from raycifar.leaderboard import read_table
 
         read_table(results_dir)  # an unreadable table fails now, not after the sweep
     except UserError as err:
         _fail(str(err))
     sweep_name = name or f"{loaded.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", sweep_name):
+        _fail(f"--name {sweep_name!r}: use letters, digits, '.', '_' and '-' only")
     if (results_dir / "sweeps" / sweep_name).exists():
         _fail(f"a sweep named {sweep_name!r} already exists in {results_dir / 'sweeps'}: choose another --name")
     sizes = [c.params for c in draws.configs]
@@ -240,7 +255,7 @@ def _print_rows(rows: list[dict], fmt: OutputFormat) -> None:
 @app.command()
 def leaderboard(
     results_dir: ResultsDir = Path("raycifar_results"),
-    format: Annotated[OutputFormat, typer.Option("--format", help="table, json (a list of objects) or csv.")] = OutputFormat.table,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="table, json (a list of objects) or csv.")] = OutputFormat.table,
 ) -> None:
     """Show promoted models, best test accuracy first."""
     from raycifar.leaderboard import read_table, table_path
@@ -250,10 +265,10 @@ def leaderboard(
     except UserError as err:
         _fail(str(err))
     rows.sort(key=lambda r: r["test_acc"], reverse=True)
-    if not rows and format is OutputFormat.table:
+    if not rows and output_format is OutputFormat.table:
         console.print(f"no leaderboard yet at {table_path(results_dir)}: run `raycifar sweep` first")
         return
-    _print_rows(rows, format)
+    _print_rows(rows, output_format)
 
 
 @app.command()
@@ -261,7 +276,7 @@ def evaluate(
     entry_id: Annotated[str, typer.Argument(help="The leaderboard entry to re-evaluate.")],
     results_dir: ResultsDir = Path("raycifar_results"),
     data_dir: DataDirOption = None,
-    format: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+    output_format: Annotated[EvaluateFormat, typer.Option("--format", help="table or json.")] = EvaluateFormat.table,
 ) -> None:
     """Re-run the test evaluation of a leaderboard entry from its exported files.
 
@@ -283,7 +298,7 @@ def evaluate(
         "recorded_test_acc": row["test_acc"],
         "matches_recorded": abs(scores["test_acc"] - row["test_acc"]) < 1e-9,
     }
-    if format is OutputFormat.json:
+    if output_format is EvaluateFormat.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
     _print_record(report)

@@ -54,11 +54,27 @@ class Dimension:
             return math.exp(rng.uniform(math.log(low), math.log(high)))
         return rng.randint(low, high)  # randint: both ends inclusive
 
-    def describe(self) -> str:
-        """Human-readable form, e.g. ``loguniform(0.01, 0.2)``."""
-        if self.sampler == "constant":
-            return repr(self.args[0])
-        return f"{self.sampler}({', '.join(repr(a) for a in self.args)})"
+
+KIND_HINTS = {
+    "number": "numbers",
+    "integer": "integers: use randint or choice",
+    "other": "fixed values: use choice",
+}
+
+
+def _accepts(check: Any, value: Any) -> bool:
+    try:
+        check(value)
+        return True
+    except ValidationError:
+        return False
+
+
+def _value_kind(check: Any) -> str:
+    """``number`` if the key takes fractions, ``integer`` if only whole numbers, else ``other``."""
+    if _accepts(check, 0.5):
+        return "number"
+    return "integer" if _accepts(check, 1) else "other"
 
 
 def _dimension(value_type: Any) -> BeforeValidator:
@@ -68,6 +84,7 @@ def _dimension(value_type: Any) -> BeforeValidator:
     choice, both bounds of a range).
     """
     check = TypeAdapter(value_type).validate_python
+    kind = _value_kind(check)
 
     def valid(value: Any) -> Any:
         try:
@@ -91,13 +108,11 @@ def _dimension(value_type: Any) -> BeforeValidator:
             return Dimension("choice", tuple(valid(a) for a in args))
         if len(args) != 2:
             raise ValueError(f"{sampler} takes [low, high], got {args!r}")
+        if sampler == "randint" and kind != "integer":
+            raise ValueError(f"randint draws integers; this key takes {KIND_HINTS[kind]}")
+        if sampler in ("uniform", "loguniform") and kind != "number":
+            raise ValueError(f"{sampler} draws fractional numbers; this key takes {KIND_HINTS[kind]}")
         low, high = (valid(a) for a in args)
-        if sampler == "randint" and not all(isinstance(a, int) for a in (low, high)):
-            raise ValueError(f"randint takes integers, got {args!r}")
-        if sampler in ("uniform", "loguniform") and not all(
-            isinstance(a, (int, float)) for a in (low, high)
-        ):
-            raise ValueError(f"{sampler} takes numbers, got {args!r}")
         if low > high:
             raise ValueError(f"{sampler} low {low!r} is above high {high!r}")
         if sampler == "loguniform" and low <= 0:
@@ -226,6 +241,8 @@ def load_space_file(path: Path) -> SpaceFile:
         raw = yaml.safe_load(path.read_text())
     except OSError as err:
         raise UserError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file (expected UTF-8 YAML)") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

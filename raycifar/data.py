@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +72,8 @@ def download_cifar10(data_dir: Path) -> None:
     """Fetch and extract the official archive into ``data_dir`` with torchvision (needs internet)."""
     from torchvision.datasets import CIFAR10
 
-    data_dir.mkdir(parents=True, exist_ok=True)
     try:
+        data_dir.mkdir(parents=True, exist_ok=True)
         CIFAR10(root=str(data_dir), train=True, download=True)
     except Exception as err:  # network errors come in many types
         raise UserError(f"downloading CIFAR-10 into {data_dir} failed: {err}") from None
@@ -97,7 +98,10 @@ def _read_batches(source: Path, part: Literal["train", "test"]) -> list[tuple[st
     """The raw bytes of the batch files of ``part``, in file-name order."""
     wanted = (lambda n: n.startswith("data_batch_")) if part == "train" else (lambda n: n == "test_batch")
     if source.is_dir():
-        return [(str(p), p.read_bytes()) for p in sorted(source.iterdir()) if wanted(p.name)]
+        try:
+            return [(str(p), p.read_bytes()) for p in sorted(source.iterdir()) if wanted(p.name)]
+        except OSError as err:
+            raise UserError(f"{err.filename}: cannot read ({err.strerror})") from None
     try:
         with tarfile.open(source, "r:gz") as archive:
             members = sorted((m for m in archive.getmembers() if m.isfile()), key=lambda m: m.name)
@@ -106,7 +110,7 @@ def _read_batches(source: Path, part: Literal["train", "test"]) -> list[tuple[st
                 for m in members
                 if wanted(Path(m.name).name)
             ]
-    except (tarfile.TarError, OSError, EOFError) as err:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise UserError(f"{source}: not a readable CIFAR-10 archive ({err})") from None
 
 

@@ -10,25 +10,29 @@ Layout under the results directory::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 import torch
 
 from raycifar import __version__
-from raycifar.data import DeviceLoader, load_part
+from raycifar.data import DeviceLoader, read_cifar10
 from raycifar.errors import UserError
-from raycifar.models import model_name
-from raycifar.train import CONFIG_FILE, EVAL_BATCH_SIZE, MODEL_FILE, evaluate, load_model_files
-
+from raycifar.models import CONFIG_FILE, MODEL_FILE, load_model_files, model_name
+from raycifar.train import EVAL_BATCH_SIZE, evaluate
 TABLE_FILE = "leaderboard.parquet"
+LOCK_FILE = ".leaderboard.lock"
 ENTRIES_DIR = "leaderboard"
 
 SCHEMA = pa.schema(
@@ -77,35 +81,55 @@ def evaluate_on_test(model_folder: Path, data_dir: Path) -> dict:
     missing = [name for name in (MODEL_FILE, CONFIG_FILE) if not (model_folder / name).is_file()]
     if missing:
         raise UserError(f"{model_folder}: missing {' and '.join(missing)}; the entry's exported files are gone")
-    model, config = load_model_files(model_folder)
-    test_set = load_part(data_dir, "test", config.val_fraction, config.split_seed)
-    loss, accuracy, count = evaluate(model, DeviceLoader(test_set, EVAL_BATCH_SIZE, torch.device("cpu"), train=False))
+    try:
+        model, _ = load_model_files(model_folder)
+    except Exception as err:  # a damaged config.json or weights file: many error types
+        raise UserError(f"{model_folder}: cannot rebuild the model ({type(err).__name__}: {err})") from None
+    loader = DeviceLoader(read_cifar10(data_dir, "test"), EVAL_BATCH_SIZE, torch.device("cpu"), train=False)
+    loss, accuracy, count = evaluate(model, loader)
     return {"test_acc": accuracy, "test_loss": loss, "n": count}
 
 
+@contextmanager
+def _locked(results_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the results folder's leaderboard while the block runs."""
+    with open(results_dir / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def read_table(results_dir: Path) -> list[dict]:
-    """All rows of the leaderboard (empty if there is none yet)."""
+    """All rows of the leaderboard (empty if there is none yet); checks its columns."""
     path = table_path(results_dir)
     if not path.exists():
         return []
     try:
-        return pq.read_table(path).to_pylist()
+        table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
         raise UserError(f"{path}: not a readable leaderboard table ({err})") from None
+    missing = [name for name in COLUMNS if name not in table.column_names]
+    if missing:
+        raise UserError(f"{path}: not a raycifar leaderboard (missing columns: {', '.join(missing)})")
+    return table.select(list(COLUMNS)).to_pylist()
 
 
 def append_row(results_dir: Path, row: dict) -> None:
-    """Append one row: write old rows + new row to a temp file, then atomically rename it."""
-    rows = read_table(results_dir) + [row]
-    path = table_path(results_dir)
-    handle, temp_name = tempfile.mkstemp(prefix=".leaderboard-", suffix=".parquet", dir=results_dir)
-    os.close(handle)
-    try:
-        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), temp_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    """Append one row under a lock: write old rows + new row to a temp file, fsync, rename."""
+    with _locked(results_dir):
+        rows = read_table(results_dir) + [row]
+        handle, temp_name = tempfile.mkstemp(prefix=".leaderboard-", suffix=".parquet", dir=results_dir)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), stream)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temp_name, table_path(results_dir))
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
 
 
 def promote(
@@ -118,16 +142,23 @@ def promote(
     epochs: int,
     source_checkpoint: str,
 ) -> dict:
-    """Export a checkpoint's model to the leaderboard, evaluate it on the test set, append a row."""
+    """Export a checkpoint's model to the leaderboard, evaluate it on the test set, append a row.
+
+    The entry folder appears only with its row: a failure on the way leaves neither.
+    """
     entry_id = new_entry_id(sweep)
     target = entry_dir(results_dir, entry_id)
     staging = target.with_name(f".{entry_id}.partial")
     staging.mkdir(parents=True)
-    for name in (MODEL_FILE, CONFIG_FILE):
-        shutil.copy2(checkpoint_folder / name, staging / name)
-    _, config = load_model_files(staging)
-    scores = evaluate_on_test(staging, Path(config.data_dir))
-    staging.rename(target)
+    try:
+        for name in (MODEL_FILE, CONFIG_FILE):
+            shutil.copy2(checkpoint_folder / name, staging / name)
+        _, config = load_model_files(staging)
+        scores = evaluate_on_test(staging, Path(config.data_dir))
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     row = {
         "entry_id": entry_id,
         "created_at": datetime.now(timezone.utc).replace(microsecond=0),
@@ -148,7 +179,11 @@ def promote(
         "seed": config.seed,
         "raycifar_version": __version__,
     }
-    append_row(results_dir, row)
+    try:
+        append_row(results_dir, row)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
     return row
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from raycifar.config import ModelConfig
+from raycifar.config import ModelConfig, TrialConfig
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
 
 
 class SqueezeExcite(nn.Module):
@@ -95,3 +102,23 @@ def model_name(config: ModelConfig) -> str:
     depth = 2 + 2 * sum(config.depths)
     name = f"resnet{depth}-w{config.widths[0]}"
     return f"{name}-se{config.se_ratio}" if config.se_ratio else name
+
+
+def save_model_files(folder: Path, model: nn.Module, config: TrialConfig) -> None:
+    """Write the weights (safetensors) and the resolved config (JSON) into ``folder``."""
+    weights = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    save_file(weights, str(folder / MODEL_FILE))
+    (folder / CONFIG_FILE).write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+
+
+def load_model_files(folder: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, TrialConfig]:
+    """Rebuild a model and its config from files written by :func:`save_model_files`."""
+    config = TrialConfig.model_validate_json((folder / CONFIG_FILE).read_text())
+    model = build_model(config.model, device)
+    model.load_state_dict(load_file(str(folder / MODEL_FILE), device=str(device)))
+    return model, config
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model

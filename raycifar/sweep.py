@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+import pandas
+import pyarrow.fs
 import ray
 import ray.train
 from ray import tune
@@ -46,18 +48,15 @@ class SweepOptions:
 class ProgressSink(Protocol):
     """What the sweep tells its caller while it runs (the CLI draws it)."""
 
-    def update(self, done: int, running: int, total: int, best_val_acc: float | None) -> None: ...
+    def update(self, done: int, running: int, best_val_acc: float | None) -> None: ...
 
     def trial_failed(self, trial_id: str, error_file: str | None) -> None: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class SweepOutcome:
-    """The best epoch of the sweep and what happened to every trial."""
+    """The best epoch of the sweep and what happened to its trials."""
 
-    sweep_name: str
-    experiment_path: str
-    best_config: TrialConfig
     best_trial_id: str
     best_val_acc: float
     best_epoch: int
@@ -66,7 +65,6 @@ class SweepOutcome:
     stopped_early: int
     failed: int
     wall_seconds: float
-    epochs_by_trial: dict[str, int] = field(default_factory=dict)
 
 
 class _PresetConfigs(Searcher):
@@ -99,8 +97,8 @@ class _PresetConfigs(Searcher):
 class _ProgressCallback(tune.Callback):
     """Forwards trial counts and the best ``val_acc`` so far to a :class:`ProgressSink`."""
 
-    def __init__(self, sink: ProgressSink, total: int) -> None:
-        self.sink, self.total = sink, total
+    def __init__(self, sink: ProgressSink) -> None:
+        self.sink = sink
         self.running: set[str] = set()
         self.done = 0
         self.best: float | None = None
@@ -111,7 +109,7 @@ class _ProgressCallback(tune.Callback):
 
     def _push(self) -> None:
         if self.sink is not None:
-            self.sink.update(self.done, len(self.running), self.total, self.best)
+            self.sink.update(self.done, len(self.running), self.best)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.running.add(trial.trial_id)
@@ -150,7 +148,7 @@ def connect(options: SweepOptions) -> str | None:
             raise UserError(f"--address {options.address}: cannot join the Ray cluster ({err.__cause__ or err})") from None
     else:
         context = ray.init(
-            num_cpus=os.cpu_count() or 1,
+            num_cpus=len(os.sched_getaffinity(0)),
             include_dashboard=options.dashboard,
             dashboard_host="127.0.0.1",
             log_to_driver=False,
@@ -160,26 +158,31 @@ def connect(options: SweepOptions) -> str | None:
     return f"http://{url}" if url else None
 
 
-def _trial_resources(options: SweepOptions) -> tuple[float, float, int]:
-    """(CPUs per trial, GPUs per trial, concurrent trials) for the connected cluster."""
+def _trial_resources(options: SweepOptions) -> tuple[float, int]:
+    """(GPUs per trial, concurrent trials) for the connected cluster.
+
+    On a local Ray, requests the machine cannot meet are errors; on a cluster the
+    autoscaler may still add the nodes they need.
+    """
     cluster = ray.cluster_resources()
     cpus, gpus_available = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
     gpus = options.gpus_per_trial
     if gpus is None:
         gpus = 1.0 if gpus_available >= 1 else 0.0
-    if options.cpus_per_trial > cpus:
-        raise UserError(f"--cpus-per-trial {options.cpus_per_trial} is more than the cluster's {cpus:g} CPUs")
-    if gpus > gpus_available and options.address is None:
-        raise UserError(f"--gpus-per-trial {gpus:g} is more than this machine's {gpus_available:g} GPUs")
+    if options.address is None:
+        if options.cpus_per_trial > cpus:
+            raise UserError(f"--cpus-per-trial {options.cpus_per_trial:g} is more than this machine's {cpus:g} CPUs")
+        if gpus > gpus_available:
+            raise UserError(f"--gpus-per-trial {gpus:g} is more than this machine's {gpus_available:g} GPUs")
     concurrent = int(cpus // options.cpus_per_trial)
     if gpus > 0 and gpus_available > 0:
         concurrent = min(concurrent, int(gpus_available // gpus))
-    return options.cpus_per_trial, gpus, max(1, concurrent)
+    return gpus, max(1, concurrent)
 
 
-def _make_trial_function(options: SweepOptions, train_storage: Path, cpus: float, gpus: float):
+def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float):
     """The Tune function trial: fits one TorchTrainer on the trial's config."""
-    workers = options.workers_per_trial
+    workers, cpus = options.workers_per_trial, options.cpus_per_trial
     scaling = ray.train.ScalingConfig(
         num_workers=workers,
         use_gpu=gpus > 0,
@@ -196,6 +199,8 @@ def _make_trial_function(options: SweepOptions, train_storage: Path, cpus: float
                 name=trial_id,
                 storage_path=str(train_storage),
                 callbacks=[TuneReportCallback()],
+                # A crashed worker group restarts once from the trial's last checkpoint.
+                failure_config=ray.train.FailureConfig(max_failures=1),
                 checkpoint_config=ray.train.CheckpointConfig(
                     num_to_keep=2, checkpoint_score_attribute="val_acc", checkpoint_score_order="max"
                 ),
@@ -211,8 +216,8 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _callbacks(options: SweepOptions, progress: ProgressSink, total: int) -> list:
-    callbacks: list = [_ProgressCallback(progress, total)]
+def _callbacks(options: SweepOptions, progress: ProgressSink) -> list:
+    callbacks: list = [_ProgressCallback(progress)]
     if options.wandb != "off":
         from ray.air.integrations.wandb import WandbLoggerCallback
 
@@ -236,7 +241,7 @@ def run_sweep(
     started = time.monotonic()
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0 the classic reporter prints nothing
     os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "30")  # W&B start-up is slow, not a problem
-    cpus, gpus, concurrent = _trial_resources(options)
+    gpus, concurrent = _trial_resources(options)
     storage = options.results_dir / "sweeps"
     max_epochs = max(c.train.epochs for c in configs)
     asha = ASHAScheduler(
@@ -246,7 +251,7 @@ def run_sweep(
         reduction_factor=scheduler.reduction_factor,
     )
     tuner = tune.Tuner(
-        _make_trial_function(options, storage / options.sweep_name / "train_runs", cpus, gpus),
+        _make_trial_function(options, storage / options.sweep_name / "train_runs", gpus),
         tune_config=tune.TuneConfig(
             metric="val_acc",
             mode="max",
@@ -259,7 +264,7 @@ def run_sweep(
         run_config=tune.RunConfig(
             name=options.sweep_name,
             storage_path=str(storage),
-            callbacks=_callbacks(options, progress, len(configs)),
+            callbacks=_callbacks(options, progress),
             verbose=0,
         ),
     )
@@ -267,46 +272,46 @@ def run_sweep(
     return _summarise(results, options, time.monotonic() - started)
 
 
+def _checkpoint_exists(path: str) -> bool:
+    checkpoint = ray.train.Checkpoint(path)
+    return checkpoint.filesystem.get_file_info(checkpoint.path).type != pyarrow.fs.FileType.NotFound
+
+
 def _summarise(results, options: SweepOptions, wall_seconds: float) -> SweepOutcome:
-    """Pick the epoch with the best ``val_acc`` (that has a checkpoint) across all trials."""
-    best_row, best_result = None, None
-    epochs_by_trial, stopped_early, failed = {}, 0, 0
+    """Pick the epoch with the best ``val_acc`` whose checkpoint is kept, across all trials.
+
+    Ties go to the later epoch; Ray keeps each trial's best two checkpoints by ``val_acc``.
+    """
+    candidates, stopped_early, failed = [], 0, 0
     for result in results:
-        trial_id = result.metrics.get("trial_id", "?") if result.metrics else "?"
         history = result.metrics_dataframe
-        if result.error is not None:
-            failed += 1
+        failed += result.error is not None
         if history is None or history.empty or "val_acc" not in history:
             continue
         planned = TrialConfig.model_validate(result.config).train.epochs
-        reached = int(history["epoch"].max())
-        epochs_by_trial[trial_id] = reached
-        if reached < planned and result.error is None:
-            stopped_early += 1
-        rows = history.dropna(subset=["checkpoint_path"]) if "checkpoint_path" in history else history.iloc[0:0]
-        if rows.empty:
-            continue
-        row = rows.loc[rows["val_acc"].idxmax()]
-        if best_row is None or row["val_acc"] > best_row["val_acc"]:
-            best_row, best_result = row, result
-    if best_row is None:
+        stopped_early += int(history["epoch"].max()) < planned and result.error is None
+        if "checkpoint_path" in history:
+            candidates.append(history.dropna(subset=["checkpoint_path"]))
+    ranked = (
+        pandas.concat(candidates).sort_values(["val_acc", "epoch"], ascending=False)
+        if candidates
+        else pandas.DataFrame()
+    )
+    best = next((row for _, row in ranked.iterrows() if _checkpoint_exists(row["checkpoint_path"])), None)
+    if best is None:
         raise SweepFailed(
-            f"no trial of sweep {options.sweep_name} reported a checkpoint; "
+            f"no trial of sweep {options.sweep_name} left a checkpoint; "
             f"see the error.txt files under {results.experiment_path}"
         )
     return SweepOutcome(
-        sweep_name=options.sweep_name,
-        experiment_path=results.experiment_path,
-        best_config=TrialConfig.model_validate(best_result.config),
-        best_trial_id=str(best_row["trial_id"]),
-        best_val_acc=float(best_row["val_acc"]),
-        best_epoch=int(best_row["epoch"]),
-        best_checkpoint=str(best_row["checkpoint_path"]),
+        best_trial_id=str(best["trial_id"]),
+        best_val_acc=float(best["val_acc"]),
+        best_epoch=int(best["epoch"]),
+        best_checkpoint=str(best["checkpoint_path"]),
         trials=len(results),
         stopped_early=stopped_early,
         failed=failed,
         wall_seconds=wall_seconds,
-        epochs_by_trial=epochs_by_trial,
     )
 
 

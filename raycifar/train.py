@@ -7,21 +7,18 @@ checkpoint (written by rank 0). A restarted trial resumes from its last checkpoi
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from raycifar.config import TrainConfig, TrialConfig
 from raycifar.data import DeviceLoader, load_part
-from raycifar.models import build_model
+from raycifar.models import MODEL_FILE, build_model, save_model_files, unwrap
 
-MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.pt"
-CONFIG_FILE = "config.json"
 EVAL_BATCH_SIZE = 500
 
 
@@ -44,14 +41,15 @@ def make_schedule(
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
 
 
-def mixup_loss(
+def batch_loss(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
     train: TrainConfig,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Cross-entropy with label smoothing, on a mixup-blended batch when ``mixup_alpha > 0``."""
+    """The training loss of one batch: cross-entropy with label smoothing, on a
+    mixup-blended batch when ``mixup_alpha > 0``."""
     if train.mixup_alpha <= 0:
         return nn.functional.cross_entropy(model(images), labels, label_smoothing=train.label_smoothing)
     beta = torch.distributions.Beta(train.mixup_alpha, train.mixup_alpha)
@@ -74,7 +72,7 @@ def train_epoch(
     model.train()
     total, count = 0.0, 0
     for images, labels in loader:
-        loss = mixup_loss(model, images, labels, train, loader.generator)
+        loss = batch_loss(model, images, labels, train, loader.generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -95,26 +93,6 @@ def evaluate(model: nn.Module, loader: DeviceLoader) -> tuple[float, float, int]
         correct += int((logits.argmax(1) == labels).sum())
         count += len(labels)
     return loss_sum / max(count, 1), correct / max(count, 1), count
-
-
-def save_model_files(folder: Path, model: nn.Module, config: TrialConfig) -> None:
-    """Write the weights (safetensors) and the resolved config (JSON) into ``folder``."""
-    weights = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
-    save_file(weights, str(folder / MODEL_FILE))
-    (folder / CONFIG_FILE).write_text(json.dumps(config.model_dump(mode="json"), indent=2))
-
-
-def load_model_files(folder: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, TrialConfig]:
-    """Rebuild a model and its config from files written by :func:`save_model_files`."""
-    config = TrialConfig.model_validate_json((folder / CONFIG_FILE).read_text())
-    model = build_model(config.model, device)
-    model.load_state_dict(load_file(str(folder / MODEL_FILE), device=str(device)))
-    return model, config
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside a DistributedDataParallel wrapper (or the model itself)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, schedule, device) -> int:

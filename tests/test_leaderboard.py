@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -12,7 +14,7 @@ from raycifar.config import ModelConfig, TrainConfig, TrialConfig
 from raycifar.errors import UserError
 from raycifar.leaderboard import COLUMNS, append_row, evaluate_on_test, find_entry, promote, read_table, table_path
 from raycifar.models import build_model
-from raycifar.train import save_model_files
+from raycifar.models import save_model_files
 
 
 def exported_checkpoint(folder: Path, data_dir: Path) -> Path:
@@ -40,7 +42,36 @@ def test_promote_appends_rows_and_evaluate_reproduces_test_acc(tmp_path: Path, c
     again = evaluate_on_test(folder, cifar_dir)
     assert again["test_acc"] == first["test_acc"] and again["n"] == 200
     assert find_entry(results, second["entry_id"])["trial_id"] == "t2"
-    assert sorted(p.name for p in results.iterdir()) == ["leaderboard", "leaderboard.parquet"]
+    assert sorted(p.name for p in results.iterdir()) == [".leaderboard.lock", "leaderboard", "leaderboard.parquet"]
+    assert sorted(p.name for p in (results / "leaderboard").iterdir()) == sorted([first["entry_id"], second["entry_id"]])
+
+
+def test_a_failed_promotion_leaves_no_folder_and_no_row(tmp_path: Path, cifar_dir: Path) -> None:
+    checkpoint = exported_checkpoint(tmp_path / "ckpt", cifar_dir)
+    (checkpoint / "model.safetensors").write_bytes(b"broken")
+    results = tmp_path / "results"
+    results.mkdir()
+    with pytest.raises(Exception):
+        promote(checkpoint, results, sweep="s", trial_id="t", val_acc=0.5, epochs=1, source_checkpoint="x")
+    assert read_table(results) == [] and list((results / "leaderboard").iterdir()) == []
+
+
+def test_concurrent_appends_keep_every_row(tmp_path: Path) -> None:
+    row = {name: None for name in COLUMNS}
+
+    def append_many(worker: int) -> None:
+        for index in range(5):
+            append_row(tmp_path, {**row, "entry_id": f"{worker}-{index}"})
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(append_many, range(4)))
+    assert len({r["entry_id"] for r in read_table(tmp_path)}) == 20
+
+
+def test_a_table_with_other_columns_is_refused(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"entry_id": ["a"], "score": [1.0]}), table_path(tmp_path))
+    with pytest.raises(UserError, match=r"not a raycifar leaderboard \(missing columns: created_at"):
+        read_table(tmp_path)
 
 
 def test_a_corrupt_table_is_reported_and_left_untouched(tmp_path: Path) -> None:

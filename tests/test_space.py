@@ -34,6 +34,8 @@ def write_space(tmp_path: Path, text: str) -> Path:
         (GOOD.replace("{choice: [8, 12]}", "{choice: []}"), r"arch.base_width: choice takes a non-empty list"),
         (GOOD.replace("schedule: onecycle", "schedule: linear"), r"train.schedule: 'linear': Input should be 'cosine' or 'onecycle'"),
         (GOOD.replace("budget: 100000", "budget: -5"), r"space.yaml: budget: .*greater than or equal to 1"),
+        (GOOD.replace("{choice: [8, 12]}", "{uniform: [8, 12]}"), r"arch.base_width: uniform draws fractional numbers; this key takes integers: use randint or choice"),
+        (GOOD.replace("schedule: onecycle", "schedule: {randint: [1, 2]}"), r"train.schedule: randint draws integers; this key takes fixed values: use choice"),
         ("train: {lr: 0.1}\n", r"space.yaml: arch: Field required"),
         ("arch: [1, 2\n", r"space.yaml: line \d+: not valid YAML"),
         ("- 1\n- 2\n", r"space.yaml: expected a mapping"),

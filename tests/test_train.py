@@ -10,7 +10,7 @@ import torch
 from raycifar.config import ModelConfig, TrainConfig
 from raycifar.data import DeviceLoader, load_part
 from raycifar.models import build_model
-from raycifar.train import evaluate, make_optimizer, make_schedule, mixup_loss, train_epoch
+from raycifar.train import evaluate, make_optimizer, make_schedule, batch_loss, train_epoch
 
 MODEL = ModelConfig(depths=(1, 1), widths=(8, 16))
 
@@ -43,7 +43,7 @@ def test_label_smoothing_and_mixup_change_the_loss() -> None:
     model = build_model(MODEL)
     images, labels = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
     generator = torch.Generator().manual_seed(0)
-    plain = mixup_loss(model, images, labels, TrainConfig(), generator)
-    smoothed = mixup_loss(model, images, labels, TrainConfig(label_smoothing=0.3), generator)
-    mixed = mixup_loss(model, images, labels, TrainConfig(mixup_alpha=1.0), generator)
-    assert len({float(plain), float(smoothed), float(mixed)}) == 3
+    plain = batch_loss(model, images, labels, TrainConfig(), generator)
+    smoothed = batch_loss(model, images, labels, TrainConfig(label_smoothing=0.3), generator)
+    mixed = batch_loss(model, images, labels, TrainConfig(mixup_alpha=1.0), generator)
+    assert len({plain.item(), smoothed.item(), mixed.item()}) == 3
