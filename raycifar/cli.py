@@ -164,9 +164,13 @@ def prepare_ray_environment(address: str | None) -> None:
 
     - A local (or loopback) Ray listens on 127.0.0.1 only. Ray otherwise swaps 127.0.0.1
       for the machine's reachable address unless told this is a single-machine setup.
-    - Joining a cluster with token authentication (the default since Ray 2.5x) needs
+    - Joining a cluster with token authentication (on by default in Ray 2.60) needs
       ``RAY_AUTH_MODE=token`` on the client; it is set when a token is at hand.
+    - Tune stays quiet (the CLI draws its own progress line) and does not warn about
+      slow callbacks: W&B's start-up takes a few seconds per trial.
     """
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0 the classic reporter prints nothing
+    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "30")
     host = (address or "127.0.0.1").split("://")[-1].rsplit(":", 1)[0]
     if host in ("localhost", "::1", "[::1]") or host.startswith("127."):
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -204,6 +208,8 @@ def _run_and_promote(configs: list, scheduler, options) -> None:
         _fail(str(err))
     except sweeps.SweepFailed as err:
         _fail(str(err), code=1)
+    except sweeps.SweepInterrupted as err:
+        _fail(str(err), code=130)
     finally:
         sweeps.disconnect()
     console.print("promoted to the leaderboard:")

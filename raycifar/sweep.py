@@ -153,6 +153,9 @@ def connect(options: SweepOptions) -> str | None:
             dashboard_host="127.0.0.1",
             log_to_driver=False,
             runtime_env={"env_vars": env},
+            # Each trial runs ~7 small Ray Train/Tune actors; let them start together
+            # instead of warning that more workers started than there are CPUs.
+            _system_config={"worker_maximum_startup_concurrency": 4 * len(os.sched_getaffinity(0))},
         )
     url = getattr(context, "dashboard_url", None)
     return f"http://{url}" if url else None
@@ -216,8 +219,8 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _callbacks(options: SweepOptions, progress: ProgressSink) -> list:
-    callbacks: list = [_ProgressCallback(progress)]
+def _callbacks(options: SweepOptions, progress: _ProgressCallback) -> list:
+    callbacks: list = [progress]
     if options.wandb != "off":
         from ray.air.integrations.wandb import WandbLoggerCallback
 
@@ -225,7 +228,12 @@ def _callbacks(options: SweepOptions, progress: ProgressSink) -> list:
         wandb_dir.mkdir(parents=True, exist_ok=True)
         callbacks.append(
             WandbLoggerCallback(
-                project="raycifar", group=options.sweep_name, mode=options.wandb, dir=str(wandb_dir)
+                project="raycifar",
+                group=options.sweep_name,
+                mode=options.wandb,
+                dir=str(wandb_dir),
+                # How long the end of a sweep waits for W&B; offline runs only flush files.
+                upload_timeout=30 if options.wandb == "offline" else 300,
             )
         )
     return callbacks
@@ -239,9 +247,8 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run every config as a Tune trial under ASHA (Ray must be connected) and find the best epoch."""
     started = time.monotonic()
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0 the classic reporter prints nothing
-    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "30")  # W&B start-up is slow, not a problem
     gpus, concurrent = _trial_resources(options)
+    tracker = _ProgressCallback(progress)
     storage = options.results_dir / "sweeps"
     max_epochs = max(c.train.epochs for c in configs)
     asha = ASHAScheduler(
@@ -264,11 +271,16 @@ def run_sweep(
         run_config=tune.RunConfig(
             name=options.sweep_name,
             storage_path=str(storage),
-            callbacks=_callbacks(options, progress),
+            callbacks=_callbacks(options, tracker),
             verbose=0,
         ),
     )
     results = tuner.fit()
+    if tracker.done < len(configs):  # Tune ends early only when it is interrupted
+        raise SweepInterrupted(
+            f"sweep {options.sweep_name} stopped with {len(configs) - tracker.done} unfinished trials; "
+            f"nothing promoted. Its results so far are in {results.experiment_path}"
+        )
     return _summarise(results, options, time.monotonic() - started)
 
 
@@ -317,6 +329,10 @@ def _summarise(results, options: SweepOptions, wall_seconds: float) -> SweepOutc
 
 class SweepFailed(Exception):
     """The sweep ran but produced nothing to promote."""
+
+
+class SweepInterrupted(Exception):
+    """The sweep was stopped (Ctrl+C) before all trials finished."""
 
 
 def fetch_checkpoint(checkpoint_path: str, destination: Path) -> Path:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +99,21 @@ def test_sweep_joins_an_existing_ray_cluster(tmp_path: Path, cifar_dir: Path) ->
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
+
+
+def test_ctrl_c_stops_the_sweep_without_promoting(tmp_path: Path, cifar_dir: Path) -> None:
+    results = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RAY_ADDRESS"))}
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "raycifar", "sweep", str(TINY_SPACE), "--data-dir", str(cifar_dir),
+         "--results-dir", str(results), "--num-samples", "4", "--wandb", "off", "--no-dashboard"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not list(results.glob("sweeps/*/trial_*")) and time.monotonic() < deadline:
+        time.sleep(1)
+    sweep.send_signal(signal.SIGINT)
+    _, stderr = sweep.communicate(timeout=240)
+    assert sweep.returncode == 130, stderr[-2000:]
+    assert "unfinished trials; nothing promoted" in stderr
+    assert not (results / "leaderboard.parquet").exists()
