@@ -28,6 +28,7 @@ import torch
 
 from raycifar import __version__
 from raycifar.data import DeviceLoader, read_cifar10
+from raycifar.config import TrialConfig
 from raycifar.errors import UserError
 from raycifar.models import CONFIG_FILE, MODEL_FILE, load_model_files, model_name
 from raycifar.train import EVAL_BATCH_SIZE, evaluate
@@ -73,18 +74,27 @@ def new_entry_id(sweep: str) -> str:
     return f"{sweep}-{secrets.token_hex(2)}"
 
 
+def _rebuild(model_folder: Path) -> tuple[torch.nn.Module, TrialConfig]:
+    """The model and config exported in ``model_folder``; a one-line error if they are damaged."""
+    missing = [name for name in (MODEL_FILE, CONFIG_FILE) if not (model_folder / name).is_file()]
+    if missing:
+        raise UserError(f"{model_folder}: missing {' and '.join(missing)}; the entry's exported files are gone")
+    try:
+        return load_model_files(model_folder)
+    except Exception as err:  # a damaged config.json or weights file: many error types
+        raise UserError(f"{model_folder}: cannot rebuild the model ({type(err).__name__}: {err})") from None
+
+
 def evaluate_on_test(model_folder: Path, data_dir: Path) -> dict:
     """Test-set ``test_acc``, ``test_loss`` and ``n`` of the model saved in ``model_folder``.
 
     Runs on the CPU in float32 so that promotion and ``raycifar evaluate`` agree exactly.
     """
-    missing = [name for name in (MODEL_FILE, CONFIG_FILE) if not (model_folder / name).is_file()]
-    if missing:
-        raise UserError(f"{model_folder}: missing {' and '.join(missing)}; the entry's exported files are gone")
-    try:
-        model, _ = load_model_files(model_folder)
-    except Exception as err:  # a damaged config.json or weights file: many error types
-        raise UserError(f"{model_folder}: cannot rebuild the model ({type(err).__name__}: {err})") from None
+    model, _ = _rebuild(model_folder)
+    return _test_scores(model, data_dir)
+
+
+def _test_scores(model: torch.nn.Module, data_dir: Path) -> dict:
     loader = DeviceLoader(read_cifar10(data_dir, "test"), EVAL_BATCH_SIZE, torch.device("cpu"), train=False)
     loss, accuracy, count = evaluate(model, loader)
     return {"test_acc": accuracy, "test_loss": loss, "n": count}
@@ -153,8 +163,8 @@ def promote(
     try:
         for name in (MODEL_FILE, CONFIG_FILE):
             shutil.copy2(checkpoint_folder / name, staging / name)
-        _, config = load_model_files(staging)
-        scores = evaluate_on_test(staging, Path(config.data_dir))
+        model, config = _rebuild(staging)
+        scores = _test_scores(model, Path(config.data_dir))
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -11,7 +11,15 @@ import torch
 from cifar_files import archive_cifar10, write_batch, write_cifar10
 from conftest import SHARED_CIFAR10
 
-from raycifar.data import CLASS_NAMES, DeviceLoader, ImageSet, load_part, read_cifar10, stratified_split
+from raycifar.data import (
+    CLASS_NAMES,
+    DeviceLoader,
+    ImageSet,
+    download_cifar10,
+    load_part,
+    read_cifar10,
+    stratified_split,
+)
 from raycifar.errors import UserError
 
 
@@ -123,3 +131,29 @@ def test_reads_the_real_cifar10_subset() -> None:
     assert len(train) == 10_000 and len(test) == 2_000
     assert set(np.unique(train.labels)) == set(range(10))
     assert 100 < train.images.mean() < 140
+
+
+def test_download_fetches_with_torchvision_into_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+
+    calls = []
+
+    def fake_cifar10(root: str, train: bool, download: bool) -> None:
+        calls.append((root, train, download))
+        write_cifar10(Path(root), train_batches=1, per_batch=20, test=10)
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", fake_cifar10)
+    download_cifar10(tmp_path / "new")
+    assert calls == [(str(tmp_path / "new"), True, True)]
+    assert len(read_cifar10(tmp_path / "new", "train")) == 20
+
+
+def test_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+
+    def offline(root: str, train: bool, download: bool) -> None:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(UserError, match=r"downloading CIFAR-10 into .* failed: network is unreachable"):
+        download_cifar10(tmp_path)
