@@ -86,12 +86,11 @@ class _RichProgress:
 
 def _check_data(data_dir: Path, download: bool) -> None:
     """Make sure CIFAR-10 is readable before Ray starts (downloading it if asked)."""
-    from raycifar.data import download_cifar10, locate_cifar10, read_cifar10
+    from raycifar.data import download_cifar10, read_cifar10
 
     if download:
         console.print(f"downloading CIFAR-10 into {data_dir} …")
         download_cifar10(data_dir)
-    locate_cifar10(data_dir)
     for part in ("train", "test"):
         read_cifar10(data_dir, part)
 

@@ -30,7 +30,6 @@ CLASS_NAMES = (
 )  # fmt: skip
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
-Part = Literal["train", "val", "test"]
 
 
 @dataclass(frozen=True)
@@ -137,13 +136,11 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-def load_part(data_dir: Path, part: Part, val_fraction: float, split_seed: int) -> ImageSet:
-    """The ``train`` or ``val`` share of the training set, or the ``test`` set."""
-    if part == "test":
-        return read_cifar10(data_dir, "test")
+def train_val_split(data_dir: Path, val_fraction: float, split_seed: int) -> tuple[ImageSet, ImageSet]:
+    """The official training set split into (train, val); the test set stays untouched."""
     full = read_cifar10(data_dir, "train")
     train_idx, val_idx = stratified_split(full.labels, val_fraction, split_seed)
-    return full.subset(train_idx if part == "train" else val_idx)
+    return full.subset(train_idx), full.subset(val_idx)
 
 
 def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:

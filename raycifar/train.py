@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from raycifar.config import TrainConfig, TrialConfig
-from raycifar.data import DeviceLoader, load_part
+from raycifar.data import DeviceLoader, train_val_split
 from raycifar.models import MODEL_FILE, build_model, save_model_files, unwrap
 
 STATE_FILE = "train_state.pt"
@@ -138,14 +138,11 @@ def train_loop_per_worker(config_dict: dict) -> None:
     torch.manual_seed(config.seed)
     device = ray.train.torch.get_device()
 
-    data_dir = Path(config.data_dir)
+    train_set, val_set = train_val_split(Path(config.data_dir), config.val_fraction, config.split_seed)
     train_loader = DeviceLoader(
-        load_part(data_dir, "train", config.val_fraction, config.split_seed),
-        config.train.batch_size, device, train=True, seed=config.seed, rank=rank, world_size=world_size,
-    )  # fmt: skip
-    val_loader = DeviceLoader(
-        load_part(data_dir, "val", config.val_fraction, config.split_seed), EVAL_BATCH_SIZE, device, train=False
+        train_set, config.train.batch_size, device, train=True, seed=config.seed, rank=rank, world_size=world_size
     )
+    val_loader = DeviceLoader(val_set, EVAL_BATCH_SIZE, device, train=False)
     model = ray.train.torch.prepare_model(build_model(config.model, device))
     optimizer = make_optimizer(model, config.train)
     schedule = make_schedule(optimizer, config.train, len(train_loader) * config.train.epochs)

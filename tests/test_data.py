@@ -16,9 +16,9 @@ from raycifar.data import (
     DeviceLoader,
     ImageSet,
     download_cifar10,
-    load_part,
     read_cifar10,
     stratified_split,
+    train_val_split,
 )
 from raycifar.errors import UserError
 
@@ -87,10 +87,12 @@ def test_split_is_stratified_seeded_and_disjoint() -> None:
     assert not np.array_equal(val, stratified_split(labels, 0.1, seed=4)[1])
 
 
-def test_test_set_is_never_in_the_train_or_val_parts(cifar_dir: Path) -> None:
-    train = load_part(cifar_dir, "train", 0.1, 0)
-    val = load_part(cifar_dir, "val", 0.1, 0)
+def test_train_and_val_partition_the_training_set(cifar_dir: Path) -> None:
+    train, val = train_val_split(cifar_dir, 0.1, 0)
     assert len(train) + len(val) == 600 and len(val) == 60
+    full = read_cifar10(cifar_dir, "train").images.reshape(600, -1)
+    rows = {row.tobytes() for row in full}
+    assert {r.tobytes() for r in train.images.reshape(len(train), -1)} | {r.tobytes() for r in val.images.reshape(60, -1)} == rows
 
 
 def _image_set(n: int) -> ImageSet:

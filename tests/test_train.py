@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from raycifar.config import ModelConfig, TrainConfig
-from raycifar.data import DeviceLoader, load_part
+from raycifar.data import DeviceLoader, train_val_split
 from raycifar.models import build_model
 from raycifar.train import evaluate, make_optimizer, make_schedule, batch_loss, train_epoch
 
@@ -25,8 +25,9 @@ MODEL = ModelConfig(depths=(1, 1), widths=(8, 16))
 def test_a_few_epochs_learn_the_synthetic_classes(cifar_dir: Path, train: TrainConfig) -> None:
     torch.manual_seed(0)
     device = torch.device("cpu")
-    loader = DeviceLoader(load_part(cifar_dir, "train", 0.1, 0), 64, device, train=True, seed=0)
-    val = DeviceLoader(load_part(cifar_dir, "val", 0.1, 0), 500, device, train=False)
+    train_set, val_set = train_val_split(cifar_dir, 0.1, 0)
+    loader = DeviceLoader(train_set, 64, device, train=True, seed=0)
+    val = DeviceLoader(val_set, 500, device, train=False)
     model = build_model(MODEL)
     optimizer = make_optimizer(model, train)
     schedule = make_schedule(optimizer, train, len(loader) * 3)
