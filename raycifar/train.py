@@ -70,29 +70,31 @@ def train_epoch(
 ) -> float:
     """One pass over the loader; returns the mean training loss."""
     model.train()
-    total, count = 0.0, 0
+    total, count = torch.zeros((), dtype=torch.float64, device=loader.device), 0
     for images, labels in loader:
         loss = batch_loss(model, images, labels, train, loader.generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        total += loss.item() * len(labels)
+        total += loss.detach() * len(labels)  # stays on the device: no host sync per batch
         count += len(labels)
-    return total / max(count, 1)
+    return total.item() / max(count, 1)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DeviceLoader) -> tuple[float, float, int]:
     """Mean cross-entropy, accuracy and number of images over an un-augmented loader."""
     model.eval()
-    loss_sum, correct, count = 0.0, 0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=loader.device)
+    correct = torch.zeros((), dtype=torch.int64, device=loader.device)
+    count = 0
     for images, labels in loader:
         logits = model(images)
-        loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
-        correct += int((logits.argmax(1) == labels).sum())
+        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
+        correct += (logits.argmax(1) == labels).sum()
         count += len(labels)
-    return loss_sum / max(count, 1), correct / max(count, 1), count
+    return loss_sum.item() / max(count, 1), correct.item() / max(count, 1), count
 
 
 def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, schedule, device) -> int:
