@@ -32,6 +32,8 @@ from raycifar.errors import UserError
 
 SAMPLERS = ("choice", "uniform", "loguniform", "randint")
 DEFAULT_BUDGET = 5_000_000
+DATASET_CLASSES = {"cifar10": 10, "cifar100": 100}
+Dataset = Literal["cifar10", "cifar100"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class Dimension:
         if self.sampler == "loguniform":
             return math.exp(rng.uniform(math.log(low), math.log(high)))
         return rng.randint(low, high)  # randint: both ends inclusive
+
+    def values(self) -> tuple:
+        """The values a constant or a choice can take; the bounds of a range."""
+        return self.args
 
 
 KIND_HINTS = {
@@ -136,13 +142,46 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
-class ArchSpace(_Strict):
-    """Architecture dimensions of a CIFAR ResNet (see :mod:`raycifar.models`)."""
+FIT = "fit"
+WidthOrFit = PositiveInt | Literal["fit"]
+SEWidthOrFit = Annotated[int, Field(ge=0)] | Literal["fit"]
+Block = Literal["basic", "bottleneck"]
+Stem = Literal["cifar", "imagenet"]
 
-    depths: Dim(StageDepths)
-    base_width: Dim(PositiveInt)
-    se_ratio: Dim(Annotated[int, Field(ge=0)]) = Dimension("constant", (0,))
-    dropout: Dim(Probability) = Dimension("constant", (0.0,))
+
+class ArchSpace(_Strict):
+    """Architecture dimensions: a registered model (see ``raycifar model list``) plus overrides.
+
+    Every key other than ``model`` and ``width_multiple`` defaults to the value of the
+    chosen model. ``base_width`` and ``se_width`` may be ``fit``: solved per draw so the
+    model is the largest that stays within the budget (see :mod:`raycifar.budget`).
+    """
+
+    model: Dim(str) = Dimension("constant", ("resnet18",))
+    depths: Dim(StageDepths) | None = None
+    block: Dim(Block) | None = None
+    preact: Dim(bool) | None = None
+    stem: Dim(Stem) | None = None
+    base_width: Dim(WidthOrFit) | None = None
+    width_multiple: PositiveInt = 8
+    se_ratio: Dim(Annotated[int, Field(ge=0)]) | None = None
+    se_width: Dim(SEWidthOrFit) | None = None
+    block_dropout: Dim(Probability) | None = None
+    drop_path: Dim(Probability) | None = None
+    pool_after_stage: Dim(bool) | None = None
+    head_hidden: Dim(Annotated[int, Field(ge=0)]) | None = None
+    dropout: Dim(Probability) | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_size_se(self) -> ArchSpace:
+        ratios = () if self.se_ratio is None else self.se_ratio.values()
+        widths = () if self.se_width is None else self.se_width.values()
+        if any(ratios) and any(widths):
+            raise ValueError(
+                "se_ratio and se_width are two ways to size squeeze-and-excitation: "
+                "give one of them (a non-zero se_width replaces the model's se_ratio)"
+            )
+        return self
 
 
 class TrainSpace(_Strict):
@@ -170,7 +209,7 @@ class SpaceFile(_Strict):
     """A validated search-space file."""
 
     description: str = ""
-    dataset: Literal["cifar10"] = "cifar10"
+    dataset: Dataset = "cifar10"
     budget: PositiveInt = DEFAULT_BUDGET
     num_samples: PositiveInt = 8
     val_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
@@ -180,19 +219,49 @@ class SpaceFile(_Strict):
 
 
 class ModelConfig(_Strict):
-    """A resolved CIFAR ResNet: one entry of ``depths`` and ``widths`` per stage."""
+    """A resolved CIFAR ResNet: one entry of ``depths`` and ``widths`` per stage.
 
+    ``widths`` are the stage widths (a bottleneck stage outputs ``4 * width`` channels).
+    Squeeze-and-excitation is off when both ``se_ratio`` and ``se_width`` are 0; its
+    hidden width is ``se_width`` when set, else ``channels // se_ratio``.
+    """
+
+    block: Block = "basic"
+    preact: bool = False
+    stem: Stem = "cifar"
     depths: tuple[PositiveInt, ...]
     widths: tuple[PositiveInt, ...]
     se_ratio: Annotated[int, Field(ge=0)] = 0
+    se_width: Annotated[int, Field(ge=0)] = 0
+    block_dropout: Probability = 0.0
+    drop_path: Probability = 0.0
+    pool_after_stage: bool = False
+    head_hidden: Annotated[int, Field(ge=0)] = 0
     dropout: Probability = 0.0
     num_classes: Annotated[int, Field(ge=2)] = 10
 
     @model_validator(mode="after")
-    def _one_width_per_stage(self) -> ModelConfig:
+    def _consistent(self) -> ModelConfig:
         if len(self.depths) != len(self.widths):
             raise ValueError(f"depths {self.depths} and widths {self.widths} must have one entry per stage")
+        if self.se_ratio and self.se_width:
+            raise ValueError("give se_ratio or se_width, not both")
+        if min(self.feature_sizes()) < 1:
+            raise ValueError(
+                f"a 32x32 image shrinks to nothing: feature maps {self.feature_sizes()} per stage "
+                f"(stem {self.stem}, pool_after_stage {self.pool_after_stage})"
+            )
         return self
+
+    def feature_sizes(self, image_size: int = 32) -> list[int]:
+        """Side of the feature map after each stage for a square input image."""
+        size = image_size if self.stem == "cifar" else image_size // 4  # 7x7/2 conv + 3x3/2 max-pool
+        sizes = []
+        for stage in range(len(self.depths)):
+            size = -(-size // 2) if stage > 0 else size
+            size -= 1 if self.pool_after_stage else 0
+            sizes.append(size)
+        return sizes
 
 
 class TrainConfig(_Strict):

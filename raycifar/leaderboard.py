@@ -23,15 +23,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 import torch
 
 from raycifar import __version__
-from raycifar.data import DeviceLoader, read_cifar10
 from raycifar.config import TrialConfig
+from raycifar.data import DeviceLoader, read_cifar10
 from raycifar.errors import UserError
 from raycifar.models import CONFIG_FILE, MODEL_FILE, load_model_files, model_name
 from raycifar.train import EVAL_BATCH_SIZE, evaluate
+
 TABLE_FILE = "leaderboard.parquet"
 LOCK_FILE = ".leaderboard.lock"
 ENTRIES_DIR = "leaderboard"

@@ -1,26 +1,67 @@
-"""CIFAR ResNets: 3x3 stem without max-pool, BasicBlock stages, optional squeeze-and-excitation."""
+"""CIFAR ResNets from one builder: blocks, the block plan, the model, and the named registry.
+
+A :class:`~raycifar.config.ModelConfig` fully describes a network. :func:`block_plan` turns
+it into one :class:`BlockSpec` per residual block, and :class:`CifarResNet` is nothing but
+``stem -> blocks -> tail -> head``, each built by a ``make_*`` function of this module.
+:mod:`raycifar.budget` counts parameters and MACs by building the same parts, so the
+counts are exact by construction.
+
+Named variants (``resnet18``, ``seresnet56``, ``preact_resnet34`` ...) live in
+:data:`VARIANTS`; :func:`create_model` builds one with overrides.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from raycifar.config import ModelConfig, TrialConfig
+from raycifar.errors import UserError
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+BOTTLENECK_EXPANSION = 4
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """Everything that defines one residual block."""
+
+    in_channels: int
+    width: int
+    stride: int
+    bottleneck: bool = False
+    preact: bool = False
+    se_ratio: int = 0
+    se_width: int = 0
+    dropout: float = 0.0
+    drop_path: float = 0.0
+
+    @property
+    def out_channels(self) -> int:
+        """Channels the block outputs (``4 * width`` for a bottleneck)."""
+        return self.width * BOTTLENECK_EXPANSION if self.bottleneck else self.width
+
+    @property
+    def se_hidden(self) -> int:
+        """Hidden width of the block's squeeze-and-excitation; 0 when SE is off."""
+        if self.se_width:
+            return self.se_width
+        return max(1, self.out_channels // self.se_ratio) if self.se_ratio else 0
 
 
 class SqueezeExcite(nn.Module):
-    """Channel attention: global pool, bottleneck MLP, sigmoid gate."""
+    """Channel attention: global pool, bottleneck MLP of ``hidden`` units, sigmoid gate."""
 
-    def __init__(self, channels: int, reduction: int) -> None:
+    def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
-        hidden = max(1, channels // reduction)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.reduce = nn.Conv2d(channels, hidden, 1)
         self.expand = nn.Conv2d(hidden, channels, 1)
@@ -30,60 +71,223 @@ class SqueezeExcite(nn.Module):
         return x * torch.sigmoid(gate)
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convs; SE (when on) at the end of the residual branch, before the sum."""
+class DropPath(nn.Module):
+    """Stochastic depth: while training, zero a sample's residual branch with probability
+    ``rate`` and scale the kept ones by ``1 / (1 - rate)``."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, se_ratio: int) -> None:
+    def __init__(self, rate: float) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.se = SqueezeExcite(out_channels, se_ratio) if se_ratio else nn.Identity()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = torch.empty((x.shape[0], 1, 1, 1), device=x.device, dtype=x.dtype).bernoulli_(1 - self.rate)
+        return x * keep / (1 - self.rate)
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate:.3f}"
+
+
+def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False)
+
+
+class _Residual(nn.Module):
+    """What every block shares: SE, dropout, stochastic depth and the shortcut."""
+
+    def __init__(self, spec: BlockSpec) -> None:
+        super().__init__()
+        out = spec.out_channels
+        self.se = SqueezeExcite(out, spec.se_hidden) if spec.se_hidden else nn.Identity()
+        self.dropout = nn.Dropout(spec.dropout) if spec.dropout else nn.Identity()
+        self.drop_path = DropPath(spec.drop_path) if spec.drop_path else nn.Identity()
         self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                nn.BatchNorm2d(out_channels),
-            )
+        if spec.stride != 1 or spec.in_channels != out:
+            projection = _conv(spec.in_channels, out, 1, spec.stride)
+            self.shortcut = projection if spec.preact else nn.Sequential(projection, nn.BatchNorm2d(out))
+
+
+class BasicBlock(_Residual):
+    """Two 3x3 convs (dropout between them); SE at the end of the residual branch, before the sum."""
+
+    def __init__(self, spec: BlockSpec) -> None:
+        super().__init__(spec)
+        self.conv1 = _conv(spec.in_channels, spec.width, 3, spec.stride)
+        self.bn1 = nn.BatchNorm2d(spec.width)
+        self.conv2 = _conv(spec.width, spec.width, 3)
+        self.bn2 = nn.BatchNorm2d(spec.width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.dropout(torch.relu(self.bn1(self.conv1(x))))
+        out = self.se(self.bn2(self.conv2(out)))
+        return torch.relu(self.drop_path(out) + self.shortcut(x))
+
+
+class Bottleneck(_Residual):
+    """1x1 reduce, 3x3 (strided), 1x1 expand to ``4 * width``; SE before the sum."""
+
+    def __init__(self, spec: BlockSpec) -> None:
+        super().__init__(spec)
+        self.conv1 = _conv(spec.in_channels, spec.width, 1)
+        self.bn1 = nn.BatchNorm2d(spec.width)
+        self.conv2 = _conv(spec.width, spec.width, 3, spec.stride)
+        self.bn2 = nn.BatchNorm2d(spec.width)
+        self.conv3 = _conv(spec.width, spec.out_channels, 1)
+        self.bn3 = nn.BatchNorm2d(spec.out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.se(self.bn2(self.conv2(out)))
-        return torch.relu(out + self.shortcut(x))
+        out = self.dropout(torch.relu(self.bn2(self.conv2(out))))
+        out = self.se(self.bn3(self.conv3(out)))
+        return torch.relu(self.drop_path(out) + self.shortcut(x))
 
 
-def make_stages(widths: tuple[int, ...], depths: tuple[int, ...], se_ratio: int) -> nn.Sequential:
-    """Stages of BasicBlocks; every stage after the first halves the resolution."""
-    stages, in_channels = [], widths[0]
-    for index, (width, depth) in enumerate(zip(widths, depths, strict=True)):
-        blocks = []
+class PreActBasicBlock(_Residual):
+    """Pre-activation BasicBlock (BN-ReLU-conv twice); the projection sees the activated input."""
+
+    def __init__(self, spec: BlockSpec) -> None:
+        super().__init__(spec)
+        self.bn1 = nn.BatchNorm2d(spec.in_channels)
+        self.conv1 = _conv(spec.in_channels, spec.width, 3, spec.stride)
+        self.bn2 = nn.BatchNorm2d(spec.width)
+        self.conv2 = _conv(spec.width, spec.width, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        activated = torch.relu(self.bn1(x))
+        shortcut = x if isinstance(self.shortcut, nn.Identity) else self.shortcut(activated)
+        out = self.dropout(torch.relu(self.bn2(self.conv1(activated))))
+        return self.drop_path(self.se(self.conv2(out))) + shortcut
+
+
+class PreActBottleneck(_Residual):
+    """Pre-activation Bottleneck (BN-ReLU-conv three times)."""
+
+    def __init__(self, spec: BlockSpec) -> None:
+        super().__init__(spec)
+        self.bn1 = nn.BatchNorm2d(spec.in_channels)
+        self.conv1 = _conv(spec.in_channels, spec.width, 1)
+        self.bn2 = nn.BatchNorm2d(spec.width)
+        self.conv2 = _conv(spec.width, spec.width, 3, spec.stride)
+        self.bn3 = nn.BatchNorm2d(spec.width)
+        self.conv3 = _conv(spec.width, spec.out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        activated = torch.relu(self.bn1(x))
+        shortcut = x if isinstance(self.shortcut, nn.Identity) else self.shortcut(activated)
+        out = self.conv1(activated)
+        out = self.dropout(torch.relu(self.bn3(self.conv2(torch.relu(self.bn2(out))))))
+        return self.drop_path(self.se(self.conv3(out))) + shortcut
+
+
+BLOCKS: dict[tuple[bool, bool], type[_Residual]] = {
+    (False, False): BasicBlock,
+    (True, False): Bottleneck,
+    (False, True): PreActBasicBlock,
+    (True, True): PreActBottleneck,
+}
+
+
+def block_plan(config: ModelConfig) -> list[list[BlockSpec]]:
+    """One :class:`BlockSpec` per block, grouped by stage.
+
+    Every stage after the first halves the resolution in its first block; the
+    stochastic-depth rate grows linearly from 0 to ``drop_path`` over all blocks.
+    """
+    total = sum(config.depths)
+    stages, in_channels, index = [], config.widths[0], 0
+    for stage, (width, depth) in enumerate(zip(config.widths, config.depths, strict=True)):
+        specs = []
         for block in range(depth):
-            stride = 2 if index > 0 and block == 0 else 1
-            blocks.append(BasicBlock(in_channels, width, stride, se_ratio))
-            in_channels = width
-        stages.append(nn.Sequential(*blocks))
-    return nn.Sequential(*stages)
+            spec = BlockSpec(
+                in_channels=in_channels,
+                width=width,
+                stride=2 if stage > 0 and block == 0 else 1,
+                bottleneck=config.block == "bottleneck",
+                preact=config.preact,
+                se_ratio=config.se_ratio,
+                se_width=config.se_width,
+                dropout=config.block_dropout,
+                drop_path=config.drop_path * index / max(total - 1, 1),
+            )
+            specs.append(spec)
+            in_channels, index = spec.out_channels, index + 1
+        stages.append(specs)
+    return stages
 
 
-class CifarResNet(nn.Module):
-    """3x3 stride-1 stem, no max-pool, BasicBlock stages, global pool, dropout, linear head."""
+def make_block(spec: BlockSpec) -> nn.Module:
+    """The residual block described by ``spec``."""
+    return BLOCKS[spec.bottleneck, spec.preact](spec)
+
+
+def make_stem(config: ModelConfig) -> nn.Sequential:
+    """3x3 stride-1 conv (CIFAR) or 7x7 stride-2 conv + 3x3 max-pool (ImageNet).
+
+    A pre-activation network leaves BN-ReLU to its first block (CIFAR stem only).
+    """
+    width = config.widths[0]
+    if config.stem == "imagenet":
+        return nn.Sequential(
+            nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1),
+        )  # fmt: skip
+    if config.preact:
+        return nn.Sequential(_conv(3, width, 3))
+    return nn.Sequential(_conv(3, width, 3), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+
+
+def feature_channels(config: ModelConfig) -> int:
+    """Channels out of the last stage."""
+    last = config.widths[-1]
+    return last * BOTTLENECK_EXPANSION if config.block == "bottleneck" else last
+
+
+def make_tail(config: ModelConfig) -> nn.Module:
+    """After the last stage: BN-ReLU for a pre-activation network, else nothing."""
+    if config.preact:
+        return nn.Sequential(nn.BatchNorm2d(feature_channels(config)), nn.ReLU(inplace=True))
+    return nn.Identity()
+
+
+class Head(nn.Module):
+    """Global average pool, dropout, then one linear layer or a two-layer MLP."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, config.widths[0], 3, 1, 1, bias=False),
-            nn.BatchNorm2d(config.widths[0]),
-            nn.ReLU(inplace=True),
-        )
-        self.stages = make_stages(config.widths, config.depths, config.se_ratio)
+        features = feature_channels(config)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(config.dropout)
-        self.fc = nn.Linear(config.widths[-1], config.num_classes)
+        self.hidden = nn.Linear(features, config.head_hidden) if config.head_hidden else None
+        self.fc = nn.Linear(config.head_hidden or features, config.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.pool(self.stages(self.stem(x))).flatten(1)
-        return self.fc(self.dropout(features))
+        features = self.dropout(self.pool(x).flatten(1))
+        if self.hidden is not None:
+            features = self.dropout(torch.relu(self.hidden(features)))
+        return self.fc(features)
+
+
+def make_stage(specs: list[BlockSpec], pool_after: bool) -> nn.Sequential:
+    """One stage's blocks, optionally followed by a 2x2 stride-1 max-pool."""
+    layers = [make_block(spec) for spec in specs]
+    if pool_after:
+        layers.append(nn.MaxPool2d(2, 1))
+    return nn.Sequential(*layers)
+
+
+class CifarResNet(nn.Module):
+    """``stem -> stages -> tail -> head``, all built from one :class:`ModelConfig`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.stem = make_stem(config)
+        self.stages = nn.Sequential(*(make_stage(s, config.pool_after_stage) for s in block_plan(config)))
+        self.tail = make_tail(config)
+        self.head = Head(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.tail(self.stages(self.stem(x))))
 
 
 def build_model(config: ModelConfig, device: torch.device | str = "cpu") -> CifarResNet:
@@ -92,16 +296,93 @@ def build_model(config: ModelConfig, device: torch.device | str = "cpu") -> Cifa
         return CifarResNet(config)
 
 
-def count_params(config: ModelConfig) -> int:
-    """Exact number of parameters (sum of ``numel``), counted on the meta device."""
-    return sum(p.numel() for p in build_model(config, "meta").parameters())
+# --- the registry of named variants -------------------------------------------------------
+
+IMAGENET_DEPTHS = {10: (1, 1, 1, 1), 14: (1, 1, 2, 2), 18: (2, 2, 2, 2), 26: (3, 3, 3, 3), 34: (3, 4, 6, 3)}
+CIFAR_DEPTHS = {20: (3, 3, 3), 32: (5, 5, 5), 44: (7, 7, 7), 56: (9, 9, 9), 110: (18, 18, 18)}
+SE_RATIO = {"imagenet": 16, "cifar": 8}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named model: its description and the :class:`ModelConfig` fields it sets."""
+
+    name: str
+    description: str
+    fields: dict[str, Any]
+
+
+def _variants() -> dict[str, Variant]:
+    """ImageNet-style 4-stage ResNets (base width 64) and CIFAR-style 3-stage 6n+2 ResNets
+    (widths 16/32/64), each plain, with SE, and pre-activation."""
+    bases = [
+        (f"resnet{d}", f"ResNet-{d}, BasicBlocks {list(s)}, widths 64-512", "imagenet", {"depths": s, "base_width": 64})
+        for d, s in IMAGENET_DEPTHS.items()
+    ]
+    bases.append(
+        ("resnet50", "ResNet-50, Bottlenecks [3, 4, 6, 3], widths 64-512 (x4 out)", "imagenet",
+         {"depths": (3, 4, 6, 3), "base_width": 64, "block": "bottleneck"})
+    )  # fmt: skip
+    bases += [
+        (f"resnet{d}", f"CIFAR ResNet-{d} (6n+2), BasicBlocks {list(s)}, widths 16-64", "cifar",
+         {"depths": s, "base_width": 16})
+        for d, s in CIFAR_DEPTHS.items()
+    ]  # fmt: skip
+    variants = {}
+    for name, description, family, fields in bases:
+        se_fields = {**fields, "se_ratio": SE_RATIO[family]}
+        variants[name] = Variant(name, description, fields)
+        variants[f"se{name}"] = Variant(f"se{name}", f"{description}, SE ratio {SE_RATIO[family]}", se_fields)
+        variants[f"preact_{name}"] = Variant(f"preact_{name}", f"pre-activation {description}", {**fields, "preact": True})
+    return variants
+
+
+VARIANTS = _variants()
+
+
+def stage_widths(base_width: int, stages: int) -> tuple[int, ...]:
+    """Stage widths that double every stage: ``base_width * 2**stage``."""
+    return tuple(base_width * 2**stage for stage in range(stages))
+
+
+def variant_config(name: str, num_classes: int = 10, **overrides: Any) -> ModelConfig:
+    """The :class:`ModelConfig` of a registered variant, with ``overrides`` applied.
+
+    ``base_width`` (an override or the variant's) sets ``widths`` unless ``widths`` is given;
+    a non-zero ``se_width`` replaces the variant's ``se_ratio``.
+    """
+    if name not in VARIANTS:
+        raise UserError(f"unknown model {name!r}; known models: {', '.join(VARIANTS)}")
+    fields = {**VARIANTS[name].fields, **overrides, "num_classes": num_classes}
+    if overrides.get("se_width") and "se_ratio" not in overrides:
+        fields["se_ratio"] = 0
+    base_width = fields.pop("base_width")
+    fields.setdefault("widths", stage_widths(base_width, len(fields["depths"])))
+    try:
+        return ModelConfig(**fields)
+    except ValidationError as err:
+        raise UserError(f"model {name}: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+
+def create_model(name: str, num_classes: int = 10, device: torch.device | str = "cpu", **overrides: Any) -> CifarResNet:
+    """Build a registered variant, e.g. ``create_model("seresnet18", num_classes=100, drop_path=0.1)``."""
+    return build_model(variant_config(name, num_classes, **overrides), device)
 
 
 def model_name(config: ModelConfig) -> str:
-    """A short readable name, e.g. ``resnet18-w32-se8`` (depth counts weighted layers)."""
-    depth = 2 + 2 * sum(config.depths)
-    name = f"resnet{depth}-w{config.widths[0]}"
+    """A short readable name, e.g. ``seresnet18-w32`` or ``preact_resnet56-w16-sew12``.
+
+    Depth counts weighted layers (2 per BasicBlock, 3 per Bottleneck, plus stem and head).
+    """
+    per_block = 3 if config.block == "bottleneck" else 2
+    prefix = ("preact_" if config.preact else "") + ("se" if config.se_ratio or config.se_width else "")
+    name = f"{prefix}resnet{2 + per_block * sum(config.depths)}-w{config.widths[0]}"
+    if config.se_width:
+        return f"{name}-sew{config.se_width}"
     return f"{name}-se{config.se_ratio}" if config.se_ratio else name
+
+
+# --- model files --------------------------------------------------------------------------
 
 
 def save_model_files(folder: Path, model: nn.Module, config: TrialConfig) -> None:

@@ -12,9 +12,16 @@ import torch
 
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
 from raycifar.errors import UserError
-from raycifar.leaderboard import COLUMNS, append_row, evaluate_on_test, find_entry, promote, read_table, table_path
-from raycifar.models import build_model
-from raycifar.models import save_model_files
+from raycifar.leaderboard import (
+    COLUMNS,
+    append_row,
+    evaluate_on_test,
+    find_entry,
+    promote,
+    read_table,
+    table_path,
+)
+from raycifar.models import build_model, save_model_files
 
 
 def exported_checkpoint(folder: Path, data_dir: Path) -> Path:

@@ -1,44 +1,147 @@
-"""The CIFAR ResNet builder and its exact parameter count."""
+"""The model family: every registered variant, golden counts, exact counting, options, timm."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torchvision
 
+from raycifar.budget import count_macs, count_params
 from raycifar.config import ModelConfig
-from raycifar.models import build_model, count_params, model_name
+from raycifar.errors import UserError
+from raycifar.models import (
+    VARIANTS,
+    DropPath,
+    build_model,
+    create_model,
+    model_name,
+    variant_config,
+)
 
 RESNET18 = ModelConfig(depths=(2, 2, 2, 2), widths=(64, 128, 256, 512))
+EVERY_OPTION = {
+    "se_width": 6, "block_dropout": 0.1, "drop_path": 0.2, "pool_after_stage": True,
+    "head_hidden": 24, "dropout": 0.3,
+}  # fmt: skip
+
+
+def real_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def torchvision_cifar_resnet(factory, num_classes: int) -> torch.nn.Module:
+    """torchvision's ResNet with conv1 replaced by a 3x3 stride-1 conv and a ``num_classes``-way fc."""
     model = factory(num_classes=num_classes)
     model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
     return model
 
 
-def test_resnet18_golden_count_matches_torchvision() -> None:
-    assert count_params(RESNET18) == 11_173_962
-    reference = torchvision_cifar_resnet(torchvision.models.resnet18, 10)
-    assert sum(p.numel() for p in reference.parameters()) == 11_173_962
+@pytest.mark.parametrize(
+    ("name", "factory", "num_classes", "golden"),
+    [
+        ("resnet18", torchvision.models.resnet18, 10, 11_173_962),
+        ("resnet34", torchvision.models.resnet34, 10, 21_282_122),
+        ("resnet18", torchvision.models.resnet18, 100, 11_220_132),
+        ("resnet34", torchvision.models.resnet34, 100, 21_328_292),
+        ("resnet50", torchvision.models.resnet50, 10, 23_520_842),
+    ],
+)
+def test_golden_counts_equal_torchvision_with_a_cifar_stem(name, factory, num_classes, golden) -> None:
+    assert real_count(torchvision_cifar_resnet(factory, num_classes)) == golden
+    assert count_params(variant_config(name, num_classes)) == golden
+    assert real_count(create_model(name, num_classes=num_classes, device="meta")) == golden
 
 
-def test_count_matches_a_real_model_with_se_and_100_classes() -> None:
-    config = ModelConfig(depths=(1, 2), widths=(16, 32), se_ratio=4, dropout=0.2, num_classes=100)
-    real = sum(p.numel() for p in build_model(config).parameters())
-    assert count_params(config) == real
-    assert count_params(config) > count_params(config.model_copy(update={"se_ratio": 0}))
-
-
-def test_forward_backward_on_a_cifar_batch() -> None:
-    config = ModelConfig(depths=(1, 1, 1), widths=(8, 16, 32), se_ratio=4, dropout=0.1)
-    model = build_model(config)
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_registered_model_trains_a_step_and_is_counted_exactly(name: str) -> None:
+    small = {"base_width": 8} if variant_config(name).widths[0] == 64 else {}
+    model = create_model(name, num_classes=10, **small)
     logits = model(torch.randn(2, 3, 32, 32))
     assert logits.shape == (2, 10)
-    logits.sum().backward()
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])).backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    assert count_params(variant_config(name)) == real_count(create_model(name, device="meta"))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "seresnet20", "preact_resnet50"])
+def test_count_is_exact_with_every_option_on(name: str) -> None:
+    config = variant_config(name, 100, **EVERY_OPTION)
+    model = build_model(config)
+    assert count_params(config) == real_count(model)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+
+
+def test_each_sized_option_changes_the_count() -> None:
+    base = variant_config("resnet20")
+    for option in ({"se_ratio": 4}, {"se_width": 3}, {"head_hidden": 32}, {"block": "bottleneck"}, {"stem": "imagenet"}):
+        assert count_params(variant_config("resnet20", **option)) != count_params(base), option
+
+
+def test_macs_of_resnet18_and_of_the_imagenet_stem() -> None:
+    assert count_macs(RESNET18) == 555_422_720  # 0.56 GMAC per 32x32 image
+    assert count_macs(variant_config("resnet18", stem="imagenet")) < count_macs(RESNET18) / 10
+
+
+def test_a_network_that_shrinks_the_image_to_nothing_is_refused() -> None:
+    with pytest.raises(UserError, match=r"model resnet18: .*32x32 image shrinks to nothing: feature maps \[7, 3, 1, 0\]"):
+        variant_config("resnet18", stem="imagenet", pool_after_stage=True)
+    assert variant_config("resnet20", stem="imagenet", pool_after_stage=True).feature_sizes() == [7, 3, 1]
+
+
+def test_unknown_model_lists_the_known_ones() -> None:
+    with pytest.raises(UserError, match=r"unknown model 'resnet19'; known models: resnet10, .*resnet18"):
+        create_model("resnet19")
+
+
+def test_drop_path_drops_whole_samples_only_while_training() -> None:
+    drop = DropPath(0.5)
+    x = torch.ones(64, 2, 3, 3)
+    torch.manual_seed(0)
+    out = drop(x)
+    per_sample = out.flatten(1)
+    assert set(per_sample.unique().tolist()) == {0.0, 2.0}
+    assert (per_sample == 0).all(1).sum() > 10 and (per_sample == 2).all(1).sum() > 10
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_drop_path_grows_linearly_over_blocks() -> None:
+    model = create_model("resnet20", drop_path=0.2)
+    rates = [m.rate for m in model.modules() if isinstance(m, DropPath)]
+    assert len(rates) == 8 and rates[-1] == pytest.approx(0.2)  # the first block's rate is 0: no module
+    assert rates == sorted(rates)
+
+
+def test_block_dropout_and_head_mlp_change_the_forward_pass() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 32, 32)
+    plain = create_model("resnet20").eval()
+    dropped = create_model("resnet20", block_dropout=0.5).eval()
+    dropped.load_state_dict(plain.state_dict())
+    assert torch.allclose(plain(x), dropped(x))
+    assert not torch.allclose(plain.train()(x), dropped.train()(x))
+    head = create_model("resnet20", head_hidden=800).head
+    assert head.hidden.out_features == 800 and head.fc.in_features == 800
+
+
+def test_se_sits_on_the_residual_branch_of_every_block() -> None:
+    model = create_model("seresnet18", se_width=5)
+    se_layers = [m for name, m in model.named_modules() if name.endswith(".se")]
+    assert len(se_layers) == 8 and all(layer.reduce.out_channels == 5 for layer in se_layers)
 
 
 def test_model_name_counts_weighted_layers() -> None:
     assert model_name(RESNET18) == "resnet18-w64"
-    assert model_name(ModelConfig(depths=(1, 1, 1), widths=(16, 32, 64), se_ratio=8)) == "resnet8-w16-se8"
+    assert model_name(variant_config("seresnet56")) == "seresnet56-w16-se8"
+    assert model_name(variant_config("preact_resnet50", se_width=12)) == "preact_seresnet50-w64-sew12"
+
+
+def test_the_family_is_registered_with_timm() -> None:
+    import timm
+
+    import raycifar.timm_models  # noqa: F401  (registers the family)
+
+    model = timm.create_model("raycifar_resnet18", num_classes=10)
+    assert real_count(model) == 11_173_962
+    assert "raycifar_seresnet56" in timm.list_models("raycifar_*")
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        timm.create_model("raycifar_resnet18", pretrained=True)

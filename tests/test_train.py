@@ -10,7 +10,13 @@ import torch
 from raycifar.config import ModelConfig, TrainConfig
 from raycifar.data import DeviceLoader, train_val_split
 from raycifar.models import build_model
-from raycifar.train import evaluate, make_optimizer, make_schedule, batch_loss, train_epoch
+from raycifar.train import (
+    batch_loss,
+    evaluate,
+    make_optimizer,
+    make_schedule,
+    train_epoch,
+)
 
 MODEL = ModelConfig(depths=(1, 1), widths=(8, 16))
 
