@@ -17,7 +17,15 @@ from typing import Annotated, Optional
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from raycifar.errors import UserError
@@ -219,7 +227,7 @@ def _print_record(record: dict) -> None:
     """One record as a two-column key/value table."""
     table = Table("key", "value")
     for key, value in record.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        table.add_row(key, escape(f"{value:.4f}" if isinstance(value, float) else str(value)))
     console.print(table)
 
 
@@ -307,3 +315,145 @@ def evaluate(
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
     _print_record(report)
+
+
+model_app = typer.Typer(help="The registered model family: names, sizes, MACs.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+space_app = typer.Typer(help="Search spaces: show their dimensions, draw configs without Ray.", no_args_is_help=True)
+app.add_typer(space_app, name="space")
+FormatOption = Annotated[EvaluateFormat, typer.Option("--format", help="table or json.")]
+
+
+def _model_summary(config) -> dict:
+    """Size and shape of one resolved model, as plain values."""
+    from raycifar.budget import count_macs, count_params
+    from raycifar.models import model_name
+
+    return {
+        "model": model_name(config),
+        "params": count_params(config),
+        "macs": count_macs(config),
+        "depths": list(config.depths),
+        "widths": list(config.widths),
+        "feature_sizes": config.feature_sizes(),
+        "architecture": config.model_dump(mode="json"),
+    }
+
+
+@model_app.command("list")
+def model_list(output_format: FormatOption = EvaluateFormat.table) -> None:
+    """List the registered models with their size on CIFAR-10 (10 classes)."""
+    from raycifar.models import VARIANTS, variant_config
+
+    rows = [{"name": name, **_model_summary(variant_config(name)), "description": v.description} for name, v in VARIANTS.items()]
+    if output_format is EvaluateFormat.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table("name", "params", "MMACs", "widths", "description", box=box.SIMPLE_HEAD, pad_edge=False)
+    for row in rows:
+        widths = "/".join(map(str, row["widths"]))
+        table.add_row(row["name"], f"{row['params']:,}", f"{row['macs'] / 1e6:,.0f}", widths, row["description"])
+    console.print(table)
+
+
+@model_app.command("info")
+def model_info(
+    name: Annotated[str, typer.Argument(help="A registered model name (see `raycifar model list`).")],
+    num_classes: Annotated[int, typer.Option(min=2, help="Classifier outputs (10 for CIFAR-10, 100 for CIFAR-100).")] = 10,
+    output_format: FormatOption = EvaluateFormat.table,
+) -> None:
+    """Parameters, MACs per 32x32 image and per-stage widths of one registered model."""
+    from raycifar.models import VARIANTS, variant_config
+
+    try:
+        config = variant_config(name, num_classes)
+    except UserError as err:
+        _fail(str(err))
+    info = {"name": name, "description": VARIANTS[name].description, "num_classes": num_classes, **_model_summary(config)}
+    if output_format is EvaluateFormat.json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return
+    architecture = info.pop("architecture")
+    _print_record({**info, **{k: v for k, v in architecture.items() if k not in info}})
+
+
+def _describe_dimension(dimension) -> str:
+    if dimension.sampler == "constant":
+        return json.dumps(dimension.args[0])
+    return f"{dimension.sampler} {json.dumps(list(dimension.args))}"
+
+
+@space_app.command("show")
+def space_show(
+    space: Annotated[str, typer.Argument(help="A shipped space name or a path to a YAML file.")],
+    output_format: FormatOption = EvaluateFormat.table,
+) -> None:
+    """Show a space's budget, dataset and every dimension (constant or sampler)."""
+    from raycifar.space import load_space
+
+    try:
+        loaded = load_space(space)
+    except UserError as err:
+        _fail(str(err))
+    spec = loaded.spec
+    dimensions = {
+        f"{section}.{key}": str(value) if isinstance(value, int) else _describe_dimension(value)
+        for section in ("arch", "train")
+        for key, value in getattr(spec, section)
+        if value is not None
+    }
+    summary = {
+        "space": loaded.name, "path": str(loaded.path), "description": spec.description, "dataset": spec.dataset,
+        "budget": spec.budget, "num_samples": spec.num_samples, "val_fraction": spec.val_fraction,
+        "scheduler": spec.scheduler.model_dump(),
+    }  # fmt: skip
+    if output_format is EvaluateFormat.json:
+        sys.stdout.write(json.dumps({**summary, "dimensions": dimensions}, indent=2) + "\n")
+        return
+    _print_record({**summary, "scheduler": json.dumps(summary["scheduler"])})
+    table = Table("dimension", "value or sampler", box=box.SIMPLE_HEAD, pad_edge=False)
+    for key, value in dimensions.items():
+        table.add_row(key, escape(value))
+    console.print(table)
+
+
+@space_app.command("sample")
+def space_sample(
+    space: Annotated[str, typer.Argument(help="A shipped space name or a path to a YAML file.")],
+    num: Annotated[int, typer.Option("-n", "--num", min=1, help="How many configs to draw.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed for drawing (the same seed as `raycifar sweep --seed` gives the same configs).")] = 0,
+    output_format: FormatOption = EvaluateFormat.table,
+) -> None:
+    """Draw configs as a sweep would (fitted widths, params, MACs) without starting Ray."""
+    import time
+
+    from raycifar.data import default_data_dir
+    from raycifar.space import load_space, sample_configs
+
+    started = time.perf_counter()
+    try:
+        loaded = load_space(space)
+        draws = sample_configs(loaded, num, seed, default_data_dir())
+    except UserError as err:
+        _fail(str(err))
+    seconds = time.perf_counter() - started
+    rows = [
+        {**_model_summary(c.model), "budget_use": c.params / c.budget, "seed": c.seed, "train": c.train.model_dump(mode="json")}
+        for c in draws.configs
+    ]
+    if output_format is EvaluateFormat.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table("#", "model", "params", "budget", "MMACs", "widths", "regularizers", "lr", box=box.SIMPLE_HEAD, pad_edge=False)
+    for index, (row, config) in enumerate(zip(rows, draws.configs, strict=True)):
+        model = config.model
+        regularizers = f"drop_path {model.drop_path:.2f} dropout {model.dropout:.2f}"
+        table.add_row(
+            str(index), row["model"], f"{row['params']:,}", f"{row['budget_use']:.1%}", f"{row['macs'] / 1e6:,.0f}",
+            "/".join(map(str, row["widths"])), regularizers, f"{config.train.lr:.4f}",
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        f"{num} configs from {loaded.path} in {seconds:.2f} s; budget {loaded.spec.budget:,}; "
+        f"{draws.redrawn} over-budget draws redrawn"
+    )

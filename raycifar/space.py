@@ -6,8 +6,12 @@ import random
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+from raycifar.budget import MIN_SE_WIDTH, count_params, fit_se_width, fit_widths
 from raycifar.config import (
+    DATASET_CLASSES,
+    FIT,
     ArchSpace,
     ModelConfig,
     SpaceFile,
@@ -16,7 +20,7 @@ from raycifar.config import (
     load_space_file,
 )
 from raycifar.errors import UserError
-from raycifar.models import count_params
+from raycifar.models import VARIANTS, variant_config
 
 MAX_DRAWS_PER_SAMPLE = 1000
 
@@ -58,18 +62,52 @@ class Space:
 def load_space(name_or_path: str) -> Space:
     """Find and validate a space (see :func:`resolve_space_path`)."""
     path = resolve_space_path(name_or_path)
-    return Space(path.stem, path, load_space_file(path))
+    spec = load_space_file(path)
+    unknown = [name for name in spec.arch.model.values() if name not in VARIANTS]
+    if unknown:
+        raise UserError(f"{path}: arch.model: unknown model {unknown[0]!r}; known models: {', '.join(VARIANTS)}")
+    return Space(path.stem, path, spec)
 
 
-def _draw_model(arch: ArchSpace, rng: random.Random) -> ModelConfig:
-    depths = tuple(arch.depths.sample(rng))
-    base_width = arch.base_width.sample(rng)
-    return ModelConfig(
-        depths=depths,
-        widths=tuple(base_width * 2**stage for stage in range(len(depths))),
-        se_ratio=arch.se_ratio.sample(rng),
-        dropout=arch.dropout.sample(rng),
-    )
+ARCH_OVERRIDES = (
+    "depths", "block", "preact", "stem", "se_ratio", "se_width",
+    "block_dropout", "drop_path", "pool_after_stage", "head_hidden", "dropout",
+)  # fmt: skip
+
+
+def _draw_arch(arch: ArchSpace, rng: random.Random) -> tuple[str, dict[str, Any]]:
+    """The drawn model name and the overrides drawn for it (``fit`` values kept as ``"fit"``)."""
+    name = arch.model.sample(rng)
+    overrides = {key: getattr(arch, key).sample(rng) for key in ARCH_OVERRIDES if getattr(arch, key) is not None}
+    if "depths" in overrides:
+        overrides["depths"] = tuple(overrides["depths"])
+    if arch.base_width is not None:
+        overrides["base_width"] = arch.base_width.sample(rng)
+    return name, overrides
+
+
+def resolve_model(
+    name: str, overrides: dict[str, Any], budget: int, width_multiple: int, num_classes: int
+) -> ModelConfig:
+    """The :class:`ModelConfig` of a drawn model with its ``fit`` widths solved against
+    ``budget`` (widths first, then the SE width takes what is left).
+
+    When even the narrowest fit is over budget, that narrowest model is returned: the
+    caller compares its size with the budget.
+    """
+    overrides = dict(overrides)
+    fit_base = overrides.get("base_width") == FIT
+    fit_se = overrides.get("se_width") == FIT
+    if fit_base:
+        overrides.pop("base_width")
+    if fit_se:
+        overrides["se_width"] = MIN_SE_WIDTH
+    config = variant_config(name, num_classes, **overrides)
+    if fit_base:
+        config = fit_widths(config, budget, width_multiple)
+    if fit_se:
+        config = fit_se_width(config, budget)
+    return config
 
 
 def _draw_train(space: SpaceFile, rng: random.Random, max_epochs: int | None) -> TrainConfig:
@@ -101,10 +139,15 @@ def sample_configs(
     """
     rng = random.Random(seed)
     spec, configs, redrawn = space.spec, [], 0
+    num_classes = DATASET_CLASSES[spec.dataset]
     for index in range(num_samples):
         smallest = None
         for _ in range(MAX_DRAWS_PER_SAMPLE):
-            model = _draw_model(spec.arch, rng)
+            name, overrides = _draw_arch(spec.arch, rng)
+            try:
+                model = resolve_model(name, overrides, spec.budget, spec.arch.width_multiple, num_classes)
+            except UserError as err:
+                raise UserError(f"{space.path}: arch: {err}") from None
             params = count_params(model)
             if params <= spec.budget:
                 break
