@@ -144,23 +144,19 @@ def scaled_widths(last_width: int, stages: int, multiple: int) -> tuple[int, ...
     )
 
 
-def _largest_within(size, budget: int) -> int:
-    """The largest step ``k >= 1`` with ``size(k) <= budget`` for a non-decreasing ``size``
-    that grows about quadratically; 1 when even ``k = 1`` is over budget."""
-    low, low_size = 1, size(1)
-    if low_size > budget:
-        return low
-    while True:  # quadratic-growth guesses from below, until one overshoots
-        guess = max(low + 1, math.floor(low * math.sqrt(budget / low_size)))
-        guess_size = size(guess)
-        if guess_size > budget:
-            break
-        low, low_size = guess, guess_size
-    high = guess
-    while high - low > 1:  # now size(low) <= budget < size(high)
-        middle = (low + high) // 2
-        low, high = (middle, high) if size(middle) <= budget else (low, middle)
-    return low
+def _largest_within(size, budget: int, guess: int) -> int:
+    """The largest step ``k >= 1`` with ``size(k) <= budget``, for a non-decreasing ``size``
+    that grows about quadratically; 1 when even ``k = 1`` is over budget.
+
+    Starts from a quadratic-growth estimate made at ``guess`` and then walks one step at a
+    time, so a typical fit costs three or four counts.
+    """
+    step = max(1, math.floor(guess * math.sqrt(budget / size(guess))))
+    while step > 1 and size(step) > budget:  # over: re-estimate downwards
+        step = max(1, min(step - 1, math.floor(step * math.sqrt(budget / size(step)))))
+    while size(step + 1) <= budget:  # under: walk up to the last step that fits
+        step += 1
+    return step
 
 
 def fit_widths(config: ModelConfig, budget: int, multiple: int = 8) -> ModelConfig:
@@ -171,7 +167,8 @@ def fit_widths(config: ModelConfig, budget: int, multiple: int = 8) -> ModelConf
     def with_widths(step: int) -> ModelConfig:
         return config.model_copy(update={"widths": scaled_widths(step * multiple, stages, multiple)})
 
-    return with_widths(_largest_within(lambda k: count_params(with_widths(k)), budget))
+    guess = max(1, round(config.widths[-1] / multiple))
+    return with_widths(_largest_within(lambda k: count_params(with_widths(k)), budget, guess))
 
 
 def fit_se_width(config: ModelConfig, budget: int) -> ModelConfig:
