@@ -147,6 +147,7 @@ def connect(options: SweepOptions) -> str | None:
         except ConnectionError as err:
             raise UserError(f"--address {options.address}: cannot join the Ray cluster ({err.__cause__ or err})") from None
     else:
+        _refuse_a_second_local_ray()
         context = ray.init(
             num_cpus=len(os.sched_getaffinity(0)),
             include_dashboard=options.dashboard,
@@ -159,6 +160,23 @@ def connect(options: SweepOptions) -> str | None:
         )
     url = getattr(context, "dashboard_url", None)
     return f"http://{url}" if url else None
+
+
+def _refuse_a_second_local_ray() -> None:
+    """Stop before starting a second Ray on a machine that already runs one.
+
+    Two local Ray instances confuse Ray Train: its helper actors look their cluster up
+    by address and, finding two, fail, which leaves trials waiting for CPUs forever.
+    Joining the running one (``--address``) shares its CPUs between the sweeps instead.
+    """
+    from ray._private.services import find_gcs_addresses
+
+    running = sorted(find_gcs_addresses())
+    if running:
+        raise UserError(
+            f"a Ray instance is already running on this machine ({', '.join(running)}): "
+            f"run the sweep on it with --address {running[0]}, or stop it first"
+        )
 
 
 def _trial_resources(options: SweepOptions) -> tuple[float, int]:
