@@ -307,3 +307,30 @@ def evaluate(
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
     _print_record(report)
+
+
+@app.command()
+def status(
+    results_dir: ResultsDir = Path("raycifar_results"),
+    sweep_name: Annotated[Optional[str], typer.Option("--sweep", help="Show this sweep's trials one by one.")] = None,
+    dashboard_url: Annotated[Optional[str], typer.Option(envvar="RAY_API_SERVER_ADDRESS", help="Also show the nodes and jobs of the Ray cluster whose dashboard is here (e.g. http://127.0.0.1:8265).")] = None,
+    output_format: Annotated[EvaluateFormat, typer.Option("--format", help="table or json.")] = EvaluateFormat.table,
+) -> None:
+    """Show the sweeps in a results folder (trials by state, best val_acc) and, with
+    --dashboard-url, the Ray cluster's nodes and jobs."""
+    from raycifar import status as report
+
+    results_dir = results_dir.expanduser()
+    try:
+        sweeps = report.read_sweeps(results_dir, sweep_name)
+        cluster = report.read_cluster(dashboard_url) if dashboard_url else None
+    except UserError as err:
+        _fail(str(err))
+    if output_format is EvaluateFormat.json:
+        sys.stdout.write(json.dumps(report.as_json(sweeps, cluster), indent=2) + "\n")
+        return
+    report.print_sweeps(console, sweeps, results_dir)
+    if sweep_name:
+        report.print_trials(console, sweeps[0])
+    if cluster:
+        report.print_cluster(console, cluster)
