@@ -49,8 +49,22 @@ class WandbChoice(str, Enum):
     off = "off"
 
 
+def _refuse_uri(results_dir: Path) -> Path:
+    """--results-dir is a folder path: a URI (s3://, gs://) would silently become a local folder."""
+    scheme = results_dir.parts[0] if results_dir.parts else ""
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]+:", scheme):
+        _fail(
+            f"--results-dir {scheme}//…: URIs are not supported; use a folder that every node mounts "
+            "(README.md: Running on a cluster)"
+        )
+    return results_dir
+
+
 ResultsDir = Annotated[
-    Path, typer.Option("--results-dir", help="Folder holding sweeps, the leaderboard and exported models.")
+    Path,
+    typer.Option(
+        "--results-dir", callback=_refuse_uri, help="Folder holding sweeps, the leaderboard and exported models."
+    ),
 ]
 DataDirOption = Annotated[
     Optional[Path],
