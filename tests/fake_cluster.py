@@ -94,12 +94,13 @@ class FakeCluster:
         return answer["data"]["result"]["result"]
 
     def wait_for_nodes(
-        self, count: int, timeout_s: float, head: subprocess.Popen
+        self, count: int, timeout_s: float, head: subprocess.Popen | None = None
     ) -> list[dict]:
+        """The alive nodes, once there are at least ``count`` of them."""
         deadline = time.monotonic() + timeout_s
         nodes: list[dict] = []
         while time.monotonic() < deadline:
-            if head.poll() is not None:
+            if head is not None and head.poll() is not None:
                 raise RuntimeError(
                     f"ray start exited with {head.returncode}:\n{self.head_log.read_text()[-3000:]}"
                 )
