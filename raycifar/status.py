@@ -295,6 +295,15 @@ def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    table = Table(
+        box=box.SIMPLE_HEAD, pad_edge=False, title=title, title_justify="left"
+    )
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("sweep", "node"))
+    return table
+
+
 def print_sweeps(
     console: Console, sweeps: list[SweepStatus], results_dir: Path
 ) -> None:
@@ -302,21 +311,15 @@ def print_sweeps(
     if not sweeps:
         console.print(f"no sweeps yet in {results_dir / 'sweeps'}")
         return
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        title=f"sweeps in {results_dir}",
-        title_justify="left",
-    )
-    for column in (
+    columns = (
         "sweep",
         "state",
         "trials",
         "best val_acc",
         "updated (UTC)",
         "leaderboard entry",
-    ):
-        table.add_column(column, no_wrap=column == "sweep")
+    )
+    table = _table(f"sweeps in {results_dir}", columns)
     for sweep in sweeps:
         counts = (
             ", ".join(f"{n} {state}" for state, n in sorted(sweep.counts.items()))
@@ -324,58 +327,27 @@ def print_sweeps(
         )
         updated = sweep.updated.replace("+00:00", "") if sweep.updated else "-"
         table.add_row(
-            sweep.name,
-            sweep.state,
-            counts,
-            _score(sweep.best_val_acc),
-            updated,
-            sweep.promoted_entry or "-",
-        )
+            sweep.name, sweep.state, counts, _score(sweep.best_val_acc), updated, sweep.promoted_entry or "-"
+        )  # fmt: skip
     console.print(table)
 
 
 def print_trials(console: Console, sweep: SweepStatus) -> None:
     """One line per trial of ``sweep``."""
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        title=f"trials of {sweep.name}",
-        title_justify="left",
-    )
-    for column in (
-        "trial",
-        "state",
-        "model",
-        "params",
-        "epoch",
-        "val_acc",
-        "best val_acc",
-    ):
-        table.add_column(column)
+    columns = ("trial", "state", "model", "params", "epoch", "val_acc", "best val_acc")
+    table = _table(f"trials of {sweep.name}", columns)
     for t in sweep.trials:
         params = f"{t.params:,}" if t.params is not None else "-"
-        table.add_row(
-            t.trial_id,
-            t.state,
-            t.model,
-            params,
-            f"{t.epoch}/{t.epochs}",
-            _score(t.val_acc),
-            _score(t.best_val_acc),
-        )
+        epochs = f"{t.epoch}/{t.epochs}"
+        table.add_row(t.trial_id, t.state, t.model, params, epochs, _score(t.val_acc), _score(t.best_val_acc))  # fmt: skip
     console.print(table)
 
 
 def print_cluster(console: Console, cluster: ClusterStatus) -> None:
     """Nodes with their CPUs and GPUs, then the submitted jobs."""
-    nodes = Table(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        title=f"Ray nodes at {cluster.url}",
-        title_justify="left",
+    nodes = _table(
+        f"Ray nodes at {cluster.url}", ("node", "ip", "role", "CPUs", "GPUs")
     )
-    for column in ("node", "ip", "role", "CPUs", "GPUs"):
-        nodes.add_column(column)
     for n in cluster.nodes:
         role = "head" if n["is_head"] else "worker"
         nodes.add_row(
@@ -385,11 +357,9 @@ def print_cluster(console: Console, cluster: ClusterStatus) -> None:
     if not cluster.jobs:
         console.print("no jobs submitted")
         return
-    jobs = Table(
-        box=box.SIMPLE_HEAD, pad_edge=False, title="Ray jobs", title_justify="left"
+    jobs = _table(
+        "Ray jobs", ("submission id", "status", "started (UTC)", "entrypoint")
     )
-    for column in ("submission id", "status", "started (UTC)", "entrypoint"):
-        jobs.add_column(column)
     for j in cluster.jobs:
         started = (j["start_time"] or "-").replace("+00:00", "")
         jobs.add_row(j["submission_id"], j["status"], started, j["entrypoint"])

@@ -87,6 +87,20 @@ class FakeCluster:
             body = answer.read()
         return json.loads(body) if body.strip()[:1] in (b"{", b"[") else body.decode()
 
+    def submit(self, *entrypoint: str, submission_id: str | None = None) -> str:
+        """``ray job submit`` the entrypoint; returns the command's output.
+
+        With a ``submission_id`` it returns at once (``--no-wait``); without, after the job.
+        """
+        command = [RAY, "job", "submit", "--address", self.dashboard_url]
+        if submission_id:
+            command += ["--submission-id", submission_id, "--no-wait"]
+        done = subprocess.run(
+            [*command, "--", *entrypoint], env=self.env, capture_output=True, text=True, timeout=120, check=False
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
     def alive_nodes(self) -> list[dict]:
         answer = self.get(
             "/api/v0/nodes?limit=100&filter_keys=state&filter_predicates=%3D&filter_values=ALIVE"

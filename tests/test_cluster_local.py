@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, TINY_SPACE
-from fake_cluster import RAY, FakeCluster, fake_cluster
+from fake_cluster import FakeCluster, fake_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -32,26 +32,7 @@ SCALE_UP = (
 def cluster() -> Iterator[FakeCluster]:
     """The fake cluster with its min_workers, then scaled up to max_workers on request."""
     with fake_cluster(REPO / "cluster.local.yaml", workers=MIN_WORKERS) as running:
-        submit = [
-            RAY,
-            "job",
-            "submit",
-            "--address",
-            running.dashboard_url,
-            "--",
-            sys.executable,
-            "-c",
-            SCALE_UP,
-        ]
-        done = subprocess.run(
-            submit,
-            env=running.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        running.submit(sys.executable, "-c", SCALE_UP)
         yield running
 
 
@@ -66,26 +47,7 @@ def results(
         "--data-dir", str(cifar_dir), "--results-dir", str(results_dir), "--name", "on-cluster",
         "--num-samples", "2", "--max-epochs", "1", "--cpus-per-trial", "1", "--wandb", "off",
     ]  # fmt: skip
-    submit = [
-        RAY,
-        "job",
-        "submit",
-        "--address",
-        cluster.dashboard_url,
-        "--submission-id",
-        JOB_ID,
-        "--no-wait",
-        "--",
-    ]
-    done = subprocess.run(
-        submit + sweep,
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    cluster.submit(*sweep, submission_id=JOB_ID)
     return results_dir
 
 
