@@ -57,8 +57,22 @@ class WandbChoice(str, Enum):
     off = "off"
 
 
+def _refuse_uri(results_dir: Path) -> Path:
+    """--results-dir is a folder path: a URI (s3://, gs://) would silently become a local folder."""
+    scheme = results_dir.parts[0] if results_dir.parts else ""
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]+:", scheme):
+        _fail(
+            f"--results-dir {scheme}//…: URIs are not supported; use a folder that every node mounts "
+            "(README.md: Running on a cluster)"
+        )
+    return results_dir
+
+
 ResultsDir = Annotated[
-    Path, typer.Option("--results-dir", help="Folder holding sweeps, the leaderboard and exported models.")
+    Path,
+    typer.Option(
+        "--results-dir", callback=_refuse_uri, help="Folder holding sweeps, the leaderboard and exported models."
+    ),
 ]
 DataDirOption = Annotated[
     Optional[Path],
@@ -457,3 +471,30 @@ def space_sample(
         f"{num} configs from {loaded.path} in {seconds:.2f} s; budget {loaded.spec.budget:,}; "
         f"{draws.redrawn} over-budget draws redrawn"
     )
+
+
+@app.command()
+def status(
+    results_dir: ResultsDir = Path("raycifar_results"),
+    sweep_name: Annotated[Optional[str], typer.Option("--sweep", help="Show this sweep's trials one by one.")] = None,
+    dashboard_url: Annotated[Optional[str], typer.Option(envvar="RAY_API_SERVER_ADDRESS", help="Also show the nodes and jobs of the Ray cluster whose dashboard is here (e.g. http://127.0.0.1:8265).")] = None,
+    output_format: Annotated[EvaluateFormat, typer.Option("--format", help="table or json.")] = EvaluateFormat.table,
+) -> None:
+    """Show the sweeps in a results folder (trials by state, best val_acc) and, with
+    --dashboard-url, the Ray cluster's nodes and jobs."""
+    from raycifar import status as report
+
+    results_dir = results_dir.expanduser()
+    try:
+        sweeps = report.read_sweeps(results_dir, sweep_name)
+        cluster = report.read_cluster(dashboard_url) if dashboard_url else None
+    except UserError as err:
+        _fail(str(err))
+    if output_format is EvaluateFormat.json:
+        sys.stdout.write(json.dumps(report.as_json(sweeps, cluster), indent=2) + "\n")
+        return
+    report.print_sweeps(console, sweeps, results_dir)
+    if sweep_name:
+        report.print_trials(console, sweeps[0])
+    if cluster:
+        report.print_cluster(console, cluster)
