@@ -137,6 +137,7 @@ def sweep(
     workers_per_trial: Annotated[int, typer.Option(min=1, help="Ray Train workers per trial (DDP when above 1).")] = 1,
     seed: Annotated[int, typer.Option(help="Seed for drawing configs, the validation split and the trials.")] = 0,
     address: Annotated[Optional[str], typer.Option(help="Join this Ray cluster (e.g. 'auto' or ray://host:10001). Default: start a local Ray.")] = None,
+    max_concurrent_trials: Annotated[Optional[int], typer.Option(min=1, help="Trials at once. Default: what the cluster fits when the sweep starts; set it on an autoscaling cluster to let the autoscaler add workers.")] = None,
     wandb: Annotated[WandbChoice, typer.Option(help="W&B logging per trial: offline (default, no network), online (needs WANDB_API_KEY), off.")] = WandbChoice.offline,
     dashboard: Annotated[bool, typer.Option(help="Start the Ray dashboard with a local Ray.")] = True,
     name: Annotated[Optional[str], typer.Option(help="Sweep name. Default: <space>-<date>-<time>.")] = None,
@@ -175,7 +176,7 @@ def sweep(
     options = SweepOptions(
         results_dir=results_dir, sweep_name=sweep_name, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, workers_per_trial=workers_per_trial, address=address,
-        wandb=wandb.value, dashboard=dashboard,
+        max_concurrent_trials=max_concurrent_trials, wandb=wandb.value, dashboard=dashboard,
     )  # fmt: skip
     _run_and_promote(draws.configs, loaded.spec.scheduler, options)
 

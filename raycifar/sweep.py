@@ -41,6 +41,7 @@ class SweepOptions:
     gpus_per_trial: float | None = None  # None: 1 when the cluster has GPUs, else 0
     workers_per_trial: int = 1
     address: str | None = None
+    max_concurrent_trials: int | None = None  # None: what the cluster fits when the sweep starts
     wandb: WandbMode = "offline"
     dashboard: bool = True
 
@@ -183,7 +184,8 @@ def _trial_resources(options: SweepOptions) -> tuple[float, int]:
     """(GPUs per trial, concurrent trials) for the connected cluster.
 
     On a local Ray, requests the machine cannot meet are errors; on a cluster the
-    autoscaler may still add the nodes they need.
+    autoscaler may still add the nodes they need. Unless ``max_concurrent_trials`` is
+    given, as many trials run at once as the cluster fits now.
     """
     cluster = ray.cluster_resources()
     cpus, gpus_available = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
@@ -195,6 +197,8 @@ def _trial_resources(options: SweepOptions) -> tuple[float, int]:
             raise UserError(f"--cpus-per-trial {options.cpus_per_trial:g} is more than this machine's {cpus:g} CPUs")
         if gpus > gpus_available:
             raise UserError(f"--gpus-per-trial {gpus:g} is more than this machine's {gpus_available:g} GPUs")
+    if options.max_concurrent_trials:
+        return gpus, options.max_concurrent_trials
     concurrent = int(cpus // options.cpus_per_trial)
     if gpus > 0 and gpus_available > 0:
         concurrent = min(concurrent, int(gpus_available // gpus))

@@ -17,3 +17,13 @@ def test_a_running_local_ray_is_named_instead_of_starting_a_second(monkeypatch, 
     with pytest.raises(UserError, match=r"already running on this machine \(127.0.0.1:41234\): .*--address 127.0.0.1:41234"):
         connect(options)
     assert not ray.is_initialized()
+
+
+def test_concurrency_is_what_the_cluster_fits_unless_given(monkeypatch, tmp_path: Path) -> None:
+    from raycifar import sweep
+
+    monkeypatch.setattr(sweep.ray, "cluster_resources", lambda: {"CPU": 4.0, "GPU": 1.0})
+    fitted = SweepOptions(results_dir=tmp_path, sweep_name="s", address="auto", gpus_per_trial=1)
+    assert sweep._trial_resources(fitted) == (1, 1)
+    wider = SweepOptions(results_dir=tmp_path, sweep_name="s", address="auto", gpus_per_trial=1, max_concurrent_trials=4)
+    assert sweep._trial_resources(wider) == (1, 4)
