@@ -64,7 +64,8 @@ def with_overrides(
 ) -> TrialConfig:
     """``config`` with training keys set from ``KEY=VALUE`` strings (values read as YAML),
     and ``epochs``, the trial ``seed`` and ``data_dir`` replaced when given."""
-    train = config.train.model_dump()
+    resolved = config.model_dump()
+    train = resolved["train"]
     for setting in settings:
         key, sep, value = setting.partition("=")
         if not sep or key not in TrainConfig.model_fields:
@@ -72,16 +73,14 @@ def with_overrides(
         train[key] = yaml.safe_load(value)
     if epochs is not None:
         train["epochs"] = epochs
+    if seed is not None:
+        resolved["seed"] = seed
+    if data_dir is not None:
+        resolved["data_dir"] = str(data_dir)
     try:
-        checked = TrainConfig.model_validate(train)
+        return TrialConfig.model_validate(resolved)
     except ValidationError as err:
         raise UserError(format_validation_error("--set", err)) from None
-    update: dict = {"train": checked}
-    if seed is not None:
-        update["seed"] = seed
-    if data_dir is not None:
-        update["data_dir"] = str(data_dir)
-    return config.model_copy(update=update)
 
 
 @dataclass(frozen=True)
