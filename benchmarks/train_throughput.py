@@ -3,8 +3,10 @@ without channels-last and torch.compile, side by side in one run.
 
 Each variant runs raycifar's own training step (``raycifar.train.train_epoch``: batched
 augmentation on the device, forward, loss, backward, SGD step, schedule step) on random
-images held on the device: a warm-up (where compilation happens, timed separately), then
-``--steps`` timed batches.
+images held on the device. Every variant is built and warmed up first (compilation happens
+there and is reported apart; dynamo reuses what it compiled for an earlier variant of the same
+model class). Then the variants take turns, ``--rounds`` times ``--steps`` timed batches
+each, and the median round counts: a busy machine slows every variant alike.
 
     python benchmarks/train_throughput.py
     python benchmarks/train_throughput.py --models resnet8-w16 --variants eager,channels_last --steps 5
@@ -15,14 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
 from raycifar.data import DeviceLoader, ImageSet
-from raycifar.models import count_params, model_name
+from raycifar.models import model_name
 from raycifar.train import Training, global_settings, train_epoch
 
 MODELS = {
@@ -48,8 +52,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps per variant")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps per variant")
     parser.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first (compilation happens here)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="timed rounds per variant, taken in turns; the median counts"
+    )
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="as train.precision")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--format", choices=("table", "json"), default="table")
@@ -70,36 +77,57 @@ def random_loader(batches: int, batch_size: int, device: torch.device, seed: int
     return DeviceLoader(images, batch_size, device, train=True, seed=seed)
 
 
-def measure(model: ModelConfig, variant: str, args: argparse.Namespace) -> dict:
-    """Warm-up seconds and timed images/s of one model and variant."""
+@dataclass
+class Measured:
+    """One model in one variant, built and warmed up, with its timed rounds."""
+
+    model: str
+    variant: str
+    run: Training
+    loader: DeviceLoader
+    warmup_s: float
+    rounds_s: list[float] = field(default_factory=list)
+
+
+def timed_epoch(run: Training, loader: DeviceLoader) -> float:
+    started = time.perf_counter()
+    train_epoch(run.model, loader, run.optimizer, run.schedule, run.train, run.runtime, run.average)
+    return time.perf_counter() - started
+
+
+def build(model: ModelConfig, variant: str, args: argparse.Namespace) -> Measured:
+    """A warmed-up training run of ``model`` in ``variant``."""
     device = torch.device(args.device)
     train = TrainConfig(batch_size=args.batch_size, precision=args.precision, **VARIANTS[variant])
-    config = TrialConfig(space="bench", data_dir="-", params=count_params(model), model=model, train=train)
+    config = TrialConfig(space="bench", data_dir="-", params=0, model=model, train=train)
     timed = random_loader(args.steps, args.batch_size, device, seed=1)
-    warmup = random_loader(args.warmup_steps, args.batch_size, device, seed=2)
-    torch._dynamo.reset()  # every compiled variant pays its own compilation
-    with global_settings(train, seed=0):
-        run = Training(config, timed, timed, device)
+    run = Training(config, timed, timed, device)
+    warmup_s = timed_epoch(run, random_loader(args.warmup_steps, args.batch_size, device, seed=2))
+    return Measured(model_name(model), variant, run, timed, warmup_s)
 
-        def epoch(loader: DeviceLoader) -> float:
-            started = time.perf_counter()
-            train_epoch(run.model, loader, run.optimizer, run.schedule, train, run.runtime, run.average)
-            return time.perf_counter() - started
 
-        warmup_seconds = epoch(warmup)
-        seconds = epoch(timed)
-    return {
-        "model": model_name(model),
-        "params": config.params,
-        "variant": variant,
-        "images_per_s": args.steps * args.batch_size / seconds,
-        "warmup_s": warmup_seconds,
-    }
+def measure(args: argparse.Namespace) -> list[dict]:
+    """Images/s (median round) and warm-up seconds of every model and variant."""
+    with global_settings(TrainConfig(), seed=0):
+        variants = [build(MODELS[m], v, args) for m in args.models.split(",") for v in args.variants.split(",")]
+        for _ in range(args.rounds):
+            for entry in variants:
+                entry.rounds_s.append(timed_epoch(entry.run, entry.loader))
+    rows = []
+    for entry in variants:
+        rows.append({
+            "model": entry.model,
+            "params": sum(p.numel() for p in entry.run.net.parameters()),
+            "variant": entry.variant,
+            "images_per_s": args.steps * args.batch_size / statistics.median(entry.rounds_s),
+            "warmup_s": entry.warmup_s,
+        })  # fmt: skip
+    return rows
 
 
 def main() -> None:
     args = parse_args()
-    rows = [measure(MODELS[m], v, args) for m in args.models.split(",") for v in args.variants.split(",")]
+    rows = measure(args)
     for row in rows:
         baseline = next(r for r in rows if r["model"] == row["model"])
         row["vs_first"] = row["images_per_s"] / baseline["images_per_s"]
@@ -110,12 +138,14 @@ def main() -> None:
         "torch": torch.__version__,
         "batch_size": args.batch_size,
         "steps": args.steps,
+        "rounds": args.rounds,
         "precision": args.precision,
     }
     if args.format == "json":
         print(json.dumps({**header, "results": rows}, indent=2))
         return
     print("  ".join(f"{k}={v}" for k, v in header.items()))
+    print("images/s: median round; x first: relative to the model's first variant; warm-up: includes compiling")
     print(f"{'model':<14} {'params':>10} {'variant':<22} {'images/s':>10} {'x first':>8} {'warm-up s':>10}")
     for r in rows:
         print(

@@ -178,10 +178,25 @@ def prepare_ray_environment(address: str | None) -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
+def _progress() -> Progress:
+    """A live progress line: spinner, description, bar, count and elapsed time."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=console)
+
+
+def _promote_checkpoint(checkpoint_path: str, results_dir: Path, **row_fields) -> dict:
+    """Fetch a Ray Train checkpoint and promote it to the leaderboard; returns the new row."""
+    from raycifar.leaderboard import promote
+    from raycifar.sweep import fetch_checkpoint
+
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = fetch_checkpoint(checkpoint_path, Path(scratch) / "checkpoint")
+        return promote(checkpoint, results_dir, source_checkpoint=checkpoint_path, **row_fields)
+
+
 def _run_and_promote(configs: list, scheduler, options) -> None:
     """Connect to Ray, run the sweep with a live progress line, promote the best checkpoint."""
     from raycifar import sweep as sweeps
-    from raycifar.leaderboard import promote
 
     if options.wandb == "offline":
         os.environ["WANDB_MODE"] = "offline"
@@ -189,20 +204,17 @@ def _run_and_promote(configs: list, scheduler, options) -> None:
         dashboard_url = sweeps.connect(options)
         if dashboard_url:
             console.print(f"Ray dashboard: {dashboard_url}")
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console) as progress:
+        with _progress() as progress:
             outcome = sweeps.run_sweep(configs, scheduler, options, _RichProgress(progress, len(configs)))
         console.print(
             f"sweep finished in {outcome.wall_seconds:.0f} s: {outcome.trials} trials, "
             f"{outcome.stopped_early} stopped early by ASHA, {outcome.failed} failed; "
             f"best val_acc {outcome.best_val_acc:.4f} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
         )
-        with tempfile.TemporaryDirectory() as scratch:
-            checkpoint = sweeps.fetch_checkpoint(outcome.best_checkpoint, Path(scratch) / "checkpoint")
-            row = promote(
-                checkpoint, options.results_dir, sweep=options.sweep_name, trial_id=outcome.best_trial_id,
-                val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, source_checkpoint=outcome.best_checkpoint,
-            )  # fmt: skip
+        row = _promote_checkpoint(
+            outcome.best_checkpoint, options.results_dir, sweep=options.sweep_name, trial_id=outcome.best_trial_id,
+            val_acc=outcome.best_val_acc, epochs=outcome.best_epoch,
+        )  # fmt: skip
     except UserError as err:
         _fail(str(err))
     except sweeps.SweepFailed as err:
@@ -384,27 +396,23 @@ def _train_and_promote(config, options, promote_best: bool) -> None:
     """Connect to Ray, train with per-epoch lines and a progress bar, then promote if asked."""
     from raycifar import sweep as sweeps
     from raycifar import trainer
-    from raycifar.leaderboard import promote
 
     row = None
     try:
         dashboard_url = sweeps.connect(options.as_trial())
         if dashboard_url:
             console.print(f"Ray dashboard: {dashboard_url}")
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console) as progress:
+        with _progress() as progress:
             outcome = trainer.run_training(config, options, _EpochPrinter(progress, config.train.epochs))
         console.print(
             f"trained in {outcome.wall_seconds:.0f} s: best val_acc {outcome.best_val_acc:.4f} at epoch "
             f"{outcome.best_epoch}; checkpoint {outcome.best_checkpoint}; metrics {outcome.run_dir / trainer.METRICS_FILE}"
         )
         if promote_best:
-            with tempfile.TemporaryDirectory() as scratch:
-                checkpoint = sweeps.fetch_checkpoint(outcome.best_checkpoint, Path(scratch) / "checkpoint")
-                row = promote(
-                    checkpoint, options.results_dir, sweep=options.name, trial_id=options.name,
-                    val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, source_checkpoint=outcome.best_checkpoint,
-                )  # fmt: skip
+            row = _promote_checkpoint(
+                outcome.best_checkpoint, options.results_dir, sweep=options.name, trial_id=options.name,
+                val_acc=outcome.best_val_acc, epochs=outcome.best_epoch,
+            )  # fmt: skip
     except UserError as err:
         _fail(str(err))
     except trainer.RunFailed as err:

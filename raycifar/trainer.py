@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 from ray.util.queue import Empty, Queue
 
-from raycifar.config import TrainConfig, TrialConfig, format_validation_error
+from raycifar.config import Dimension, TrainConfig, TrialConfig, format_validation_error
 from raycifar.errors import UserError
 from raycifar.leaderboard import find_entry
 from raycifar.space import load_space, sample_configs
@@ -42,7 +42,7 @@ def config_from_file(name_or_path: str, data_dir: Path, seed: int) -> TrialConfi
     space = load_space(name_or_path)
     for section in ("arch", "train"):
         for key, dimension in getattr(space.spec, section):
-            if dimension.sampler != "constant":
+            if isinstance(dimension, Dimension) and dimension.sampler != "constant":
                 raise UserError(
                     f"{space.path}: {section}.{key}: raycifar train needs one value per key, "
                     f"got a {dimension.sampler} sampler (search it with raycifar sweep)"

@@ -28,7 +28,7 @@ def run_script(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_train_throughput_reports_each_variant(tmp_path: Path) -> None:
     result = run_script("train_throughput.py", "--models", "resnet8-w16", "--variants", "eager,channels_last",
-                        "--batch-size", "16", "--steps", "2", "--warmup-steps", "1", "--format", "json", cwd=tmp_path)  # fmt: skip
+                        "--batch-size", "16", "--steps", "2", "--warmup-steps", "1", "--rounds", "1", "--format", "json", cwd=tmp_path)  # fmt: skip
     report = json.loads(result.stdout)
     assert report["batch_size"] == 16 and report["threads"] >= 1
     assert [(r["model"], r["variant"]) for r in report["results"]] == [
