@@ -201,10 +201,25 @@ def prepare_ray_environment(address: str | None) -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
+def _progress() -> Progress:
+    """A live progress line: spinner, description, bar, count and elapsed time."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=console)
+
+
+def _promote_checkpoint(checkpoint_path: str, results_dir: Path, **row_fields) -> dict:
+    """Fetch a Ray Train checkpoint and promote it to the leaderboard; returns the new row."""
+    from raycifar.leaderboard import promote
+    from raycifar.sweep import fetch_checkpoint
+
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = fetch_checkpoint(checkpoint_path, Path(scratch) / "checkpoint")
+        return promote(checkpoint, results_dir, source_checkpoint=checkpoint_path, **row_fields)
+
+
 def _run_and_promote(configs: list, scheduler, options) -> None:
     """Connect to Ray, run the sweep with a live progress line, promote the best checkpoint."""
     from raycifar import sweep as sweeps
-    from raycifar.leaderboard import promote
 
     if options.wandb == "offline":
         os.environ["WANDB_MODE"] = "offline"
@@ -212,20 +227,17 @@ def _run_and_promote(configs: list, scheduler, options) -> None:
         dashboard_url = sweeps.connect(options)
         if dashboard_url:
             console.print(f"Ray dashboard: {dashboard_url}")
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console) as progress:
+        with _progress() as progress:
             outcome = sweeps.run_sweep(configs, scheduler, options, _RichProgress(progress, len(configs)))
         console.print(
             f"sweep finished in {outcome.wall_seconds:.0f} s: {outcome.trials} trials, "
             f"{outcome.stopped_early} stopped early by ASHA, {outcome.failed} failed; "
             f"best val_acc {outcome.best_val_acc:.4f} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
         )
-        with tempfile.TemporaryDirectory() as scratch:
-            checkpoint = sweeps.fetch_checkpoint(outcome.best_checkpoint, Path(scratch) / "checkpoint")
-            row = promote(
-                checkpoint, options.results_dir, sweep=options.sweep_name, trial_id=outcome.best_trial_id,
-                val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, source_checkpoint=outcome.best_checkpoint,
-            )  # fmt: skip
+        row = _promote_checkpoint(
+            outcome.best_checkpoint, options.results_dir, sweep=options.sweep_name, trial_id=outcome.best_trial_id,
+            val_acc=outcome.best_val_acc, epochs=outcome.best_epoch,
+        )  # fmt: skip
     except UserError as err:
         _fail(str(err))
     except sweeps.SweepFailed as err:
@@ -499,3 +511,108 @@ def status(
         report.print_trials(console, sweeps[0])
     if cluster:
         report.print_cluster(console, cluster)
+
+
+class _EpochPrinter:
+    """Prints each epoch's metrics above a live progress bar over the run's epochs."""
+
+    SHOWN = ("train_loss", "val_loss", "val_acc", "val_acc_tta", "lr")
+
+    def __init__(self, progress: Progress, epochs: int) -> None:
+        self.progress, self.epochs = progress, epochs
+        self.task = progress.add_task("starting workers", total=epochs)
+
+    def epoch(self, metrics: dict) -> None:
+        shown = "  ".join(f"{key} {metrics[key]:.4f}" for key in self.SHOWN if key in metrics)
+        self.progress.console.print(
+            f"epoch {metrics['epoch']:>3}/{self.epochs}  {shown}  {metrics['train_seconds']:.1f} s", highlight=False
+        )
+        self.progress.update(self.task, completed=metrics["epoch"], description=f"epoch {metrics['epoch']}/{self.epochs}")
+
+
+@app.command()
+def train(
+    config: Annotated[Optional[str], typer.Argument(help="A space file whose every key has one value (path or shipped name).")] = None,
+    from_entry: Annotated[Optional[str], typer.Option(help="Retrain the config of this leaderboard entry instead.")] = None,
+    data_dir: DataDirOption = None,
+    results_dir: ResultsDir = Path("raycifar_results"),
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Train this many epochs instead of the config's.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="CONFIG: seeds the split and the trial as trial 0 of a sweep with this --seed (default 0). --from-entry: the trial seed (default: the entry's).")] = None,
+    settings: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE: set a training key, e.g. --set ema_decay=0.999 (repeatable).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Ray Train workers (DDP when above 1).")] = 1,
+    cpus_per_worker: Annotated[float, typer.Option(min=0.01, help="CPUs reserved by each worker.")] = 1.0,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(min=0.0, help="GPUs per worker. Default: 1 when the cluster has a GPU for every worker, else 0.")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Join this Ray cluster (e.g. 'auto'). Default: start a local Ray.")] = None,
+    dashboard: Annotated[bool, typer.Option(help="Start the Ray dashboard with a local Ray.")] = True,
+    name: Annotated[Optional[str], typer.Option(help="Run name (its folder under runs/). Default: <space>-train-<date>-<time>.")] = None,
+    promote: Annotated[bool, typer.Option("--promote", help="Add the best checkpoint to the leaderboard (test evaluation + export).")] = False,
+) -> None:
+    """Train one config on Ray Train (no Tune) with per-epoch metrics; optionally promote it."""
+    prepare_ray_environment(address)  # before anything imports ray
+    from raycifar.data import default_data_dir
+    from raycifar.trainer import RunOptions, check_new_run, config_from_entry, config_from_file, with_overrides
+
+    results_dir = results_dir.expanduser().resolve()
+    data_dir = data_dir.expanduser().resolve() if data_dir else None
+    try:
+        if (config is None) == (from_entry is None):
+            raise UserError("give either a CONFIG file or --from-entry ENTRY_ID (exactly one)")
+        if from_entry:
+            resolved = with_overrides(config_from_entry(results_dir, from_entry), settings or [], epochs, seed, data_dir)
+        else:
+            base = config_from_file(config, data_dir or default_data_dir().resolve(), seed or 0)
+            resolved = with_overrides(base, settings or [], epochs)
+        _check_data(Path(resolved.data_dir), download=False)
+        _make_results_dir(results_dir)
+    except UserError as err:
+        _fail(str(err))
+    run_name = name or f"{resolved.space}-train-{datetime.now():%Y%m%d-%H%M%S}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run_name):
+        _fail(f"--name {run_name!r}: use letters, digits, '.', '_' and '-' only")
+    try:
+        check_new_run(results_dir, run_name)
+    except UserError as err:
+        _fail(str(err))
+    options = RunOptions(
+        results_dir=results_dir, name=run_name, workers=workers, cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker, address=address, dashboard=dashboard,
+    )  # fmt: skip
+    console.print(
+        f"run [bold]{run_name}[/]: {resolved.params:,} params, {resolved.train.epochs} epochs, "
+        f"{workers} worker(s), data {resolved.data_dir}"
+    )
+    _train_and_promote(resolved, options, promote)
+
+
+def _train_and_promote(config, options, promote_best: bool) -> None:
+    """Connect to Ray, train with per-epoch lines and a progress bar, then promote if asked."""
+    from raycifar import sweep as sweeps
+    from raycifar import trainer
+
+    row = None
+    try:
+        dashboard_url = sweeps.connect(options.as_trial())
+        if dashboard_url:
+            console.print(f"Ray dashboard: {dashboard_url}")
+        with _progress() as progress:
+            outcome = trainer.run_training(config, options, _EpochPrinter(progress, config.train.epochs))
+        console.print(
+            f"trained in {outcome.wall_seconds:.0f} s: best val_acc {outcome.best_val_acc:.4f} at epoch "
+            f"{outcome.best_epoch}; checkpoint {outcome.best_checkpoint}; metrics {outcome.run_dir / trainer.METRICS_FILE}"
+        )
+        if promote_best:
+            row = _promote_checkpoint(
+                outcome.best_checkpoint, options.results_dir, sweep=options.name, trial_id=options.name,
+                val_acc=outcome.best_val_acc, epochs=outcome.best_epoch,
+            )  # fmt: skip
+    except UserError as err:
+        _fail(str(err))
+    except trainer.RunFailed as err:
+        _fail(str(err), code=1)
+    except trainer.RunInterrupted as err:
+        _fail(str(err), code=130)
+    finally:
+        sweeps.disconnect()
+    if row is not None:
+        console.print("promoted to the leaderboard:")
+        _print_record(_jsonable(row))

@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     TypeAdapter,
     ValidationError,
     model_validator,
@@ -59,6 +60,13 @@ class Dimension:
     def values(self) -> tuple:
         """The values a constant or a choice can take; the bounds of a range."""
         return self.args
+
+    def can_be(self, value: Any) -> bool:
+        """Whether a draw can produce ``value``."""
+        if self.sampler in ("constant", "choice"):
+            return value in self.args
+        low, high = self.args
+        return low <= value <= high
 
 
 KIND_HINTS = {
@@ -136,6 +144,12 @@ def Dim(value_type: Any) -> Any:  # noqa: N802 - reads as a type in field declar
 PositiveInt = Annotated[int, Field(ge=1)]
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 StageDepths = Annotated[list[PositiveInt], Field(min_length=1, max_length=6)]
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+Milestones = Annotated[tuple[Fraction, ...], Field(min_length=1)]
+Schedule = Literal["cosine", "linear", "onecycle", "step", "multistep"]
+TestTimeAugmentation = Literal["none", "flip", "flip_translate"]
+Precision = Literal["auto", "fp32", "bf16"]
+CompileSwitch = StrictBool | Literal["auto"]
 
 
 class _Strict(BaseModel):
@@ -190,12 +204,34 @@ class TrainSpace(_Strict):
     optimizer: Dim(Literal["sgd", "adamw"]) = Dimension("constant", ("sgd",))
     lr: Dim(Annotated[float, Field(gt=0.0)]) = Dimension("constant", (0.1,))
     momentum: Dim(Probability) = Dimension("constant", (0.9,))
+    nesterov: Dim(StrictBool) = Dimension("constant", (True,))
     weight_decay: Dim(Annotated[float, Field(ge=0.0)]) = Dimension("constant", (5e-4,))
+    decay_norm_and_bias: Dim(StrictBool) = Dimension("constant", (True,))
+    grad_clip_norm: Dim(Annotated[float, Field(ge=0.0)]) = Dimension("constant", (0.0,))
     batch_size: Dim(PositiveInt) = Dimension("constant", (128,))
     epochs: Dim(PositiveInt) = Dimension("constant", (10,))
-    schedule: Dim(Literal["cosine", "onecycle"]) = Dimension("constant", ("cosine",))
+    schedule: Dim(Schedule) = Dimension("constant", ("cosine",))
+    warmup_epochs: Dim(Annotated[float, Field(ge=0.0)]) = Dimension("constant", (0.0,))
+    step_epochs: Dim(PositiveInt) = Dimension("constant", (5,))
+    milestones: Dim(Milestones) = Dimension("constant", ((0.5, 0.75),))
+    lr_gamma: Dim(Annotated[float, Field(gt=0.0, le=1.0)]) = Dimension("constant", (0.1,))
     label_smoothing: Dim(Probability) = Dimension("constant", (0.0,))
     mixup_alpha: Dim(Annotated[float, Field(ge=0.0)]) = Dimension("constant", (0.0,))
+    ema_decay: Dim(Probability) = Dimension("constant", (0.0,))
+    ema_every: Dim(PositiveInt) = Dimension("constant", (1,))
+    lookahead: Dim(StrictBool) = Dimension("constant", (False,))
+    tta: Dim(TestTimeAugmentation) = Dimension("constant", ("none",))
+    precision: Dim(Precision) = Dimension("constant", ("auto",))
+    channels_last: Dim(StrictBool) = Dimension("constant", (False,))
+    compile: Dim(CompileSwitch) = Dimension("constant", ("auto",))
+    cudnn_benchmark: Dim(StrictBool) = Dimension("constant", (True,))
+    deterministic: Dim(StrictBool) = Dimension("constant", (False,))
+
+    @model_validator(mode="after")
+    def _lookahead_needs_ema(self) -> TrainSpace:
+        if self.lookahead.can_be(True) and self.ema_decay.can_be(0.0):
+            raise ValueError("lookahead: true resets the weights to their EMA, so every draw needs ema_decay > 0")
+        return self
 
 
 class SchedulerSettings(_Strict):
@@ -265,17 +301,39 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """Resolved training hyperparameters of one trial."""
+    """Resolved training hyperparameters of one trial (README: "Training options")."""
 
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: Annotated[float, Field(gt=0.0)] = 0.1
     momentum: Probability = 0.9
+    nesterov: bool = True
     weight_decay: Annotated[float, Field(ge=0.0)] = 5e-4
+    decay_norm_and_bias: bool = True
+    grad_clip_norm: Annotated[float, Field(ge=0.0)] = 0.0
     batch_size: PositiveInt = 128
     epochs: PositiveInt = 10
-    schedule: Literal["cosine", "onecycle"] = "cosine"
+    schedule: Schedule = "cosine"
+    warmup_epochs: Annotated[float, Field(ge=0.0)] = 0.0
+    step_epochs: PositiveInt = 5
+    milestones: Milestones = (0.5, 0.75)
+    lr_gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
     label_smoothing: Probability = 0.0
     mixup_alpha: Annotated[float, Field(ge=0.0)] = 0.0
+    ema_decay: Probability = 0.0
+    ema_every: PositiveInt = 1
+    lookahead: bool = False
+    tta: TestTimeAugmentation = "none"
+    precision: Precision = "auto"
+    channels_last: bool = False
+    compile: CompileSwitch = "auto"
+    cudnn_benchmark: bool = True
+    deterministic: bool = False
+
+    @model_validator(mode="after")
+    def _lookahead_needs_ema(self) -> TrainConfig:
+        if self.lookahead and self.ema_decay == 0:
+            raise ValueError("lookahead: true resets the weights to their EMA, so it needs ema_decay > 0")
+        return self
 
 
 class TrialConfig(_Strict):

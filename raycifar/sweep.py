@@ -180,7 +180,7 @@ def _refuse_a_second_local_ray() -> None:
         )
 
 
-def _trial_resources(options: SweepOptions) -> tuple[float, int]:
+def trial_resources(options: SweepOptions) -> tuple[float, int]:
     """(GPUs per trial, concurrent trials) for the connected cluster.
 
     On a local Ray, requests the machine cannot meet are errors; on a cluster the
@@ -205,33 +205,44 @@ def _trial_resources(options: SweepOptions) -> tuple[float, int]:
     return gpus, max(1, concurrent)
 
 
-def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float):
-    """The Tune function trial: fits one TorchTrainer on the trial's config."""
+def scaling_config(options: SweepOptions, gpus: float) -> ray.train.ScalingConfig:
+    """The workers of one trial, sharing its CPUs (and GPUs) evenly."""
     workers, cpus = options.workers_per_trial, options.cpus_per_trial
-    scaling = ray.train.ScalingConfig(
+    return ray.train.ScalingConfig(
         num_workers=workers,
         use_gpu=gpus > 0,
         resources_per_worker={"CPU": cpus / workers, **({"GPU": gpus / workers} if gpus else {})},
     )
 
+
+def make_trainer(
+    config: dict, name: str, storage: Path, scaling: ray.train.ScalingConfig, callbacks: list
+) -> TorchTrainer:
+    """The Ray Train run of one trial config, under ``storage/name``: a sweep trial or ``raycifar train``."""
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=scaling,
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=str(storage),
+            callbacks=callbacks,
+            # A crashed worker group restarts once from the run's last checkpoint.
+            failure_config=ray.train.FailureConfig(max_failures=1),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute="val_acc", checkpoint_score_order="max"
+            ),
+        ),
+    )
+
+
+def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float):
+    """The Tune function trial: fits one TorchTrainer on the trial's config."""
+    scaling = scaling_config(options, gpus)
+
     def run_trial(config: dict) -> None:
         trial_id = tune.get_context().get_trial_id()
-        trainer = TorchTrainer(
-            train_loop_per_worker,
-            train_loop_config=config,
-            scaling_config=scaling,
-            run_config=ray.train.RunConfig(
-                name=trial_id,
-                storage_path=str(train_storage),
-                callbacks=[TuneReportCallback()],
-                # A crashed worker group restarts once from the trial's last checkpoint.
-                failure_config=ray.train.FailureConfig(max_failures=1),
-                checkpoint_config=ray.train.CheckpointConfig(
-                    num_to_keep=2, checkpoint_score_attribute="val_acc", checkpoint_score_order="max"
-                ),
-            ),
-        )
-        trainer.fit()
+        make_trainer(config, trial_id, train_storage, scaling, [TuneReportCallback()]).fit()
 
     return tune.with_resources(run_trial, DRIVER_RESOURCES)
 
@@ -269,7 +280,7 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run every config as a Tune trial under ASHA (Ray must be connected) and find the best epoch."""
     started = time.monotonic()
-    gpus, concurrent = _trial_resources(options)
+    gpus, concurrent = trial_resources(options)
     tracker = _ProgressCallback(progress)
     storage = options.results_dir / "sweeps"
     max_epochs = max(c.train.epochs for c in configs)

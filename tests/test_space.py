@@ -34,7 +34,7 @@ def write_space(tmp_path: Path, text: str) -> Path:
         (GOOD.replace("{loguniform: [0.05, 0.2]}", "{logunif: [0.05, 0.2]}"), r"train.lr: a sampler is a mapping"),
         (GOOD.replace("{loguniform: [0.05, 0.2]}", "{uniform: [0.2, 0.05]}"), r"train.lr: uniform low 0.2 is above high 0.05"),
         (GOOD.replace("{choice: [8, 12]}", "{choice: []}"), r"arch.base_width: choice takes a non-empty list"),
-        (GOOD.replace("schedule: onecycle", "schedule: linear"), r"train.schedule: 'linear': Input should be 'cosine' or 'onecycle'"),
+        (GOOD.replace("schedule: onecycle", "schedule: exponential"), r"train.schedule: 'exponential': Input should be 'cosine', 'linear', 'onecycle', 'step' or 'multistep'"),
         (GOOD.replace("budget: 100000", "budget: -5"), r"space.yaml: budget: .*greater than or equal to 1"),
         (GOOD.replace("arch:\n", "arch:\n  model: resnet19\n"), r"space.yaml: arch.model: unknown model 'resnet19'; known models: resnet10"),
         (GOOD.replace("arch:\n", "arch:\n  se_width: fit\n"), r"space.yaml: arch: se_ratio and se_width are two ways"),

@@ -24,6 +24,6 @@ def test_concurrency_is_what_the_cluster_fits_unless_given(monkeypatch, tmp_path
 
     monkeypatch.setattr(sweep.ray, "cluster_resources", lambda: {"CPU": 4.0, "GPU": 1.0})
     fitted = SweepOptions(results_dir=tmp_path, sweep_name="s", address="auto", gpus_per_trial=1)
-    assert sweep._trial_resources(fitted) == (1, 1)
+    assert sweep.trial_resources(fitted) == (1, 1)
     wider = SweepOptions(results_dir=tmp_path, sweep_name="s", address="auto", gpus_per_trial=1, max_concurrent_trials=4)
-    assert sweep._trial_resources(wider) == (1, 4)
+    assert sweep.trial_resources(wider) == (1, 4)

@@ -36,7 +36,7 @@ def test_a_few_epochs_learn_the_synthetic_classes(cifar_dir: Path, train: TrainC
     val = DeviceLoader(val_set, 500, device, train=False)
     model = build_model(MODEL)
     optimizer = make_optimizer(model, train)
-    schedule = make_schedule(optimizer, train, len(loader) * 3)
+    schedule = make_schedule(optimizer, train.model_copy(update={"epochs": 3}), len(loader))
     _, before, _ = evaluate(model, val)
     for epoch in range(3):
         loader.set_epoch(epoch)
