@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from raycifar.data.catalog import class_names
 from raycifar.errors import UserError
 
 SAMPLERS = ("choice", "uniform", "loguniform", "randint")
@@ -157,6 +158,42 @@ class TrainSpace(_Strict):
     schedule: Dim(Literal["cosine", "onecycle"]) = Dimension("constant", ("cosine",))
     label_smoothing: Dim(Probability) = Dimension("constant", (0.0,))
     mixup_alpha: Dim(Annotated[float, Field(ge=0.0)]) = Dimension("constant", (0.0,))
+    cutmix_alpha: Dim(Annotated[float, Field(ge=0.0)]) = Dimension("constant", (0.0,))
+    mix_switch_prob: Dim(Annotated[float, Field(ge=0.0, le=1.0)]) = Dimension("constant", (0.5,))
+
+
+Policy = Literal["none", "autoaugment", "randaugment", "trivialaugment"]
+LoaderName = Literal["device", "ffcv", "torchvision"]
+Padding = Annotated[int, Field(ge=0, le=16)]
+CutoutSize = Annotated[int, Field(ge=0, le=32)]
+Jitter = Annotated[float, Field(ge=0.0, le=1.0)]
+Degrees = Annotated[float, Field(ge=0.0, le=180.0)]
+
+
+class AugmentSpace(_Strict):
+    """Image augmentation dimensions (see :mod:`raycifar.data.augment`).
+
+    ``crop_padding``, ``flip`` and ``cutout`` work with every loader; the others are
+    per-image policies of the torchvision loader.
+    """
+
+    crop_padding: Dim(Padding) = Dimension("constant", (4,))
+    flip: Dim(bool) = Dimension("constant", (True,))
+    cutout: Dim(CutoutSize) = Dimension("constant", (0,))
+    policy: Dim(Policy) = Dimension("constant", ("none",))
+    color_jitter: Dim(Jitter) = Dimension("constant", (0.0,))
+    rotation: Dim(Degrees) = Dimension("constant", (0.0,))
+    random_erasing: Dim(Probability) = Dimension("constant", (0.0,))
+
+
+PER_IMAGE_AUGMENTATIONS = ("policy", "color_jitter", "rotation", "random_erasing")
+
+
+def _may_differ(dimension: Dimension, default: Any) -> bool:
+    """Whether a dimension can produce a value other than ``default``."""
+    if dimension.sampler in ("constant", "choice"):
+        return any(value != default for value in dimension.args)
+    return dimension.args != (default, default)
 
 
 class SchedulerSettings(_Strict):
@@ -170,13 +207,36 @@ class SpaceFile(_Strict):
     """A validated search-space file."""
 
     description: str = ""
-    dataset: Literal["cifar10"] = "cifar10"
+    dataset: Literal["cifar10", "cifar100"] = "cifar10"
     budget: PositiveInt = DEFAULT_BUDGET
     num_samples: PositiveInt = 8
     val_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
     arch: ArchSpace
     train: TrainSpace = TrainSpace()
     scheduler: SchedulerSettings = SchedulerSettings()
+    label_mode: Literal["fine", "coarse"] = "fine"
+    loader: LoaderName = "device"
+    augment: AugmentSpace = AugmentSpace()
+    class_weights: dict[str, Annotated[float, Field(gt=0.0)]] = {}
+
+    @model_validator(mode="after")
+    def _data_settings_fit(self) -> SpaceFile:
+        if self.label_mode == "coarse" and self.dataset != "cifar100":
+            raise ValueError(f"label_mode: coarse labels exist only for cifar100, not {self.dataset}")
+        names = class_names(self.dataset, self.label_mode)
+        unknown = sorted(set(self.class_weights) - set(names))
+        if unknown:
+            shown = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
+            raise ValueError(f"class_weights: {unknown[0]!r} is not a {self.dataset} class ({shown})")
+        if self.loader != "torchvision":
+            defaults = AugmentSpace()
+            for key in PER_IMAGE_AUGMENTATIONS:
+                if _may_differ(getattr(self.augment, key), getattr(defaults, key).args[0]):
+                    raise ValueError(
+                        f"augment.{key}: a per-image augmentation needs loader: torchvision "
+                        f"(the {self.loader} loader does crop_padding, flip and cutout)"
+                    )
+        return self
 
 
 class ModelConfig(_Strict):
@@ -207,6 +267,20 @@ class TrainConfig(_Strict):
     schedule: Literal["cosine", "onecycle"] = "cosine"
     label_smoothing: Probability = 0.0
     mixup_alpha: Annotated[float, Field(ge=0.0)] = 0.0
+    cutmix_alpha: Annotated[float, Field(ge=0.0)] = 0.0
+    mix_switch_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+
+
+class AugmentConfig(_Strict):
+    """Resolved image augmentation of one trial (see :class:`AugmentSpace`)."""
+
+    crop_padding: Padding = 4
+    flip: bool = True
+    cutout: CutoutSize = 0
+    policy: Policy = "none"
+    color_jitter: Jitter = 0.0
+    rotation: Degrees = 0.0
+    random_erasing: Probability = 0.0
 
 
 class TrialConfig(_Strict):
@@ -222,17 +296,33 @@ class TrialConfig(_Strict):
     params: int
     model: ModelConfig
     train: TrainConfig
+    label_mode: Literal["fine", "coarse"] = "fine"
+    loader: LoaderName = "device"
+    augment: AugmentConfig = AugmentConfig()
+    class_weights: dict[str, float] = {}
 
 
 def format_validation_error(source: str, err: ValidationError) -> str:
     """One line naming the source, the dotted key and the problem of the first error."""
     first = err.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "<top level>"
+    key = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] not in ("value_error", "missing", "extra_forbidden"):
         message = f"{message} (got {first.get('input')!r})"
     extra = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
-    return f"{source}: {key}: {message}{extra}"
+    return f"{source}: {key + ': ' if key else ''}{message}{extra}"
+
+
+def override_space(spec: SpaceFile, source: str, **values: Any) -> SpaceFile:
+    """``spec`` with the given top-level keys replaced (``None``: keep), validated again.
+
+    Errors name ``source`` (e.g. the file and the command-line option that set the value).
+    """
+    updates = {key: value for key, value in values.items() if value is not None}
+    try:
+        return SpaceFile.model_validate({**dict(spec), **updates})
+    except ValidationError as err:
+        raise UserError(format_validation_error(source, err)) from None
 
 
 def load_space_file(path: Path) -> SpaceFile:

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from raycifar.config import (
     ArchSpace,
+    AugmentConfig,
     ModelConfig,
     SpaceFile,
     TrainConfig,
     TrialConfig,
     load_space_file,
 )
+from raycifar.data.catalog import num_classes
 from raycifar.errors import UserError
 from raycifar.models import count_params
 
@@ -101,10 +103,11 @@ def sample_configs(
     """
     rng = random.Random(seed)
     spec, configs, redrawn = space.spec, [], 0
+    classes = num_classes(spec.dataset, spec.label_mode)
     for index in range(num_samples):
         smallest = None
         for _ in range(MAX_DRAWS_PER_SAMPLE):
-            model = _draw_model(spec.arch, rng)
+            model = _draw_model(spec.arch, rng).model_copy(update={"num_classes": classes})
             params = count_params(model)
             if params <= spec.budget:
                 break
@@ -127,6 +130,10 @@ def sample_configs(
                 params=params,
                 model=model,
                 train=_draw_train(spec, rng, max_epochs),
+                augment=AugmentConfig(**{name: dim.sample(rng) for name, dim in spec.augment}),
+                label_mode=spec.label_mode,
+                loader=spec.loader,
+                class_weights=dict(spec.class_weights),
             )
         )
     return Draws(configs, redrawn)

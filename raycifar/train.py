@@ -15,8 +15,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from raycifar.config import TrainConfig, TrialConfig
-from raycifar.data import DeviceLoader, train_val_split
+from raycifar.data.loaders import Loader, make_loaders
 from raycifar.models import MODEL_FILE, build_model, save_model_files, unwrap
+from raycifar.regularizers import BatchLoss
 
 STATE_FILE = "train_state.pt"
 EVAL_BATCH_SIZE = 500
@@ -41,38 +42,18 @@ def make_schedule(
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
 
 
-def batch_loss(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    train: TrainConfig,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """The training loss of one batch: cross-entropy with label smoothing, on a
-    mixup-blended batch when ``mixup_alpha > 0``."""
-    if train.mixup_alpha <= 0:
-        return nn.functional.cross_entropy(model(images), labels, label_smoothing=train.label_smoothing)
-    beta = torch.distributions.Beta(train.mixup_alpha, train.mixup_alpha)
-    lam = float(beta.sample())
-    partner = torch.randperm(len(labels), generator=generator, device=generator.device)
-    logits = model(lam * images + (1 - lam) * images[partner])
-    loss_a = nn.functional.cross_entropy(logits, labels, label_smoothing=train.label_smoothing)
-    loss_b = nn.functional.cross_entropy(logits, labels[partner], label_smoothing=train.label_smoothing)
-    return lam * loss_a + (1 - lam) * loss_b
-
-
 def train_epoch(
     model: nn.Module,
-    loader: DeviceLoader,
+    loader: Loader,
     optimizer: torch.optim.Optimizer,
     schedule: torch.optim.lr_scheduler.LRScheduler,
-    train: TrainConfig,
+    batch_loss: BatchLoss,
 ) -> float:
     """One pass over the loader; returns the mean training loss."""
     model.train()
     total, count = torch.zeros((), dtype=torch.float64, device=loader.device), 0
     for images, labels in loader:
-        loss = batch_loss(model, images, labels, train, loader.generator)
+        loss = batch_loss(model, images, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -83,7 +64,7 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DeviceLoader) -> tuple[float, float, int]:
+def evaluate(model: nn.Module, loader: Loader) -> tuple[float, float, int]:
     """Mean cross-entropy, accuracy and number of images over an un-augmented loader."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=loader.device)
@@ -140,11 +121,8 @@ def train_loop_per_worker(config_dict: dict) -> None:
     torch.manual_seed(config.seed)
     device = ray.train.torch.get_device()
 
-    train_set, val_set = train_val_split(Path(config.data_dir), config.val_fraction, config.split_seed)
-    train_loader = DeviceLoader(
-        train_set, config.train.batch_size, device, train=True, seed=config.seed, rank=rank, world_size=world_size
-    )
-    val_loader = DeviceLoader(val_set, EVAL_BATCH_SIZE, device, train=False)
+    train_loader, val_loader = make_loaders(config, device, rank, world_size, max(1, int(cpus)), EVAL_BATCH_SIZE)
+    batch_loss = BatchLoss.for_trial(config, device)
     model = ray.train.torch.prepare_model(build_model(config.model, device))
     optimizer = make_optimizer(model, config.train)
     schedule = make_schedule(optimizer, config.train, len(train_loader) * config.train.epochs)
@@ -152,7 +130,8 @@ def train_loop_per_worker(config_dict: dict) -> None:
 
     for epoch in range(start_epoch, config.train.epochs):
         train_loader.set_epoch(epoch)
-        train_loss = train_epoch(model, train_loader, optimizer, schedule, config.train)
+        batch_loss.set_epoch(epoch)
+        train_loss = train_epoch(model, train_loader, optimizer, schedule, batch_loss)
         val_loss, val_acc, _ = evaluate(model, val_loader)
         metrics = {
             "epoch": epoch + 1,
