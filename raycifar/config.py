@@ -130,6 +130,7 @@ def Dim(value_type: Any) -> Any:  # noqa: N802 - reads as a type in field declar
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+Chance = Annotated[float, Field(ge=0.0, le=1.0)]
 StageDepths = Annotated[list[PositiveInt], Field(min_length=1, max_length=6)]
 
 
@@ -159,7 +160,7 @@ class TrainSpace(_Strict):
     label_smoothing: Dim(Probability) = Dimension("constant", (0.0,))
     mixup_alpha: Dim(Annotated[float, Field(ge=0.0)]) = Dimension("constant", (0.0,))
     cutmix_alpha: Dim(Annotated[float, Field(ge=0.0)]) = Dimension("constant", (0.0,))
-    mix_switch_prob: Dim(Annotated[float, Field(ge=0.0, le=1.0)]) = Dimension("constant", (0.5,))
+    mix_switch_prob: Dim(Chance) = Dimension("constant", (0.5,))
 
 
 Policy = Literal["none", "autoaugment", "randaugment", "trivialaugment"]
@@ -183,7 +184,7 @@ class AugmentSpace(_Strict):
     policy: Dim(Policy) = Dimension("constant", ("none",))
     color_jitter: Dim(Jitter) = Dimension("constant", (0.0,))
     rotation: Dim(Degrees) = Dimension("constant", (0.0,))
-    random_erasing: Dim(Probability) = Dimension("constant", (0.0,))
+    random_erasing: Dim(Chance) = Dimension("constant", (0.0,))
 
 
 PER_IMAGE_AUGMENTATIONS = ("policy", "color_jitter", "rotation", "random_erasing")
@@ -268,7 +269,7 @@ class TrainConfig(_Strict):
     label_smoothing: Probability = 0.0
     mixup_alpha: Annotated[float, Field(ge=0.0)] = 0.0
     cutmix_alpha: Annotated[float, Field(ge=0.0)] = 0.0
-    mix_switch_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    mix_switch_prob: Chance = 0.5
 
 
 class AugmentConfig(_Strict):
@@ -280,7 +281,7 @@ class AugmentConfig(_Strict):
     policy: Policy = "none"
     color_jitter: Jitter = 0.0
     rotation: Degrees = 0.0
-    random_erasing: Probability = 0.0
+    random_erasing: Chance = 0.0
 
 
 class TrialConfig(_Strict):

@@ -93,16 +93,24 @@ def write_cifar100(root: Path, train: int = 400, test: int = 200, seed: int = 0)
     return root
 
 
-def write_cifar10_binary(root: Path, train_batches: int = 2, per_batch: int = 50, test: int = 30, seed: int = 0) -> Path:
+def write_records(path: Path, label_columns: list[list[int]], data: np.ndarray) -> None:
+    """A binary-version file: per image, its label bytes (in ``label_columns`` order), then 3072 pixel bytes."""
+    labels = np.array(label_columns, dtype=np.uint8).T
+    path.write_bytes(np.concatenate([labels, data], axis=1).tobytes())
+
+
+def write_cifar10_binary(
+    root: Path, train_batches: int = 2, per_batch: int = 50, test: int = 30, seed: int = 0
+) -> Path:
     """Write ``root/cifar-10-batches-bin``: records of 1 label byte + 3072 pixel bytes."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-bin"
     folder.mkdir(parents=True, exist_ok=True)
-    names = [f"data_batch_{i}.bin" for i in range(1, train_batches + 1)] + ["test_batch.bin"]
-    for name in names:
-        data, labels = synthetic_images(test if name == "test_batch.bin" else per_batch, rng)
-        records = np.concatenate([np.array(labels, np.uint8)[:, None], data], axis=1)
-        (folder / name).write_bytes(records.tobytes())
+    for index in range(1, train_batches + 1):
+        data, labels = synthetic_images(per_batch, rng)
+        write_records(folder / f"data_batch_{index}.bin", [labels], data)
+    data, labels = synthetic_images(test, rng)
+    write_records(folder / "test_batch.bin", [labels], data)
     (folder / "batches.meta.txt").write_text("\n".join(CIFAR10_CLASSES) + "\n")
     return root
 
@@ -114,8 +122,7 @@ def write_cifar100_binary(root: Path, train: int = 100, test: int = 40, seed: in
     folder.mkdir(parents=True, exist_ok=True)
     for name, count in (("train.bin", train), ("test.bin", test)):
         data, fine = synthetic_images(count, rng, classes=100)
-        labels = np.array([coarse_of(fine), fine], np.uint8).T
-        (folder / name).write_bytes(np.concatenate([labels, data], axis=1).tobytes())
+        write_records(folder / name, [coarse_of(fine), fine], data)
     (folder / "fine_label_names.txt").write_text("\n".join(CIFAR100_FINE_CLASSES) + "\n")
     (folder / "coarse_label_names.txt").write_text("\n".join(CIFAR100_COARSE_CLASSES) + "\n")
     return root
@@ -131,7 +138,9 @@ def write_npz(root: Path, train: int = 60, test: int = 20, seed: int = 0) -> Pat
     return root
 
 
-def write_image_folder(root: Path, images: np.ndarray, labels: list[int], names: tuple[str, ...] = CIFAR10_CLASSES) -> Path:
+def write_image_folder(
+    root: Path, images: np.ndarray, labels: list[int], names: tuple[str, ...] = CIFAR10_CLASSES
+) -> Path:
     """Write HWC images as ``root/<class name>/<index>.png``."""
     for index, (image, label) in enumerate(zip(images, labels, strict=True)):
         folder = root / names[label]
