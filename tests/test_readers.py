@@ -14,7 +14,6 @@ from cifar_files import (
     rows_to_hwc,
     synthetic_images,
     write_batch,
-    write_cifar10,
     write_cifar10_binary,
     write_cifar100,
     write_cifar100_binary,
@@ -158,7 +157,7 @@ def test_image_folders_map_class_names_to_the_official_indices(tmp_path: Path) -
 
 
 def test_class_folders_alone_are_an_out_of_distribution_test_set(tmp_path: Path) -> None:
-    images, labels = _images(6)
+    images, _ = _images(6)
     write_image_folder(tmp_path, images, [3] * 6)  # only "cat", like a scraped test set
     assert detect_source(tmp_path).parts() == ("test",)
     assert read_part(tmp_path, "test").labels.tolist() == [3] * 6
