@@ -106,17 +106,12 @@ class _RichProgress:
         self.progress.console.print(f"[yellow]trial {trial_id} failed[/] (see {error_file or 'its error.txt'})")
 
 
-def _with_data_options(loaded, loader: LoaderChoice | None, dataset: DatasetChoice | None, label_mode: LabelModeChoice | None):
-    """The space with ``--loader``, ``--dataset`` and ``--label-mode`` applied and checked again."""
-    from raycifar.config import override_space
-    from raycifar.space import Space
-
-    options = {"loader": loader, "dataset": dataset, "label_mode": label_mode}
-    given = " ".join(f"--{key.replace('_', '-')} {value.value}" for key, value in options.items() if value)
-    if not given:
-        return loaded
-    values = {key: value.value for key, value in options.items() if value}
-    return Space(loaded.name, loaded.path, override_space(loaded.spec, f"{loaded.path} with {given}", **values))
+def _data_overrides(
+    loader: LoaderChoice | None, dataset: DatasetChoice | None, label_mode: LabelModeChoice | None
+) -> dict[str, str]:
+    """Space-file keys set by ``--loader``, ``--dataset`` and ``--label-mode``."""
+    given = {"loader": loader, "dataset": dataset, "label_mode": label_mode}
+    return {key: choice.value for key, choice in given.items() if choice is not None}
 
 
 def _check_data(data_dir: Path, download: bool, spec, split_seed: int) -> None:
@@ -174,7 +169,7 @@ def sweep(
     data_dir = (data_dir or default_data_dir()).expanduser().resolve()
     results_dir = results_dir.expanduser().resolve()
     try:
-        loaded = _with_data_options(load_space(space), loader, dataset, label_mode)
+        loaded = load_space(space, _data_overrides(loader, dataset, label_mode))
         if wandb is WandbChoice.online and not os.environ.get("WANDB_API_KEY"):
             raise UserError("--wandb online needs WANDB_API_KEY in the environment (or use --wandb offline)")
         _check_data(data_dir, download, loaded.spec, seed)

@@ -314,20 +314,12 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     return f"{source}: {key + ': ' if key else ''}{message}{extra}"
 
 
-def override_space(spec: SpaceFile, source: str, **values: Any) -> SpaceFile:
-    """``spec`` with the given top-level keys replaced (``None``: keep), validated again.
+def load_space_file(path: Path, overrides: dict[str, Any] | None = None) -> SpaceFile:
+    """Read and validate a space file; raise :class:`UserError` with a one-line reason.
 
-    Errors name ``source`` (e.g. the file and the command-line option that set the value).
+    ``overrides`` replace top-level keys before validation; they come from command-line
+    options named after the key (``label_mode`` from ``--label-mode``), which errors name.
     """
-    updates = {key: value for key, value in values.items() if value is not None}
-    try:
-        return SpaceFile.model_validate({**dict(spec), **updates})
-    except ValidationError as err:
-        raise UserError(format_validation_error(source, err)) from None
-
-
-def load_space_file(path: Path) -> SpaceFile:
-    """Read and validate a space file; raise :class:`UserError` with a one-line reason."""
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as err:
@@ -340,7 +332,10 @@ def load_space_file(path: Path) -> SpaceFile:
         raise UserError(f"{path}:{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of keys at the top level, got {raw!r}")
+    source = str(path)
+    if overrides:
+        source += " with " + " ".join(f"--{key.replace('_', '-')} {value}" for key, value in overrides.items())
     try:
-        return SpaceFile.model_validate(raw)
+        return SpaceFile.model_validate({**raw, **(overrides or {})})
     except ValidationError as err:
-        raise UserError(format_validation_error(str(path), err)) from None
+        raise UserError(format_validation_error(source, err)) from None

@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from raycifar.config import (
     ArchSpace,
@@ -57,10 +58,11 @@ class Space:
     spec: SpaceFile
 
 
-def load_space(name_or_path: str) -> Space:
-    """Find and validate a space (see :func:`resolve_space_path`)."""
+def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> Space:
+    """Find and validate a space (see :func:`resolve_space_path`), with top-level keys
+    replaced by ``overrides`` (see :func:`raycifar.config.load_space_file`)."""
     path = resolve_space_path(name_or_path)
-    return Space(path.stem, path, load_space_file(path))
+    return Space(path.stem, path, load_space_file(path, overrides))
 
 
 def _draw_model(arch: ArchSpace, rng: random.Random) -> ModelConfig:

@@ -101,15 +101,20 @@ def test_ffcv_hint_when_it_is_missing(tmp_path: Path, cifar_dir: Path) -> None:
 
 def test_data_prepare_writes_the_split_once(tmp_path: Path, cifar_dir: Path) -> None:
     pytest.importorskip("ffcv", reason="FFCV is an optional extra")
+    from typer.testing import CliRunner
+
+    from raycifar.cli import app
     from raycifar.data.ffcv_loader import beton_dir
 
     data = tmp_path / "data"
     data.symlink_to(cifar_dir, target_is_directory=True)
-    first = run_cli("data", "prepare", "--format", "ffcv", "--data-dir", str(data), "--seed", "3", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
+    prepare = ["data", "prepare", "--format", "ffcv", "--data-dir", str(data), "--seed", "3"]
+    first = CliRunner().invoke(app, prepare, env={"COLUMNS": "300"})  # in this process: FFCV is imported once
+    assert first.exit_code == 0, first.output
     folder = beton_dir(data.resolve(), "cifar10", "fine", 0.1, 3)
-    assert f"wrote {folder} (train 540, val 60, test 200 images)" in first.stdout
+    train, val = train_val_split(cifar_dir, 0.1, 3)
+    assert f"wrote {folder} (train {len(train)}, val {len(val)}, test 200 images)" in first.output
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "test.beton", "train.beton", "val.beton"]
     written = (folder / "train.beton").stat().st_mtime_ns
-    again = run_cli("data", "prepare", "--format", "ffcv", "--data-dir", str(data), "--seed", "3", cwd=tmp_path)
-    assert f"up to date: {folder}" in again.stdout and (folder / "train.beton").stat().st_mtime_ns == written
+    again = CliRunner().invoke(app, prepare, env={"COLUMNS": "300"})
+    assert f"up to date: {folder}" in again.output and (folder / "train.beton").stat().st_mtime_ns == written

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raycifar.config import override_space
 from raycifar.errors import UserError
 from raycifar.models import count_params
 from raycifar.space import load_space, sample_configs
@@ -78,8 +77,13 @@ def test_bad_data_keys_are_one_line_errors_naming_the_key(tmp_path: Path, keys: 
 
 
 def test_command_line_overrides_are_validated_with_the_file(tmp_path: Path) -> None:
-    spec = load_space(str(_space(tmp_path, loader="torchvision", augment={"policy": "randaugment"}))).spec
-    with pytest.raises(UserError, match=r"with --loader device: augment.policy: a per-image augmentation"):
-        override_space(spec, "space.yaml with --loader device", loader="device")
-    assert override_space(spec, "x", dataset="cifar100", label_mode="coarse").label_mode == "coarse"
-    assert override_space(spec, "x", loader=None).loader == "torchvision"
+    path = _space(tmp_path, loader="torchvision", augment={"policy": "randaugment"}, class_weights={"people": 2.0})
+    with pytest.raises(UserError, match=r"class_weights: 'people' is not a cifar10 class"):
+        load_space(str(path))
+    spec = load_space(str(path), {"dataset": "cifar100", "label_mode": "coarse"}).spec
+    assert (spec.dataset, spec.label_mode, spec.class_weights) == ("cifar100", "coarse", {"people": 2.0})
+    with pytest.raises(
+        UserError,
+        match=r"space.yaml with --loader device --dataset cifar100 --label-mode coarse: augment.policy: a per-image",
+    ):
+        load_space(str(path), {"loader": "device", "dataset": "cifar100", "label_mode": "coarse"})

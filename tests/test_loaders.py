@@ -168,3 +168,23 @@ def test_ffcv_loader_matches_the_device_loader_and_augments(tmp_path: Path) -> N
     original = data.images[labels.numpy()]
     assert not np.array_equal(cut, original)
     assert ((cut == original) | (cut == 0)).all(), "only cutout squares changed"
+
+
+def test_prepared_files_hold_the_same_split_and_follow_the_data(tmp_path: Path) -> None:
+    from cifar_files import write_cifar10
+
+    from raycifar.data import train_val_split
+    from raycifar.data.ffcv_loader import FfcvLoader, prepare_ffcv
+
+    data = write_cifar10(tmp_path / "data", train_batches=1, per_batch=80, test=20)
+    first = prepare_ffcv(data, "cifar10", "fine", 0.25, split_seed=4)
+    train, val = train_val_split(data, 0.25, 4)
+    assert first.written and first.counts == {"train": len(train), "val": len(val), "test": 20}
+    loaded = [
+        (images.clone(), labels.clone()) for images, labels in FfcvLoader(first.folder / "val.beton", 8, CPU, False)
+    ]
+    assert torch.cat([labels for _, labels in loaded]).tolist() == val.labels.tolist()
+    assert torch.allclose(torch.cat([b for b, _ in loaded]), _normalized(val.images), atol=1e-5)
+    assert not prepare_ffcv(data, "cifar10", "fine", 0.25, split_seed=4).written, "up to date"
+    write_cifar10(data, train_batches=1, per_batch=80, test=20, seed=9)
+    assert prepare_ffcv(data, "cifar10", "fine", 0.25, split_seed=4).written, "new data, new files"
