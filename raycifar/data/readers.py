@@ -215,7 +215,9 @@ def _decode_pickle(name: str, blob: bytes, source: Source) -> tuple[np.ndarray, 
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[key], dtype=np.int64)
     except Exception as err:  # noqa: BLE001 - truncated or foreign pickles fail in many ways
-        raise UserError(f"{name}: not a readable {CATALOG[source.dataset].title} batch ({type(err).__name__}: {err})") from None
+        raise UserError(
+            f"{name}: not a readable {CATALOG[source.dataset].title} batch ({type(err).__name__}: {err})"
+        ) from None
     if len(data) != len(labels) or labels.ndim != 1:
         raise UserError(f"{name}: {len(data)} images but {len(labels)} labels")
     return _planes_to_hwc(name, data), source.check_labels(name, labels)
