@@ -11,7 +11,9 @@ processes, or FFCV's numba threads):
 - ``torchvision``: raycifar's torchvision loader, a ``DataLoader`` with per-image v2 transforms;
 - ``ffcv-example``: FFCV with the CIFAR example's tail (``Convert`` + torchvision ``Normalize``);
 - ``ffcv-native``: FFCV with its JIT ``NormalizeImage`` (raycifar's ffcv loader);
-- ``device``: raycifar's device loader (whole split as one tensor, batched augmentation).
+- ``device``: raycifar's device loader (whole split as one tensor, batched augmentation),
+  which on a CPU makes its batches on one thread;
+- ``device-threads``: the same with ``--threads`` threads, to show why it uses one.
 
 Epochs are interleaved round by round (each loader runs epoch k before any runs k+1), so
 load from other processes spreads over all loaders alike. Reported: median images/s
@@ -80,8 +82,14 @@ def make_loaders(images: ImageSet, beton: Path | None, args: argparse.Namespace)
     }
     if beton is not None:
         loaders["ffcv-example"] = _ffcv_example(beton, size, device, args.threads)
-        loaders["ffcv-native"] = FfcvLoader(beton, size, device, True, padding=4, flip=True, workers=args.threads, **stats)
+        loaders["ffcv-native"] = FfcvLoader(
+            beton, size, device, True, padding=4, flip=True, workers=args.threads, **stats
+        )
     loaders["device"] = DeviceLoader(images, size, device, True, padding=4, flip=True, **stats)
+    if device.type == "cpu" and args.threads > 1:
+        loaders["device-threads"] = DeviceLoader(
+            images, size, device, True, padding=4, flip=True, **stats, threads=args.threads
+        )
     return loaders
 
 
@@ -104,7 +112,9 @@ def run(loaders: dict[str, Iterable], warmup: int, epochs: int, device: torch.de
             seconds, seen = time_epoch(loader, device)
             if round_index >= warmup:
                 rates[name].append(seen / seconds)
-            log(f"{'warm-up' if round_index < warmup else 'epoch'} {round_index}: {name} {seen / seconds:,.0f} images/s")
+            log(
+                f"{'warm-up' if round_index < warmup else 'epoch'} {round_index}: {name} {seen / seconds:,.0f} images/s"
+            )
     return rates
 
 
@@ -167,10 +177,10 @@ def main() -> None:
         print(json.dumps({"setup": setup, "results": rows}, indent=2))
         return
     print("\n" + ", ".join(f"{k}={v}" for k, v in setup.items()))
-    print(f"{'loader':<14}{'images/s':>12}{'min':>12}{'max':>12}{'x torchvision':>15}")
+    print(f"{'loader':<16}{'images/s':>12}{'min':>12}{'max':>12}{'x torchvision':>15}")
     for row in rows:
         print(
-            f"{row['loader']:<14}{row['images_per_s']:>12,}{row['min']:>12,}{row['max']:>12,}"
+            f"{row['loader']:<16}{row['images_per_s']:>12,}{row['min']:>12,}{row['max']:>12,}"
             f"{row['vs_torchvision']:>14.2f}x"
         )
 

@@ -4,9 +4,9 @@ Each batch is shuffled, translated, flipped, cut out and normalized by a handful
 batched tensor operations (see :mod:`raycifar.data.augment`); there is no per-image
 Python and no worker process. It runs the same on a CPU and on a GPU.
 
-On a CPU the batch operations run on one thread (about a millisecond per 512 images).
-With several threads every operation ends at a barrier, and on a busy machine one
-descheduled thread stalls each of them: measured 9,000 against 220,000 images/s.
+On a CPU the batch operations run on one thread by default (about a millisecond per 512
+images). With several threads every operation ends at a barrier, and on a busy machine
+one descheduled thread stalls each of them (``benchmarks/loaders.py`` shows both).
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ CIFAR10 = CATALOG["cifar10"]
 
 
 @contextmanager
-def one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """Run the enclosed torch operations on one thread when ``device`` is the CPU."""
+def cpu_threads(device: torch.device, count: int) -> Iterator[None]:
+    """Run the enclosed torch operations on ``count`` threads when ``device`` is the CPU."""
     if device.type != "cpu":
         yield
         return
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
@@ -44,7 +44,8 @@ class DeviceLoader:
     random translation of up to ``padding`` pixels, a flip (``flip``) and a ``cutout``
     square (0 = off); otherwise images come in file order, unchanged. Under data-parallel
     training each rank takes every ``world_size``-th sample of the same permutation,
-    trimmed so all ranks see the same number of batches.
+    trimmed so all ranks see the same number of batches. On a CPU, batches are made on
+    ``threads`` threads.
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class DeviceLoader:
         cutout: int = 0,
         mean: tuple[float, ...] = CIFAR10.mean,
         std: tuple[float, ...] = CIFAR10.std,
+        threads: int = 1,
     ) -> None:
         nchw = torch.from_numpy(images.images).to(device).permute(0, 3, 1, 2)
         self.padding, self.flip, self.cutout = (padding, flip, cutout) if train else (0, False, 0)
@@ -72,6 +74,7 @@ class DeviceLoader:
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.normalize = Normalizer(mean, std, device)
+        self.threads = threads
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed shuffling and augmentation so epoch ``epoch`` is the same after a resume."""
@@ -105,10 +108,10 @@ class DeviceLoader:
         return self.normalize(images)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        with one_cpu_thread(self.device):
+        with cpu_threads(self.device, self.threads):
             indices = self._indices()
         for start in range(0, len(indices), self.batch_size):
-            with one_cpu_thread(self.device):
+            with cpu_threads(self.device, self.threads):
                 batch = indices[start : start + self.batch_size]
                 images, labels = self.augmented_batch(batch), self.labels[batch]
             yield images, labels
