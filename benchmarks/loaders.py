@@ -72,23 +72,43 @@ def _ffcv_example(beton: Path, batch_size: int, device: torch.device, threads: i
     )  # fmt: skip
 
 
-def make_loaders(images: ImageSet, beton: Path | None, args: argparse.Namespace) -> dict[str, Iterable]:
+def make_loaders(
+    images: ImageSet, beton: Path | None, args: argparse.Namespace
+) -> dict[str, Iterable]:
     """Every loader under test, on the same images, with the same augmentation."""
     device, size = torch.device(args.device), args.batch_size
     stats = {"mean": STATS.mean, "std": STATS.std}
     crop_flip = AugmentConfig(crop_padding=4, flip=True)
     loaders: dict[str, Iterable] = {
-        "torchvision": TorchvisionLoader(images, size, device, True, augment=crop_flip, workers=args.threads, **stats),
+        "torchvision": TorchvisionLoader(
+            images, size, device, True, augment=crop_flip, workers=args.threads, **stats
+        ),
     }
     if beton is not None:
         loaders["ffcv-example"] = _ffcv_example(beton, size, device, args.threads)
         loaders["ffcv-native"] = FfcvLoader(
-            beton, size, device, True, padding=4, flip=True, workers=args.threads, **stats
+            beton,
+            size,
+            device,
+            True,
+            padding=4,
+            flip=True,
+            workers=args.threads,
+            **stats,
         )
-    loaders["device"] = DeviceLoader(images, size, device, True, padding=4, flip=True, **stats)
+    loaders["device"] = DeviceLoader(
+        images, size, device, True, padding=4, flip=True, **stats
+    )
     if device.type == "cpu" and args.threads > 1:
         loaders["device-threads"] = DeviceLoader(
-            images, size, device, True, padding=4, flip=True, **stats, threads=args.threads
+            images,
+            size,
+            device,
+            True,
+            padding=4,
+            flip=True,
+            **stats,
+            threads=args.threads,
         )
     return loaders
 
@@ -104,7 +124,13 @@ def time_epoch(loader: Iterable, device: torch.device) -> tuple[float, int]:
     return time.perf_counter() - started, seen
 
 
-def run(loaders: dict[str, Iterable], warmup: int, epochs: int, device: torch.device, log: Callable) -> dict:
+def run(
+    loaders: dict[str, Iterable],
+    warmup: int,
+    epochs: int,
+    device: torch.device,
+    log: Callable,
+) -> dict:
     """Warm-up epochs, then ``epochs`` timed rounds; images/s per loader and epoch."""
     rates: dict[str, list[float]] = {name: [] for name in loaders}
     for round_index in range(warmup + epochs):
@@ -145,19 +171,40 @@ def load_images(data_dir: Path | None, count: int) -> tuple[ImageSet, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 folder (default: ../shared/data/cifar10)")
-    parser.add_argument("--images", type=int, default=10_000, help="images per epoch (default 10000)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="CIFAR-10 folder (default: ../shared/data/cifar10)",
+    )
+    parser.add_argument(
+        "--images", type=int, default=10_000, help="images per epoch (default 10000)"
+    )
     parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per loader (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed epochs first (FFCV compiles in its first)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads/workers each loader may use (default 2)")
+    parser.add_argument(
+        "--epochs", type=int, default=5, help="timed epochs per loader (default 5)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed epochs first (FFCV compiles in its first)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="CPU threads/workers each loader may use (default 2)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     images, origin = load_images(args.data_dir, args.images)
-    log = (lambda line: print(line, file=sys.stderr)) if args.format == "json" else print
+    log = (
+        (lambda line: print(line, file=sys.stderr)) if args.format == "json" else print
+    )
     with tempfile.TemporaryDirectory() as scratch:
         beton = None
         try:

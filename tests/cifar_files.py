@@ -25,19 +25,29 @@ from raycifar.data import CIFAR10_CLASSES
 from raycifar.data.catalog import CIFAR100_COARSE_CLASSES, CIFAR100_FINE_CLASSES
 
 
-def synthetic_images(n: int, rng: np.random.Generator, classes: int = 10) -> tuple[np.ndarray, list[int]]:
+def synthetic_images(
+    n: int, rng: np.random.Generator, classes: int = 10
+) -> tuple[np.ndarray, list[int]]:
     """Learnable images: each class has its own colour and stripe orientation, plus noise.
 
     Returns rows of 3072 uint8 values (1024 red, 1024 green, 1024 blue, row-major) and labels.
     """
     labels = rng.integers(0, classes, size=n)
-    palette = np.random.default_rng(1234).uniform(40, 215, size=(classes, 3))  # the same in every split
+    palette = np.random.default_rng(1234).uniform(
+        40, 215, size=(classes, 3)
+    )  # the same in every split
     yy, xx = np.mgrid[0:32, 0:32]
     images = np.empty((n, 3, 32, 32), dtype=np.float64)
     for i, label in enumerate(labels):
         stripes = np.sin((xx * np.cos(label) + yy * np.sin(label)) * 0.6) * 30
-        images[i] = palette[label][:, None, None] + stripes + rng.normal(0, 25, size=(3, 32, 32))
-    return np.clip(images, 0, 255).astype(np.uint8).reshape(n, 3072), [int(v) for v in labels]
+        images[i] = (
+            palette[label][:, None, None]
+            + stripes
+            + rng.normal(0, 25, size=(3, 32, 32))
+        )
+    return np.clip(images, 0, 255).astype(np.uint8).reshape(n, 3072), [
+        int(v) for v in labels
+    ]
 
 
 def coarse_of(fine: list[int]) -> list[int]:
@@ -51,26 +61,48 @@ def rows_to_hwc(rows: np.ndarray) -> np.ndarray:
 
 
 def write_batch(path: Path, data: np.ndarray, labels: list[int], name: str) -> None:
-    batch = {b"batch_label": name.encode(), b"labels": labels, b"data": data, b"filenames": [b"x.png"] * len(labels)}
+    batch = {
+        b"batch_label": name.encode(),
+        b"labels": labels,
+        b"data": data,
+        b"filenames": [b"x.png"] * len(labels),
+    }
     path.write_bytes(pickle.dumps(batch, protocol=2))
 
 
-def write_cifar10(root: Path, train_batches: int = 2, per_batch: int = 300, test: int = 200, seed: int = 0) -> Path:
+def write_cifar10(
+    root: Path,
+    train_batches: int = 2,
+    per_batch: int = 300,
+    test: int = 200,
+    seed: int = 0,
+) -> Path:
     """Write ``root/cifar-10-batches-py`` with ``train_batches`` data batches and a test batch."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(1, train_batches + 1):
         data, labels = synthetic_images(per_batch, rng)
-        write_batch(folder / f"data_batch_{index}", data, labels, f"training batch {index} of {train_batches}")
+        write_batch(
+            folder / f"data_batch_{index}",
+            data,
+            labels,
+            f"training batch {index} of {train_batches}",
+        )
     data, labels = synthetic_images(test, rng)
     write_batch(folder / "test_batch", data, labels, "testing batch 1 of 1")
-    meta = {b"label_names": [n.encode() for n in CIFAR10_CLASSES], b"num_cases_per_batch": per_batch, b"num_vis": 3072}
+    meta = {
+        b"label_names": [n.encode() for n in CIFAR10_CLASSES],
+        b"num_cases_per_batch": per_batch,
+        b"num_vis": 3072,
+    }
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return root
 
 
-def write_cifar100(root: Path, train: int = 400, test: int = 200, seed: int = 0) -> Path:
+def write_cifar100(
+    root: Path, train: int = 400, test: int = 200, seed: int = 0
+) -> Path:
     """Write ``root/cifar-100-python`` (``train``, ``test``, ``meta``) with fine and coarse labels."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-100-python"
@@ -100,7 +132,11 @@ def write_records(path: Path, label_columns: list[list[int]], data: np.ndarray) 
 
 
 def write_cifar10_binary(
-    root: Path, train_batches: int = 2, per_batch: int = 50, test: int = 30, seed: int = 0
+    root: Path,
+    train_batches: int = 2,
+    per_batch: int = 50,
+    test: int = 30,
+    seed: int = 0,
 ) -> Path:
     """Write ``root/cifar-10-batches-bin``: records of 1 label byte + 3072 pixel bytes."""
     rng = np.random.default_rng(seed)
@@ -115,7 +151,9 @@ def write_cifar10_binary(
     return root
 
 
-def write_cifar100_binary(root: Path, train: int = 100, test: int = 40, seed: int = 0) -> Path:
+def write_cifar100_binary(
+    root: Path, train: int = 100, test: int = 40, seed: int = 0
+) -> Path:
     """Write ``root/cifar-100-binary``: records of coarse byte + fine byte + 3072 pixel bytes."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-100-binary"
@@ -123,8 +161,12 @@ def write_cifar100_binary(root: Path, train: int = 100, test: int = 40, seed: in
     for name, count in (("train.bin", train), ("test.bin", test)):
         data, fine = synthetic_images(count, rng, classes=100)
         write_records(folder / name, [coarse_of(fine), fine], data)
-    (folder / "fine_label_names.txt").write_text("\n".join(CIFAR100_FINE_CLASSES) + "\n")
-    (folder / "coarse_label_names.txt").write_text("\n".join(CIFAR100_COARSE_CLASSES) + "\n")
+    (folder / "fine_label_names.txt").write_text(
+        "\n".join(CIFAR100_FINE_CLASSES) + "\n"
+    )
+    (folder / "coarse_label_names.txt").write_text(
+        "\n".join(CIFAR100_COARSE_CLASSES) + "\n"
+    )
     return root
 
 
@@ -139,7 +181,10 @@ def write_npz(root: Path, train: int = 60, test: int = 20, seed: int = 0) -> Pat
 
 
 def write_image_folder(
-    root: Path, images: np.ndarray, labels: list[int], names: tuple[str, ...] = CIFAR10_CLASSES
+    root: Path,
+    images: np.ndarray,
+    labels: list[int],
+    names: tuple[str, ...] = CIFAR10_CLASSES,
 ) -> Path:
     """Write HWC images as ``root/<class name>/<index>.png``."""
     for index, (image, label) in enumerate(zip(images, labels, strict=True)):

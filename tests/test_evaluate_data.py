@@ -30,7 +30,9 @@ def exported_model(folder: Path, data_dir: Path, **trial: object) -> Path:
     return folder
 
 
-def test_evaluate_on_an_out_of_distribution_image_folder(tmp_path: Path, cifar_dir: Path) -> None:
+def test_evaluate_on_an_out_of_distribution_image_folder(
+    tmp_path: Path, cifar_dir: Path
+) -> None:
     model = exported_model(tmp_path / "model", cifar_dir)
     test = read_part(cifar_dir, "test")
     write_image_folder(tmp_path / "ood", test.images[:40], test.labels[:40].tolist())
@@ -43,11 +45,16 @@ def test_evaluate_refuses_unlabeled_images(tmp_path: Path, cifar_dir: Path) -> N
     model = exported_model(tmp_path / "model", cifar_dir)
     (tmp_path / "photos").mkdir()
     Image.new("RGB", (32, 32)).save(tmp_path / "photos" / "a.png")
-    with pytest.raises(UserError, match=r"photos: the test images are unlabeled; evaluation needs labels"):
+    with pytest.raises(
+        UserError,
+        match=r"photos: the test images are unlabeled; evaluation needs labels",
+    ):
         evaluate_on_test(model, tmp_path / "photos")
 
 
 def test_evaluate_a_cifar100_coarse_model(tmp_path: Path) -> None:
     data = write_cifar100(tmp_path / "data", train=20, test=30)
-    model = exported_model(tmp_path / "model", data, dataset="cifar100", label_mode="coarse")
+    model = exported_model(
+        tmp_path / "model", data, dataset="cifar100", label_mode="coarse"
+    )
     assert evaluate_on_test(model, data)["n"] == 30

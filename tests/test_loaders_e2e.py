@@ -38,7 +38,11 @@ def ray_address() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="rc", dir="/tmp") as folder:
         env = {**os.environ, "TMPDIR": folder, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
         holder = subprocess.Popen(
-            [sys.executable, "-c", HOLD_RAY], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+            [sys.executable, "-c", HOLD_RAY],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         try:
             yield holder.stdout.readline().strip()
@@ -48,7 +52,11 @@ def ray_address() -> Iterator[str]:
 
 
 def raycifar(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RAY_ADDRESS"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("WANDB_", "RAY_ADDRESS"))
+    }
     result = subprocess.run(
         [sys.executable, "-m", "raycifar", *args],
         cwd=cwd, env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=480, check=False,
@@ -59,12 +67,21 @@ def raycifar(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-def _quick_sweep(space: Path, data_dir: Path, results: Path, address: str, *options: str) -> dict:
+def _quick_sweep(
+    space: Path, data_dir: Path, results: Path, address: str, *options: str
+) -> dict:
     """One trial of one epoch on the held Ray; returns its leaderboard row."""
     raycifar("sweep", str(space), "--data-dir", str(data_dir), "--results-dir", str(results), "--num-samples", "1",
              "--max-epochs", "1", "--wandb", "off", "--address", address, *options, cwd=results.parent)  # fmt: skip
     rows = json.loads(
-        raycifar("leaderboard", "--results-dir", str(results), "--format", "json", cwd=results.parent).stdout
+        raycifar(
+            "leaderboard",
+            "--results-dir",
+            str(results),
+            "--format",
+            "json",
+            cwd=results.parent,
+        ).stdout
     )
     assert len(rows) == 1
     return rows[0]
@@ -74,12 +91,18 @@ def test_ffcv_sweep(tmp_path: Path, cifar_dir: Path, ray_address: str) -> None:
     pytest.importorskip("ffcv", reason="FFCV is an optional extra")
     data = tmp_path / "data"
     data.symlink_to(cifar_dir, target_is_directory=True)
-    row = _quick_sweep(TINY_SPACE, data, tmp_path / "results", ray_address, "--loader", "ffcv")
-    assert json.loads(row["config_json"])["loader"] == "ffcv" and 0 < row["val_acc"] <= 1
+    row = _quick_sweep(
+        TINY_SPACE, data, tmp_path / "results", ray_address, "--loader", "ffcv"
+    )
+    assert (
+        json.loads(row["config_json"])["loader"] == "ffcv" and 0 < row["val_acc"] <= 1
+    )
     assert (data / "ffcv" / "cifar10-fine-val0.1-seed0" / "train.beton").is_file()
 
 
-def test_torchvision_sweep_on_cifar100_coarse_labels(tmp_path: Path, ray_address: str) -> None:
+def test_torchvision_sweep_on_cifar100_coarse_labels(
+    tmp_path: Path, ray_address: str
+) -> None:
     write_cifar100(tmp_path / "data", train=400, test=100)
     space = yaml.safe_load(TINY_SPACE.read_text())
     space.update(
@@ -91,10 +114,26 @@ def test_torchvision_sweep_on_cifar100_coarse_labels(tmp_path: Path, ray_address
     path = tmp_path / "c100.yaml"
     path.write_text(yaml.safe_dump(space))
     row = _quick_sweep(
-        path, tmp_path / "data", tmp_path / "results", ray_address, "--dataset", "cifar100", "--label-mode", "coarse"
+        path,
+        tmp_path / "data",
+        tmp_path / "results",
+        ray_address,
+        "--dataset",
+        "cifar100",
+        "--label-mode",
+        "coarse",
     )
     config = json.loads(row["config_json"])
-    assert (row["dataset"], config["label_mode"], config["model"]["num_classes"]) == ("cifar100", "coarse", 20)
-    assert config["loader"] == "torchvision" and config["augment"]["policy"] == "trivialaugment"
+    assert (row["dataset"], config["label_mode"], config["model"]["num_classes"]) == (
+        "cifar100",
+        "coarse",
+        20,
+    )
+    assert (
+        config["loader"] == "torchvision"
+        and config["augment"]["policy"] == "trivialaugment"
+    )
     test_labels = read_part(tmp_path / "data", "test", "cifar100", "coarse").labels
-    assert np.isclose(row["test_acc"] * len(test_labels), round(row["test_acc"] * len(test_labels)))
+    assert np.isclose(
+        row["test_acc"] * len(test_labels), round(row["test_acc"] * len(test_labels))
+    )

@@ -31,7 +31,9 @@ def _batch(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(n, 3, 8, 8, generator=generator), torch.arange(n) % CLASSES
 
 
-def _loss(train: TrainConfig, weights: torch.Tensor | None = None, epoch: int = 0) -> tuple[float, torch.Tensor]:
+def _loss(
+    train: TrainConfig, weights: torch.Tensor | None = None, epoch: int = 0
+) -> tuple[float, torch.Tensor]:
     torch.manual_seed(0)
     model, (images, labels) = Recorder(), _batch()
     batch_loss = BatchLoss(train, CLASSES, weights)
@@ -43,11 +45,15 @@ def test_without_regularizers_it_is_plain_cross_entropy() -> None:
     torch.manual_seed(0)
     model, (images, labels) = Recorder(), _batch()
     expected = nn.functional.cross_entropy(model(images), labels)
-    assert BatchLoss(TrainConfig(), CLASSES)(model, images, labels).item() == pytest.approx(expected.item())
+    assert BatchLoss(TrainConfig(), CLASSES)(
+        model, images, labels
+    ).item() == pytest.approx(expected.item())
 
 
 def test_label_smoothing_changes_the_loss() -> None:
-    assert _loss(TrainConfig(label_smoothing=0.2))[0] != pytest.approx(_loss(TrainConfig())[0])
+    assert _loss(TrainConfig(label_smoothing=0.2))[0] != pytest.approx(
+        _loss(TrainConfig())[0]
+    )
 
 
 def test_class_weights_scale_each_images_loss() -> None:
@@ -66,21 +72,32 @@ def test_mixup_blends_each_image_with_its_mirror_in_the_batch() -> None:
     _, seen = _loss(TrainConfig(mixup_alpha=1.0))
     partner = images.flip(0)
     lam = ((seen - partner) / (images - partner))[0].flatten()[0]
-    assert 0 < lam < 1 and torch.allclose(seen, lam * images + (1 - lam) * partner, atol=1e-5)
+    assert 0 < lam < 1 and torch.allclose(
+        seen, lam * images + (1 - lam) * partner, atol=1e-5
+    )
 
 
 def _is_cutmix(seen: torch.Tensor, images: torch.Tensor) -> bool:
     """Every changed pixel comes from the mirrored batch and the changes form one box."""
     changed = (seen != images).any(dim=1)
     rows, cols = torch.nonzero(changed.any(dim=0), as_tuple=True)
-    from_partner = torch.equal(seen[:, :, changed.any(dim=0)], images.flip(0)[:, :, changed.any(dim=0)])
-    box = int((rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)) if len(rows) else 0
+    from_partner = torch.equal(
+        seen[:, :, changed.any(dim=0)], images.flip(0)[:, :, changed.any(dim=0)]
+    )
+    box = (
+        int((rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1))
+        if len(rows)
+        else 0
+    )
     return bool(changed.any()) and from_partner and box == len(rows)
 
 
 def test_cutmix_pastes_one_box_from_the_mirrored_batch() -> None:
     images, _ = _batch()
-    cutmix = [_is_cutmix(_loss(TrainConfig(cutmix_alpha=1.0), epoch=e)[1], images) for e in range(6)]
+    cutmix = [
+        _is_cutmix(_loss(TrainConfig(cutmix_alpha=1.0), epoch=e)[1], images)
+        for e in range(6)
+    ]
     assert sum(cutmix) >= 5, "a draw may leave the box empty; most paste one"
 
 
@@ -88,8 +105,12 @@ def test_switch_probability_chooses_between_mixup_and_cutmix() -> None:
     images, _ = _batch()
     always_cutmix = TrainConfig(mixup_alpha=1.0, cutmix_alpha=1.0, mix_switch_prob=1.0)
     never_cutmix = TrainConfig(mixup_alpha=1.0, cutmix_alpha=1.0, mix_switch_prob=0.0)
-    assert all(_is_cutmix(_loss(always_cutmix, epoch=e)[1], images) for e in range(1, 4))
-    assert not any(_is_cutmix(_loss(never_cutmix, epoch=e)[1], images) for e in range(1, 4))
+    assert all(
+        _is_cutmix(_loss(always_cutmix, epoch=e)[1], images) for e in range(1, 4)
+    )
+    assert not any(
+        _is_cutmix(_loss(never_cutmix, epoch=e)[1], images) for e in range(1, 4)
+    )
 
 
 def test_mixing_is_seeded_by_epoch() -> None:

@@ -15,9 +15,23 @@ module                 holds
 =====================  =============================================================
 """
 
-from raycifar.data.catalog import CATALOG, CIFAR10_CLASSES, DATASETS, class_names, num_classes
+from raycifar.data.catalog import (
+    CATALOG,
+    CIFAR10_CLASSES,
+    DATASETS,
+    class_names,
+    num_classes,
+)
 from raycifar.data.device_loader import DeviceLoader
-from raycifar.data.readers import FORMATS, ImageSet, Source, default_data_dir, detect_source, download, read_part
+from raycifar.data.readers import (
+    FORMATS,
+    ImageSet,
+    Source,
+    default_data_dir,
+    detect_source,
+    download,
+    read_part,
+)
 from raycifar.data.splits import split_image_set, stratified_split, train_val_split
 
 __all__ = [

@@ -21,7 +21,9 @@ PER_IMAGE_KEYS = ("policy", "color_jitter", "rotation", "random_erasing")
 
 def needs_per_image_pipeline(augment: AugmentConfig) -> bool:
     """Whether ``augment`` asks for something only the torchvision loader does."""
-    return augment.policy != "none" or any(getattr(augment, key) > 0 for key in PER_IMAGE_KEYS[1:])
+    return augment.policy != "none" or any(
+        getattr(augment, key) > 0 for key in PER_IMAGE_KEYS[1:]
+    )
 
 
 # --- batched: the device loader ------------------------------------------------------------------
@@ -38,7 +40,12 @@ def padded_store(images: torch.Tensor, padding: int, mirrored: bool) -> torch.Te
 
 
 def gather_crops(
-    store: torch.Tensor, indices: torch.Tensor, top: torch.Tensor, left: torch.Tensor, mirror: torch.Tensor, size: int
+    store: torch.Tensor,
+    indices: torch.Tensor,
+    top: torch.Tensor,
+    left: torch.Tensor,
+    mirror: torch.Tensor,
+    size: int,
 ) -> torch.Tensor:
     """Read ``size`` x ``size`` crops of the images at ``indices`` from a :func:`padded_store`.
 
@@ -54,24 +61,38 @@ def gather_crops(
     channel = torch.arange(channels, device=device).view(1, -1, 1)
     row = top.view(-1, 1, 1) + torch.arange(size, device=device).view(1, 1, -1)
     starts = ((image * channels + channel) * height + row) * width + left.view(-1, 1, 1)
-    return rows.index_select(0, starts.view(-1)).view(len(indices), channels, size, size)
+    return rows.index_select(0, starts.view(-1)).view(
+        len(indices), channels, size, size
+    )
 
 
-def cutout_keep_mask(count: int, size: int, side: int, generator: torch.Generator) -> torch.Tensor:
+def cutout_keep_mask(
+    count: int, size: int, side: int, generator: torch.Generator
+) -> torch.Tensor:
     """uint8 (count, 1, side, side): 0 inside one random ``size`` square per image, else 1."""
     device = generator.device
-    top = torch.randint(0, side - size + 1, (count, 1, 1, 1), generator=generator, device=device)
-    left = torch.randint(0, side - size + 1, (count, 1, 1, 1), generator=generator, device=device)
+    top = torch.randint(
+        0, side - size + 1, (count, 1, 1, 1), generator=generator, device=device
+    )
+    left = torch.randint(
+        0, side - size + 1, (count, 1, 1, 1), generator=generator, device=device
+    )
     pixels = torch.arange(side, device=device)
-    in_rows = (pixels.view(1, 1, -1, 1) >= top) & (pixels.view(1, 1, -1, 1) < top + size)
-    in_cols = (pixels.view(1, 1, 1, -1) >= left) & (pixels.view(1, 1, 1, -1) < left + size)
+    in_rows = (pixels.view(1, 1, -1, 1) >= top) & (
+        pixels.view(1, 1, -1, 1) < top + size
+    )
+    in_cols = (pixels.view(1, 1, 1, -1) >= left) & (
+        pixels.view(1, 1, 1, -1) < left + size
+    )
     return (~(in_rows & in_cols)).to(torch.uint8)
 
 
 class Normalizer:
     """uint8 images to float32 ``(x / 255 - mean) / std`` in two passes (cast, then fused multiply-add)."""
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> None:
+    def __init__(
+        self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+    ) -> None:
         std_tensor = torch.tensor(std, device=device).view(1, -1, 1, 1)
         self.scale = 1.0 / (255.0 * std_tensor)
         self.shift = -torch.tensor(mean, device=device).view(1, -1, 1, 1) / std_tensor
@@ -111,7 +132,9 @@ def _policy(name: str) -> list[nn.Module]:
     return policies[name]
 
 
-def torchvision_transform(augment: AugmentConfig | None, mean: tuple[float, ...], std: tuple[float, ...]) -> nn.Module:
+def torchvision_transform(
+    augment: AugmentConfig | None, mean: tuple[float, ...], std: tuple[float, ...]
+) -> nn.Module:
     """The per-image pipeline for uint8 C x H x W tensors; ``augment=None`` only normalizes."""
     from torchvision.transforms import v2
 
@@ -124,12 +147,17 @@ def torchvision_transform(augment: AugmentConfig | None, mean: tuple[float, ...]
         steps += _policy(augment.policy)
         if augment.color_jitter:
             jitter = augment.color_jitter
-            steps.append(v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter))
+            steps.append(
+                v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter)
+            )
         if augment.rotation:
             steps.append(v2.RandomRotation(augment.rotation))
         if augment.cutout:
             steps.append(Cutout(augment.cutout))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    steps += [
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(list(mean), list(std)),
+    ]
     if augment is not None and augment.random_erasing:
         steps.append(v2.RandomErasing(p=augment.random_erasing))
     return v2.Compose(steps)

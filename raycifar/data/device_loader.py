@@ -16,7 +16,12 @@ from contextlib import contextmanager
 
 import torch
 
-from raycifar.data.augment import Normalizer, cutout_keep_mask, gather_crops, padded_store
+from raycifar.data.augment import (
+    Normalizer,
+    cutout_keep_mask,
+    gather_crops,
+    padded_store,
+)
 from raycifar.data.catalog import CATALOG
 from raycifar.data.readers import ImageSet
 
@@ -66,7 +71,9 @@ class DeviceLoader:
         threads: int = 1,
     ) -> None:
         nchw = torch.from_numpy(images.images).to(device).permute(0, 3, 1, 2)
-        self.padding, self.flip, self.cutout = (padding, flip, cutout) if train else (0, False, 0)
+        self.padding, self.flip, self.cutout = (
+            (padding, flip, cutout) if train else (0, False, 0)
+        )
         self.store = padded_store(nchw, self.padding, mirrored=self.flip)
         self.side = images.images.shape[1]
         self.labels = torch.from_numpy(images.labels).to(device)
@@ -95,12 +102,17 @@ class DeviceLoader:
     def _draw(self, count: int, high: int) -> torch.Tensor:
         if high <= 1:
             return torch.zeros(count, dtype=torch.int64, device=self.device)
-        return torch.randint(0, high, (count,), generator=self.generator, device=self.device)
+        return torch.randint(
+            0, high, (count,), generator=self.generator, device=self.device
+        )
 
     def augmented_batch(self, indices: torch.Tensor) -> torch.Tensor:
         """Normalized float32 N x C x H x W images at ``indices``, augmented when training."""
         count = len(indices)
-        top, left = self._draw(count, 2 * self.padding + 1), self._draw(count, 2 * self.padding + 1)
+        top, left = (
+            self._draw(count, 2 * self.padding + 1),
+            self._draw(count, 2 * self.padding + 1),
+        )
         mirror = self._draw(count, 2 if self.flip else 1)
         images = gather_crops(self.store, indices, top, left, mirror, self.side)
         if self.cutout:

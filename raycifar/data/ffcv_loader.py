@@ -30,7 +30,9 @@ INSTALL_HINT = (
 )
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
-PAGE_SIZE = 2 * 1024**2  # FFCV's default 8 MiB pages waste a quarter of a 32x32 dataset file
+PAGE_SIZE = (
+    2 * 1024**2
+)  # FFCV's default 8 MiB pages waste a quarter of a 32x32 dataset file
 
 
 def require_ffcv() -> None:
@@ -41,10 +43,14 @@ def require_ffcv() -> None:
         raise UserError(INSTALL_HINT) from None
 
 
-def beton_dir(data_dir: Path, dataset: str, label_mode: str, val_fraction: float, split_seed: int) -> Path:
+def beton_dir(
+    data_dir: Path, dataset: str, label_mode: str, val_fraction: float, split_seed: int
+) -> Path:
     """Where the ``.beton`` files of one split of ``data_dir`` live."""
     root = data_dir.parent if data_dir.is_file() else data_dir
-    return root / "ffcv" / f"{dataset}-{label_mode}-val{val_fraction:g}-seed{split_seed}"
+    return (
+        root / "ffcv" / f"{dataset}-{label_mode}-val{val_fraction:g}-seed{split_seed}"
+    )
 
 
 class _Samples:
@@ -68,7 +74,9 @@ def write_beton(images: ImageSet, path: Path, workers: int = 1) -> None:
 
     partial = path.with_name(f".{path.name}.partial")
     fields = {"image": RGBImageField(write_mode="raw"), "label": IntField()}
-    DatasetWriter(str(partial), fields, page_size=PAGE_SIZE, num_workers=workers).from_indexed_dataset(_Samples(images))
+    DatasetWriter(
+        str(partial), fields, page_size=PAGE_SIZE, num_workers=workers
+    ).from_indexed_dataset(_Samples(images))
     os.replace(partial, path)
 
 
@@ -91,7 +99,12 @@ class PreparedFiles:
 
 
 def prepare_ffcv(
-    data_dir: Path, dataset: str, label_mode: str, val_fraction: float, split_seed: int, workers: int = 1
+    data_dir: Path,
+    dataset: str,
+    label_mode: str,
+    val_fraction: float,
+    split_seed: int,
+    workers: int = 1,
 ) -> PreparedFiles:
     """Write train/val/test ``.beton`` files with the same split as the other loaders.
 
@@ -108,7 +121,9 @@ def prepare_ffcv(
         "format": source.format,
         "counts": {name: len(part) for name, part in parts.items()},
     }
-    if _manifest(folder) == manifest and all((folder / f"{name}.beton").is_file() for name in SPLITS):
+    if _manifest(folder) == manifest and all(
+        (folder / f"{name}.beton").is_file() for name in SPLITS
+    ):
         return PreparedFiles(folder, manifest["counts"], written=False)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -117,7 +132,9 @@ def prepare_ffcv(
             write_beton(part, folder / f"{name}.beton", workers)
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
     except OSError as err:
-        raise UserError(f"{folder}: cannot write FFCV files ({err.strerror or err})") from None
+        raise UserError(
+            f"{folder}: cannot write FFCV files ({err.strerror or err})"
+        ) from None
     return PreparedFiles(folder, manifest["counts"], written=True)
 
 
@@ -130,13 +147,25 @@ def _manifest(folder: Path) -> dict | None:
 
 def check_prepared(folder: Path) -> None:
     """A one-line error when the split's files have not been prepared (or not completely)."""
-    missing = [name for name in (MANIFEST, *(f"{s}.beton" for s in SPLITS)) if not (folder / name).is_file()]
+    missing = [
+        name
+        for name in (MANIFEST, *(f"{s}.beton" for s in SPLITS))
+        if not (folder / name).is_file()
+    ]
     if missing:
-        raise UserError(f"{folder}: missing {', '.join(missing)}; run `raycifar data prepare --format ffcv` first")
+        raise UserError(
+            f"{folder}: missing {', '.join(missing)}; run `raycifar data prepare --format ffcv` first"
+        )
 
 
 def _image_pipeline(
-    train: bool, device: torch.device, padding: int, flip: bool, cutout: int, mean: tuple, std: tuple
+    train: bool,
+    device: torch.device,
+    padding: int,
+    flip: bool,
+    cutout: int,
+    mean: tuple,
+    std: tuple,
 ) -> list:
     """Decode, augment (flip, translate, cutout) and normalize; on a GPU, normalize after the transfer."""
     import torchvision.transforms
@@ -161,7 +190,12 @@ def _image_pipeline(
     if train and cutout:
         steps.append(Cutout(cutout, fill=(0, 0, 0)))
     if device.type == "cpu":
-        return [*steps, NormalizeImage(mean255, std255, np.float32), ToTensor(), ToTorchImage()]
+        return [
+            *steps,
+            NormalizeImage(mean255, std255, np.float32),
+            ToTensor(),
+            ToTorchImage(),
+        ]
     return [
         *steps, ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage(), Convert(torch.float32),
         torchvision.transforms.Normalize(mean255.tolist(), std255.tolist()),
@@ -209,7 +243,12 @@ class FfcvLoader:
             distributed=train and world_size > 1,
             seed=seed,
             drop_last=False,
-            pipelines={"image": _image_pipeline(train, device, padding, flip, cutout, mean, std), "label": labels},
+            pipelines={
+                "image": _image_pipeline(
+                    train, device, padding, flip, cutout, mean, std
+                ),
+                "label": labels,
+            },
         )
 
     def set_epoch(self, epoch: int) -> None:

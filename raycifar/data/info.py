@@ -29,18 +29,24 @@ def _split_summary(images: ImageSet) -> dict:
     summary: dict = {"count": len(images), "labeled": images.labeled}
     if images.labeled:
         counts = np.bincount(images.labels, minlength=len(images.class_names))
-        summary["per_class"] = {name: int(n) for name, n in zip(images.class_names, counts, strict=True)}
+        summary["per_class"] = {
+            name: int(n) for name, n in zip(images.class_names, counts, strict=True)
+        }
     return summary
 
 
-def describe(data_dir: Path, dataset: str, label_mode: str, val_fraction: float, seed: int) -> dict:
+def describe(
+    data_dir: Path, dataset: str, label_mode: str, val_fraction: float, seed: int
+) -> dict:
     """Format, counts per split (train/val as a sweep with this fraction and seed would split
     them) and per class, and the channel statistics of the training part (else the test part)."""
     source = detect_source(data_dir, dataset, label_mode)
     parts = {part: source.read(part) for part in source.parts()}
     splits: dict[str, ImageSet] = {}
     if "train" in parts:
-        splits["train"], splits["val"] = split_image_set(parts["train"], val_fraction, seed)
+        splits["train"], splits["val"] = split_image_set(
+            parts["train"], val_fraction, seed
+        )
     if "test" in parts:
         splits["test"] = parts["test"]
     mean, std = channel_stats(parts.get("train", parts.get("test")).images)

@@ -36,7 +36,12 @@ class Loader(Protocol):
 
 
 def make_loaders(
-    config: TrialConfig, device: torch.device, rank: int, world_size: int, workers: int, eval_batch_size: int
+    config: TrialConfig,
+    device: torch.device,
+    rank: int,
+    world_size: int,
+    workers: int,
+    eval_batch_size: int,
 ) -> tuple[Loader, Loader]:
     """(train, val) loaders of ``config.loader`` for this worker: train sharded by rank, val whole.
 
@@ -50,16 +55,28 @@ def make_loaders(
         from raycifar.data.ffcv_loader import FfcvLoader, beton_dir, check_prepared
 
         folder = beton_dir(
-            Path(config.data_dir), config.dataset, config.label_mode, config.val_fraction, config.split_seed
+            Path(config.data_dir),
+            config.dataset,
+            config.label_mode,
+            config.val_fraction,
+            config.split_seed,
         )
         check_prepared(folder)
-        crops = {"padding": augment.crop_padding, "flip": augment.flip, "cutout": augment.cutout}
+        crops = {
+            "padding": augment.crop_padding,
+            "flip": augment.flip,
+            "cutout": augment.cutout,
+        }
         return (
             FfcvLoader(folder / "train.beton", batch_size, device, True, seed, world_size, **crops, **common, workers=workers),
             FfcvLoader(folder / "val.beton", eval_batch_size, device, False, **common, workers=workers),
         )  # fmt: skip
     train_set, val_set = train_val_split(
-        Path(config.data_dir), config.val_fraction, config.split_seed, config.dataset, config.label_mode
+        Path(config.data_dir),
+        config.val_fraction,
+        config.split_seed,
+        config.dataset,
+        config.label_mode,
     )
     if config.loader == "torchvision":
         from raycifar.data.torchvision_loader import TorchvisionLoader
@@ -68,8 +85,22 @@ def make_loaders(
             TorchvisionLoader(train_set, batch_size, device, True, seed, rank, world_size, augment=augment, **common, workers=workers),
             TorchvisionLoader(val_set, eval_batch_size, device, False, **common, workers=workers),
         )  # fmt: skip
-    crops = {"padding": augment.crop_padding, "flip": augment.flip, "cutout": augment.cutout}
+    crops = {
+        "padding": augment.crop_padding,
+        "flip": augment.flip,
+        "cutout": augment.cutout,
+    }
     return (
-        DeviceLoader(train_set, batch_size, device, True, seed, rank, world_size, **crops, **common),
+        DeviceLoader(
+            train_set,
+            batch_size,
+            device,
+            True,
+            seed,
+            rank,
+            world_size,
+            **crops,
+            **common,
+        ),
         DeviceLoader(val_set, eval_batch_size, device, False, **common),
     )

@@ -34,7 +34,13 @@ from typing import Literal
 
 import numpy as np
 
-from raycifar.data.catalog import CATALOG, CIFAR10_CLASSES, DATASETS, DatasetInfo, class_names
+from raycifar.data.catalog import (
+    CATALOG,
+    CIFAR10_CLASSES,
+    DATASETS,
+    DatasetInfo,
+    class_names,
+)
 from raycifar.errors import UserError
 
 Part = Literal["train", "test"]
@@ -90,7 +96,9 @@ class Source:
     def read(self, part: Part) -> ImageSet:
         """All images of ``part``, checked: shapes, label range, readable files."""
         if part not in self.parts():
-            raise UserError(f"{self.path}: no {part} images in this {self.format} layout")
+            raise UserError(
+                f"{self.path}: no {part} images in this {self.format} layout"
+            )
         images, labels = _READERS[self.format](self, part)
         return ImageSet(images, labels, self.class_names)
 
@@ -105,10 +113,14 @@ class Source:
         return labels.astype(np.int64)
 
 
-def detect_source(data_dir: Path, dataset: str = "cifar10", label_mode: str = "fine") -> Source:
+def detect_source(
+    data_dir: Path, dataset: str = "cifar10", label_mode: str = "fine"
+) -> Source:
     """The layout of ``dataset`` under ``data_dir``; a one-line error saying what was expected."""
     if dataset not in CATALOG:
-        raise UserError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}")
+        raise UserError(
+            f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}"
+        )
     if label_mode == "coarse" and dataset != "cifar100":
         raise UserError(f"label mode 'coarse' exists only for cifar100, not {dataset}")
     info = CATALOG[dataset]
@@ -121,7 +133,10 @@ def detect_source(data_dir: Path, dataset: str = "cifar10", label_mode: str = "f
 
 def _candidates(data_dir: Path, info: DatasetInfo) -> list[tuple[str, Path]]:
     if data_dir.is_file():
-        names = {info.python_archive: "python-archive", info.binary_archive: "binary-archive"}
+        names = {
+            info.python_archive: "python-archive",
+            info.binary_archive: "binary-archive",
+        }
         return [(names[data_dir.name], data_dir)] if data_dir.name in names else []
     return [
         ("python", data_dir / info.python_folder),
@@ -137,7 +152,14 @@ def _candidates(data_dir: Path, info: DatasetInfo) -> list[tuple[str, Path]]:
 
 
 def _not_found_message(data_dir: Path, info: DatasetInfo) -> str:
-    other = next((o for o in CATALOG.values() if o.name != info.name and (data_dir / o.python_folder).exists()), None)
+    other = next(
+        (
+            o
+            for o in CATALOG.values()
+            if o.name != info.name and (data_dir / o.python_folder).exists()
+        ),
+        None,
+    )
     hint = f"; found {other.python_folder}: use --dataset {other.name}" if other else ""
     return (
         f"{info.title} not found in {data_dir}: expected {info.python_folder}/ or {info.python_archive} "
@@ -156,15 +178,27 @@ def _official_names(source: Source, part: Part) -> Callable[[str], bool]:
     if source.dataset == "cifar100":
         return lambda name: name == f"{part}{suffix}"
     if part == "train":
-        return lambda name: name.startswith("data_batch_") and name.endswith(suffix) and (binary or "." not in name)
+        return lambda name: (
+            name.startswith("data_batch_")
+            and name.endswith(suffix)
+            and (binary or "." not in name)
+        )
     return lambda name: name == f"test_batch{suffix}"
 
 
 def _member_names(source: Source) -> list[str]:
     """File names (base names) in the folder or archive; [] if it is neither."""
     if source.format.endswith("archive"):
-        return list(_archive_names(source.path, source.path.stat().st_mtime)) if source.path.is_file() else []
-    return [p.name for p in source.path.iterdir() if p.is_file()] if source.path.is_dir() else []
+        return (
+            list(_archive_names(source.path, source.path.stat().st_mtime))
+            if source.path.is_file()
+            else []
+        )
+    return (
+        [p.name for p in source.path.iterdir() if p.is_file()]
+        if source.path.is_dir()
+        else []
+    )
 
 
 def _has_official_part(source: Source, part: Part) -> bool:
@@ -175,41 +209,67 @@ def _has_official_part(source: Source, part: Part) -> bool:
 @lru_cache(maxsize=8)
 def _archive_names(archive_path: Path, mtime: float) -> tuple[str, ...]:
     """Base names of the archive's files (cached: listing a .tar.gz decompresses all of it)."""
-    return tuple(Path(name).name for name, _ in _archive_members(archive_path, lambda name: True, read=False))
+    return tuple(
+        Path(name).name
+        for name, _ in _archive_members(archive_path, lambda name: True, read=False)
+    )
 
 
-def _archive_members(archive_path: Path, wanted: Callable[[str], bool], read: bool = True) -> list[tuple[str, bytes]]:
+def _archive_members(
+    archive_path: Path, wanted: Callable[[str], bool], read: bool = True
+) -> list[tuple[str, bytes]]:
     """(name, bytes) of the archive's files whose base name is ``wanted``, in name order."""
     try:
         with tarfile.open(archive_path, "r:gz") as archive:
-            members = sorted((m for m in archive.getmembers() if m.isfile()), key=lambda m: m.name)
+            members = sorted(
+                (m for m in archive.getmembers() if m.isfile()), key=lambda m: m.name
+            )
             return [
-                (m.name, archive.extractfile(m).read() if read else b"") for m in members if wanted(Path(m.name).name)
+                (m.name, archive.extractfile(m).read() if read else b"")
+                for m in members
+                if wanted(Path(m.name).name)
             ]
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        raise UserError(f"{archive_path}: not a readable .tar.gz archive ({err})") from None
+        raise UserError(
+            f"{archive_path}: not a readable .tar.gz archive ({err})"
+        ) from None
 
 
 def _official_files(source: Source, part: Part) -> list[tuple[str, bytes]]:
     """(display name, bytes) of the files holding ``part``, in file-name order."""
     wanted = _official_names(source, part)
     if source.format.endswith("archive"):
-        return [(f"{source.path}:{name}", blob) for name, blob in _archive_members(source.path, wanted)]
+        return [
+            (f"{source.path}:{name}", blob)
+            for name, blob in _archive_members(source.path, wanted)
+        ]
     try:
-        return [(str(p), p.read_bytes()) for p in sorted(source.path.iterdir()) if p.is_file() and wanted(p.name)]
+        return [
+            (str(p), p.read_bytes())
+            for p in sorted(source.path.iterdir())
+            if p.is_file() and wanted(p.name)
+        ]
     except OSError as err:
         raise UserError(f"{err.filename}: cannot read ({err.strerror})") from None
 
 
 def _planes_to_hwc(name: str, data: np.ndarray) -> np.ndarray:
     if data.ndim != 2 or data.shape[1] != PIXELS:
-        raise UserError(f"{name}: expected pixel rows of {PIXELS} values, got an array of shape {data.shape}")
+        raise UserError(
+            f"{name}: expected pixel rows of {PIXELS} values, got an array of shape {data.shape}"
+        )
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
 
 
-def _decode_pickle(name: str, blob: bytes, source: Source) -> tuple[np.ndarray, np.ndarray]:
+def _decode_pickle(
+    name: str, blob: bytes, source: Source
+) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch to (N x 32 x 32 x 3 uint8, N labels)."""
-    key = b"labels" if source.dataset == "cifar10" else f"{source.label_mode}_labels".encode()
+    key = (
+        b"labels"
+        if source.dataset == "cifar10"
+        else f"{source.label_mode}_labels".encode()
+    )
     try:
         batch = pickle.loads(blob, encoding="bytes")
         data = np.asarray(batch[b"data"], dtype=np.uint8)
@@ -223,14 +283,20 @@ def _decode_pickle(name: str, blob: bytes, source: Source) -> tuple[np.ndarray, 
     return _planes_to_hwc(name, data), source.check_labels(name, labels)
 
 
-def _decode_records(name: str, blob: bytes, source: Source) -> tuple[np.ndarray, np.ndarray]:
+def _decode_records(
+    name: str, blob: bytes, source: Source
+) -> tuple[np.ndarray, np.ndarray]:
     """One binary file of fixed-size records (label byte(s) then 3072 pixel bytes)."""
     label_bytes = 2 if source.dataset == "cifar100" else 1
     record = label_bytes + PIXELS
     if not blob or len(blob) % record:
-        raise UserError(f"{name}: {len(blob)} bytes is not a whole number of {record}-byte records (truncated?)")
+        raise UserError(
+            f"{name}: {len(blob)} bytes is not a whole number of {record}-byte records (truncated?)"
+        )
     rows = np.frombuffer(blob, dtype=np.uint8).reshape(-1, record)
-    label_column = 1 if source.dataset == "cifar100" and source.label_mode == "fine" else 0
+    label_column = (
+        1 if source.dataset == "cifar100" and source.label_mode == "fine" else 0
+    )
     return _planes_to_hwc(name, rows[:, label_bytes:]), source.check_labels(
         name, rows[:, label_column].astype(np.int64)
     )
@@ -238,8 +304,12 @@ def _decode_records(name: str, blob: bytes, source: Source) -> tuple[np.ndarray,
 
 def _read_official(source: Source, part: Part) -> tuple[np.ndarray, np.ndarray]:
     decode = _decode_records if source.format.startswith("binary") else _decode_pickle
-    decoded = [decode(name, blob, source) for name, blob in _official_files(source, part)]
-    return np.concatenate([d for d, _ in decoded]), np.concatenate([labels for _, labels in decoded])
+    decoded = [
+        decode(name, blob, source) for name, blob in _official_files(source, part)
+    ]
+    return np.concatenate([d for d, _ in decoded]), np.concatenate(
+        [labels for _, labels in decoded]
+    )
 
 
 # --- .npz -----------------------------------------------------------------------------------------
@@ -255,16 +325,28 @@ def _read_npz(source: Source, part: Part) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path, allow_pickle=False) as arrays:
             missing = [key for key in ("x", "y") if key not in arrays]
             if missing:
-                raise UserError(f"{path}: missing array {' and '.join(missing)} (expected x and y)")
+                raise UserError(
+                    f"{path}: missing array {' and '.join(missing)} (expected x and y)"
+                )
             images, labels = arrays["x"], arrays["y"]
     except UserError:
         raise
     except Exception as err:  # noqa: BLE001 - zip, pickle and value errors
-        raise UserError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})") from None
+        raise UserError(
+            f"{path}: not a readable .npz file ({type(err).__name__}: {err})"
+        ) from None
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
-        raise UserError(f"{path}: x must be uint8 of shape (N, 32, 32, 3), got {images.dtype} {images.shape}")
-    if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
-        raise UserError(f"{path}: y must hold one integer label per image, got {labels.dtype} {labels.shape}")
+        raise UserError(
+            f"{path}: x must be uint8 of shape (N, 32, 32, 3), got {images.dtype} {images.shape}"
+        )
+    if (
+        labels.ndim != 1
+        or len(labels) != len(images)
+        or not np.issubdtype(labels.dtype, np.integer)
+    ):
+        raise UserError(
+            f"{path}: y must hold one integer label per image, got {labels.dtype} {labels.shape}"
+        )
     return images, source.check_labels(str(path), labels.astype(np.int64))
 
 
@@ -272,18 +354,30 @@ def _read_npz(source: Source, part: Part) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def _class_folders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and _image_files(p)) if folder.is_dir() else []
+    return (
+        sorted(p for p in folder.iterdir() if p.is_dir() and _image_files(p))
+        if folder.is_dir()
+        else []
+    )
 
 
 def _imagefolder_root(source: Source, part: Part) -> Path | None:
     """The folder whose class folders hold ``part``: ``part/``, or the root itself for a test set."""
     if _class_folders(source.path / part):
         return source.path / part
-    if part == "test" and not (source.path / "train").is_dir() and _class_folders(source.path):
+    if (
+        part == "test"
+        and not (source.path / "train").is_dir()
+        and _class_folders(source.path)
+    ):
         return source.path
     return None
 
@@ -294,7 +388,9 @@ def _label_of(folder: Path, names: tuple[str, ...]) -> int:
     if folder.name.isdigit() and int(folder.name) < len(names):
         return int(folder.name)
     shown = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
-    raise UserError(f"{folder}: folder name is not a class name ({shown}) or a class index")
+    raise UserError(
+        f"{folder}: folder name is not a class name ({shown}) or a class index"
+    )
 
 
 def _load_image(path: Path) -> np.ndarray:
@@ -306,18 +402,30 @@ def _load_image(path: Path) -> np.ndarray:
     except (UnidentifiedImageError, OSError) as err:
         raise UserError(f"{path}: not a readable image ({err})") from None
     if pixels.shape != (32, 32, 3):
-        raise UserError(f"{path}: images must be 32x32, got {pixels.shape[1]}x{pixels.shape[0]}")
+        raise UserError(
+            f"{path}: images must be 32x32, got {pixels.shape[1]}x{pixels.shape[0]}"
+        )
     return pixels
 
 
 def _stack(paths: list[Path]) -> np.ndarray:
-    return np.stack([_load_image(p) for p in paths]) if paths else np.zeros((0, 32, 32, 3), np.uint8)
+    return (
+        np.stack([_load_image(p) for p in paths])
+        if paths
+        else np.zeros((0, 32, 32, 3), np.uint8)
+    )
 
 
 def _read_imagefolder(source: Source, part: Part) -> tuple[np.ndarray, np.ndarray]:
     folders = _class_folders(_imagefolder_root(source, part))
-    files = [(path, _label_of(folder, source.class_names)) for folder in folders for path in _image_files(folder)]
-    return _stack([p for p, _ in files]), np.array([label for _, label in files], dtype=np.int64)
+    files = [
+        (path, _label_of(folder, source.class_names))
+        for folder in folders
+        for path in _image_files(folder)
+    ]
+    return _stack([p for p, _ in files]), np.array(
+        [label for _, label in files], dtype=np.int64
+    )
 
 
 def _read_unlabeled(source: Source, part: Part) -> tuple[np.ndarray, np.ndarray]:
@@ -332,7 +440,9 @@ _PART_FINDERS: dict[str, Callable[[Source, Part], bool]] = {
     "binary-archive": _has_official_part,
     "npz": _has_npz_part,
     "imagefolder": lambda source, part: _imagefolder_root(source, part) is not None,
-    "images": lambda source, part: part == "test" and source.path.is_dir() and bool(_image_files(source.path)),
+    "images": lambda source, part: (
+        part == "test" and source.path.is_dir() and bool(_image_files(source.path))
+    ),
 }
 _READERS: dict[str, Callable[[Source, Part], tuple[np.ndarray, np.ndarray]]] = {
     "python": _read_official,
@@ -346,7 +456,9 @@ _READERS: dict[str, Callable[[Source, Part], tuple[np.ndarray, np.ndarray]]] = {
 FORMATS = tuple(_READERS)
 
 
-def read_part(data_dir: Path, part: Part, dataset: str = "cifar10", label_mode: str = "fine") -> ImageSet:
+def read_part(
+    data_dir: Path, part: Part, dataset: str = "cifar10", label_mode: str = "fine"
+) -> ImageSet:
     """All images of the training or test part of ``dataset`` found under ``data_dir``."""
     return detect_source(data_dir, dataset, label_mode).read(part)
 
@@ -355,9 +467,13 @@ def download(data_dir: Path, dataset: str = "cifar10") -> None:
     """Fetch and extract the official python archive into ``data_dir`` with torchvision (needs internet)."""
     import torchvision.datasets
 
-    fetch = getattr(torchvision.datasets, {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}[dataset])
+    fetch = getattr(
+        torchvision.datasets, {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}[dataset]
+    )
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         fetch(root=str(data_dir), train=True, download=True)
     except Exception as err:  # noqa: BLE001 - network errors come in many types
-        raise UserError(f"downloading {CATALOG[dataset].title} into {data_dir} failed: {err}") from None
+        raise UserError(
+            f"downloading {CATALOG[dataset].title} into {data_dir} failed: {err}"
+        ) from None

@@ -13,7 +13,9 @@ import numpy as np
 from raycifar.data.readers import ImageSet, read_part
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split of indices into (train, val) keeping each class's share in both."""
     rng = np.random.default_rng(seed)
     train, val = [], []
@@ -25,14 +27,22 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-def split_image_set(full: ImageSet, val_fraction: float, split_seed: int) -> tuple[ImageSet, ImageSet]:
+def split_image_set(
+    full: ImageSet, val_fraction: float, split_seed: int
+) -> tuple[ImageSet, ImageSet]:
     """``full`` divided into (train, val) by :func:`stratified_split`."""
     train_idx, val_idx = stratified_split(full.labels, val_fraction, split_seed)
     return full.subset(train_idx), full.subset(val_idx)
 
 
 def train_val_split(
-    data_dir: Path, val_fraction: float, split_seed: int, dataset: str = "cifar10", label_mode: str = "fine"
+    data_dir: Path,
+    val_fraction: float,
+    split_seed: int,
+    dataset: str = "cifar10",
+    label_mode: str = "fine",
 ) -> tuple[ImageSet, ImageSet]:
     """The official training part split into (train, val); the test part stays untouched."""
-    return split_image_set(read_part(data_dir, "train", dataset, label_mode), val_fraction, split_seed)
+    return split_image_set(
+        read_part(data_dir, "train", dataset, label_mode), val_fraction, split_seed
+    )

@@ -57,9 +57,15 @@ class TorchvisionLoader:
         std: tuple[float, ...] = CATALOG["cifar10"].std,
         workers: int = 2,
     ) -> None:
-        dataset = _TransformedImages(images, torchvision_transform(augment if train else None, mean, std))
+        dataset = _TransformedImages(
+            images, torchvision_transform(augment if train else None, mean, std)
+        )
         self.sampler = (
-            DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed) if train else None
+            DistributedSampler(
+                dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
+            )
+            if train
+            else None
         )
         self.generator = torch.Generator().manual_seed(seed)
         self.device, self.train, self.seed = device, train, seed
@@ -83,4 +89,7 @@ class TorchvisionLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels in self.loader:
-            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            yield (
+                images.to(self.device, non_blocking=True),
+                labels.to(self.device, non_blocking=True),
+            )
