@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from raycifar.config import TrialConfig
-from raycifar.data import DeviceLoader, ImageSet, default_data_dir, read_cifar10, stratified_split
+from raycifar.data import DeviceLoader, ImageSet, default_data_dir, read_part, stratified_split
 from raycifar.errors import UserError
 from raycifar.train import EVAL_BATCH_SIZE, Training, global_settings, train_epoch
 from raycifar.trainer import METRICS_FILE, config_from_file, run_dir, with_overrides
@@ -56,7 +56,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def load_data(args: argparse.Namespace) -> tuple[ImageSet, ImageSet]:
-    train, test = read_cifar10(args.data_dir, "train"), read_cifar10(args.data_dir, "test")
+    train, test = read_part(args.data_dir, "train"), read_part(args.data_dir, "test")
     if args.train_subset:
         train = train.subset(np.arange(min(args.train_subset, len(train))))
     if args.test_subset:
@@ -71,7 +71,7 @@ def warm_up(config: TrialConfig, train: ImageSet, device: torch.device) -> float
     started = time.perf_counter()
     with global_settings(config.train, config.seed):
         run = Training(config, loader, loader, device)
-        train_epoch(run.model, loader, run.optimizer, run.schedule, config.train, run.runtime, run.average)
+        train_epoch(run.model, loader, run.optimizer, run.schedule, config.train, run.batch_loss, run.runtime, run.average)
     return time.perf_counter() - started
 
 

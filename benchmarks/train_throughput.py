@@ -91,7 +91,7 @@ class Measured:
 
 def timed_epoch(run: Training, loader: DeviceLoader) -> float:
     started = time.perf_counter()
-    train_epoch(run.model, loader, run.optimizer, run.schedule, run.train, run.runtime, run.average)
+    train_epoch(run.model, loader, run.optimizer, run.schedule, run.train, run.batch_loss, run.runtime, run.average)
     return time.perf_counter() - started
 
 

@@ -51,6 +51,26 @@ class EvaluateFormat(str, Enum):
     json = "json"
 
 
+class DatasetChoice(str, Enum):
+    cifar10 = "cifar10"
+    cifar100 = "cifar100"
+
+
+class LabelModeChoice(str, Enum):
+    fine = "fine"
+    coarse = "coarse"
+
+
+class LoaderChoice(str, Enum):
+    device = "device"
+    ffcv = "ffcv"
+    torchvision = "torchvision"
+
+
+class PrepareFormat(str, Enum):
+    ffcv = "ffcv"
+
+
 class WandbChoice(str, Enum):
     offline = "offline"
     online = "online"
@@ -78,14 +98,15 @@ DataDirOption = Annotated[
     Optional[Path],
     typer.Option(
         "--data-dir",
-        help="Folder with CIFAR-10 (cifar-10-batches-py/ or cifar-10-python.tar.gz). "
+        help="Folder with the dataset in any supported layout (official python or binary version, "
+        "as folder or .tar.gz; train.npz/test.npz; train/ and test/ image folders). "
         "Default: $RAYCIFAR_DATA, else ~/.cache/raycifar.",
     ),
 ]
 
 
 def _fail(message: str, code: int = 2) -> None:
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -106,15 +127,33 @@ class _RichProgress:
         self.progress.console.print(f"[yellow]trial {trial_id} failed[/] (see {error_file or 'its error.txt'})")
 
 
-def _check_data(data_dir: Path, download: bool) -> None:
-    """Make sure CIFAR-10 is readable before Ray starts (downloading it if asked)."""
-    from raycifar.data import download_cifar10, read_cifar10
+def _data_overrides(
+    loader: LoaderChoice | None, dataset: DatasetChoice | None, label_mode: LabelModeChoice | None
+) -> dict[str, str]:
+    """Space-file keys set by ``--loader``, ``--dataset`` and ``--label-mode``."""
+    given = {"loader": loader, "dataset": dataset, "label_mode": label_mode}
+    return {key: choice.value for key, choice in given.items() if choice is not None}
+
+
+def _check_data(data_dir: Path, download: bool, spec, split_seed: int) -> None:
+    """Make sure the dataset is readable before Ray starts (downloading it if asked); for the
+    ffcv loader, write the split's .beton files unless they are already there."""
+    from raycifar.data import CATALOG, detect_source
+    from raycifar.data import download as download_dataset
 
     if download:
-        console.print(f"downloading CIFAR-10 into {data_dir} …")
-        download_cifar10(data_dir)
+        console.print(f"downloading {CATALOG[spec.dataset].title} into {data_dir} …")
+        download_dataset(data_dir, spec.dataset)
+    source = detect_source(data_dir, spec.dataset, spec.label_mode)
     for part in ("train", "test"):
-        read_cifar10(data_dir, part)
+        if not source.read(part).labeled:
+            raise UserError(f"{source.path}: the {part} images are unlabeled; a sweep needs labels")
+    if spec.loader == "ffcv":
+        from raycifar.data.ffcv_loader import prepare_ffcv
+
+        prepared = prepare_ffcv(data_dir, spec.dataset, spec.label_mode, spec.val_fraction, split_seed, workers=2)
+        if prepared.written:
+            console.print(f"wrote FFCV files to {prepared.folder}")
 
 
 def _make_results_dir(results_dir: Path) -> None:
@@ -141,6 +180,9 @@ def sweep(
     wandb: Annotated[WandbChoice, typer.Option(help="W&B logging per trial: offline (default, no network), online (needs WANDB_API_KEY), off.")] = WandbChoice.offline,
     dashboard: Annotated[bool, typer.Option(help="Start the Ray dashboard with a local Ray.")] = True,
     name: Annotated[Optional[str], typer.Option(help="Sweep name. Default: <space>-<date>-<time>.")] = None,
+    loader: Annotated[Optional[LoaderChoice], typer.Option(help="Data loader: device, ffcv or torchvision. Default: the space file's loader (device).")] = None,
+    dataset: Annotated[Optional[DatasetChoice], typer.Option(help="cifar10 or cifar100. Default: the space file's dataset (cifar10).")] = None,
+    label_mode: Annotated[Optional[LabelModeChoice], typer.Option(help="CIFAR-100 labels: fine (100 classes) or coarse (20). Default: the space file's (fine).")] = None,
 ) -> None:
     """Run an ASHA sweep of a search space on Ray, then promote the best model to the leaderboard."""
     from raycifar.data import default_data_dir
@@ -149,10 +191,10 @@ def sweep(
     data_dir = (data_dir or default_data_dir()).expanduser().resolve()
     results_dir = results_dir.expanduser().resolve()
     try:
-        loaded = load_space(space)
+        loaded = load_space(space, _data_overrides(loader, dataset, label_mode))
         if wandb is WandbChoice.online and not os.environ.get("WANDB_API_KEY"):
             raise UserError("--wandb online needs WANDB_API_KEY in the environment (or use --wandb offline)")
-        _check_data(data_dir, download)
+        _check_data(data_dir, download, loaded.spec, seed)
         draws = sample_configs(loaded, num_samples or loaded.spec.num_samples, seed, data_dir, max_epochs)
         _make_results_dir(results_dir)
         from raycifar.leaderboard import read_table
@@ -616,3 +658,73 @@ def _train_and_promote(config, options, promote_best: bool) -> None:
     if row is not None:
         console.print("promoted to the leaderboard:")
         _print_record(_jsonable(row))
+
+
+data_app = typer.Typer(help="Inspect a data folder and prepare loader files.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+DatasetOption = Annotated[DatasetChoice, typer.Option(help="cifar10 or cifar100.")]
+LabelModeOption = Annotated[LabelModeChoice, typer.Option(help="CIFAR-100 labels: fine (100 classes) or coarse (20).")]
+ValFractionOption = Annotated[float, typer.Option(help="Share of the training part held out for validation, as in a sweep.")]
+SplitSeedOption = Annotated[int, typer.Option(help="Seed of the validation split (a sweep's --seed).")]
+
+
+def _resolve_data_dir(data_dir: Path | None, val_fraction: float) -> Path:
+    from raycifar.data import default_data_dir
+
+    if not 0 < val_fraction < 0.5:
+        _fail(f"--val-fraction {val_fraction:g}: must be above 0 and below 0.5")
+    return (data_dir or default_data_dir()).expanduser().resolve()
+
+
+@data_app.command("info")
+def data_info(
+    data_dir: DataDirOption = None,
+    dataset: DatasetOption = DatasetChoice.cifar10,
+    label_mode: LabelModeOption = LabelModeChoice.fine,
+    val_fraction: ValFractionOption = 0.1,
+    seed: SplitSeedOption = 0,
+    output_format: Annotated[EvaluateFormat, typer.Option("--format", help="table or json.")] = EvaluateFormat.table,
+) -> None:
+    """Show the detected layout, images per split and per class, and channel mean/std."""
+    from raycifar.data.info import describe
+
+    folder = _resolve_data_dir(data_dir, val_fraction)
+    try:
+        info = describe(folder, dataset.value, label_mode.value, val_fraction, seed)
+    except UserError as err:
+        _fail(str(err))
+    if output_format is EvaluateFormat.json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return
+    splits = info.pop("splits")
+    info["images"] = ", ".join(f"{name} {split['count']:,}" for name, split in splits.items())
+    _print_record(info)
+    labeled = {name: split for name, split in splits.items() if split["labeled"]}
+    if labeled:
+        table = Table("class", *labeled, box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in next(iter(labeled.values()))["per_class"]:
+            table.add_row(name, *(f"{split['per_class'][name]:,}" for split in labeled.values()))
+        console.print(table)
+
+
+@data_app.command("prepare")
+def data_prepare(
+    output_format: Annotated[PrepareFormat, typer.Option("--format", help="What to write: ffcv (.beton files).")],
+    data_dir: DataDirOption = None,
+    dataset: DatasetOption = DatasetChoice.cifar10,
+    label_mode: LabelModeOption = LabelModeChoice.fine,
+    val_fraction: ValFractionOption = 0.1,
+    seed: SplitSeedOption = 0,
+) -> None:
+    """Write train/val/test .beton files for the ffcv loader, split as a sweep with this
+    --val-fraction and --seed splits them, under <data-dir>/ffcv/."""
+    from raycifar.data.ffcv_loader import prepare_ffcv
+
+    folder = _resolve_data_dir(data_dir, val_fraction)
+    try:
+        prepared = prepare_ffcv(folder, dataset.value, label_mode.value, val_fraction, seed, workers=2)
+    except UserError as err:
+        _fail(str(err))
+    state = "wrote" if prepared.written else "up to date:"
+    counts = ", ".join(f"{name} {count:,}" for name, count in prepared.counts.items())
+    console.print(f"{state} {prepared.folder} ({counts} images)")

@@ -29,11 +29,11 @@ from pydantic import (
     model_validator,
 )
 
+from raycifar.data.catalog import class_names
 from raycifar.errors import UserError
 
 SAMPLERS = ("choice", "uniform", "loguniform", "randint")
 DEFAULT_BUDGET = 5_000_000
-DATASET_CLASSES = {"cifar10": 10, "cifar100": 100}
 Dataset = Literal["cifar10", "cifar100"]
 
 
@@ -143,6 +143,7 @@ def Dim(value_type: Any) -> Any:  # noqa: N802 - reads as a type in field declar
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+Chance = Annotated[float, Field(ge=0.0, le=1.0)]
 StageDepths = Annotated[list[PositiveInt], Field(min_length=1, max_length=6)]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 Milestones = Annotated[tuple[Fraction, ...], Field(min_length=1)]
@@ -233,6 +234,43 @@ class TrainSpace(_Strict):
             raise ValueError("lookahead: true resets the weights to their EMA, so every draw needs ema_decay > 0")
         return self
 
+    cutmix_alpha: Dim(Annotated[float, Field(ge=0.0)]) = Dimension("constant", (0.0,))
+    mix_switch_prob: Dim(Chance) = Dimension("constant", (0.5,))
+
+
+Policy = Literal["none", "autoaugment", "randaugment", "trivialaugment"]
+LoaderName = Literal["device", "ffcv", "torchvision"]
+Padding = Annotated[int, Field(ge=0, le=16)]
+CutoutSize = Annotated[int, Field(ge=0, le=32)]
+Jitter = Annotated[float, Field(ge=0.0, le=1.0)]
+Degrees = Annotated[float, Field(ge=0.0, le=180.0)]
+
+
+class AugmentSpace(_Strict):
+    """Image augmentation dimensions (see :mod:`raycifar.data.augment`).
+
+    ``crop_padding``, ``flip`` and ``cutout`` work with every loader; the others are
+    per-image policies of the torchvision loader.
+    """
+
+    crop_padding: Dim(Padding) = Dimension("constant", (4,))
+    flip: Dim(bool) = Dimension("constant", (True,))
+    cutout: Dim(CutoutSize) = Dimension("constant", (0,))
+    policy: Dim(Policy) = Dimension("constant", ("none",))
+    color_jitter: Dim(Jitter) = Dimension("constant", (0.0,))
+    rotation: Dim(Degrees) = Dimension("constant", (0.0,))
+    random_erasing: Dim(Chance) = Dimension("constant", (0.0,))
+
+
+PER_IMAGE_AUGMENTATIONS = ("policy", "color_jitter", "rotation", "random_erasing")
+
+
+def _may_differ(dimension: Dimension, default: Any) -> bool:
+    """Whether a dimension can produce a value other than ``default``."""
+    if dimension.sampler in ("constant", "choice"):
+        return any(value != default for value in dimension.args)
+    return dimension.args != (default, default)
+
 
 class SchedulerSettings(_Strict):
     """ASHA settings: rungs at ``grace_period * reduction_factor**k`` epochs."""
@@ -252,6 +290,29 @@ class SpaceFile(_Strict):
     arch: ArchSpace
     train: TrainSpace = TrainSpace()
     scheduler: SchedulerSettings = SchedulerSettings()
+    label_mode: Literal["fine", "coarse"] = "fine"
+    loader: LoaderName = "device"
+    augment: AugmentSpace = AugmentSpace()
+    class_weights: dict[str, Annotated[float, Field(gt=0.0)]] = {}
+
+    @model_validator(mode="after")
+    def _data_settings_fit(self) -> SpaceFile:
+        if self.label_mode == "coarse" and self.dataset != "cifar100":
+            raise ValueError(f"label_mode: coarse labels exist only for cifar100, not {self.dataset}")
+        names = class_names(self.dataset, self.label_mode)
+        unknown = sorted(set(self.class_weights) - set(names))
+        if unknown:
+            shown = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
+            raise ValueError(f"class_weights: {unknown[0]!r} is not a {self.dataset} class ({shown})")
+        if self.loader != "torchvision":
+            defaults = AugmentSpace()
+            for key in PER_IMAGE_AUGMENTATIONS:
+                if _may_differ(getattr(self.augment, key), getattr(defaults, key).args[0]):
+                    raise ValueError(
+                        f"augment.{key}: a per-image augmentation needs loader: torchvision "
+                        f"(the {self.loader} loader does crop_padding, flip and cutout)"
+                    )
+        return self
 
 
 class ModelConfig(_Strict):
@@ -334,6 +395,20 @@ class TrainConfig(_Strict):
         if self.lookahead and self.ema_decay == 0:
             raise ValueError("lookahead: true resets the weights to their EMA, so it needs ema_decay > 0")
         return self
+    cutmix_alpha: Annotated[float, Field(ge=0.0)] = 0.0
+    mix_switch_prob: Chance = 0.5
+
+
+class AugmentConfig(_Strict):
+    """Resolved image augmentation of one trial (see :class:`AugmentSpace`)."""
+
+    crop_padding: Padding = 4
+    flip: bool = True
+    cutout: CutoutSize = 0
+    policy: Policy = "none"
+    color_jitter: Jitter = 0.0
+    rotation: Degrees = 0.0
+    random_erasing: Chance = 0.0
 
 
 class TrialConfig(_Strict):
@@ -349,21 +424,29 @@ class TrialConfig(_Strict):
     params: int
     model: ModelConfig
     train: TrainConfig
+    label_mode: Literal["fine", "coarse"] = "fine"
+    loader: LoaderName = "device"
+    augment: AugmentConfig = AugmentConfig()
+    class_weights: dict[str, float] = {}
 
 
 def format_validation_error(source: str, err: ValidationError) -> str:
     """One line naming the source, the dotted key and the problem of the first error."""
     first = err.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "<top level>"
+    key = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] not in ("value_error", "missing", "extra_forbidden"):
         message = f"{message} (got {first.get('input')!r})"
     extra = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
-    return f"{source}: {key}: {message}{extra}"
+    return f"{source}: {key + ': ' if key else ''}{message}{extra}"
 
 
-def load_space_file(path: Path) -> SpaceFile:
-    """Read and validate a space file; raise :class:`UserError` with a one-line reason."""
+def load_space_file(path: Path, overrides: dict[str, Any] | None = None) -> SpaceFile:
+    """Read and validate a space file; raise :class:`UserError` with a one-line reason.
+
+    ``overrides`` replace top-level keys before validation; they come from command-line
+    options named after the key (``label_mode`` from ``--label-mode``), which errors name.
+    """
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as err:
@@ -376,7 +459,10 @@ def load_space_file(path: Path) -> SpaceFile:
         raise UserError(f"{path}:{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of keys at the top level, got {raw!r}")
+    source = str(path)
+    if overrides:
+        source += " with " + " ".join(f"--{key.replace('_', '-')} {value}" for key, value in overrides.items())
     try:
-        return SpaceFile.model_validate(raw)
+        return SpaceFile.model_validate({**raw, **(overrides or {})})
     except ValidationError as err:
-        raise UserError(format_validation_error(str(path), err)) from None
+        raise UserError(format_validation_error(source, err)) from None

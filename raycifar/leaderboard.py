@@ -27,7 +27,7 @@ import torch
 
 from raycifar import __version__
 from raycifar.config import TrialConfig
-from raycifar.data import DeviceLoader, read_cifar10
+from raycifar.data import CATALOG, DeviceLoader, read_part
 from raycifar.errors import UserError
 from raycifar.models import CONFIG_FILE, MODEL_FILE, load_model_files, model_name
 from raycifar.train import EVAL_BATCH_SIZE, evaluate
@@ -90,12 +90,16 @@ def evaluate_on_test(model_folder: Path, data_dir: Path) -> dict:
 
     Runs on the CPU in float32 so that promotion and ``raycifar evaluate`` agree exactly.
     """
-    model, _ = _rebuild(model_folder)
-    return _test_scores(model, data_dir)
+    model, config = _rebuild(model_folder)
+    return _test_scores(model, config, data_dir)
 
 
-def _test_scores(model: torch.nn.Module, data_dir: Path) -> dict:
-    loader = DeviceLoader(read_cifar10(data_dir, "test"), EVAL_BATCH_SIZE, torch.device("cpu"), train=False)
+def _test_scores(model: torch.nn.Module, config: TrialConfig, data_dir: Path) -> dict:
+    test_set = read_part(data_dir, "test", config.dataset, config.label_mode)
+    if not test_set.labeled:
+        raise UserError(f"{data_dir}: the test images are unlabeled; evaluation needs labels")
+    stats = CATALOG[config.dataset]
+    loader = DeviceLoader(test_set, EVAL_BATCH_SIZE, torch.device("cpu"), train=False, mean=stats.mean, std=stats.std)
     loss, accuracy, count = evaluate(model, loader)
     return {"test_acc": accuracy, "test_loss": loss, "n": count}
 
@@ -164,7 +168,7 @@ def promote(
         for name in (MODEL_FILE, CONFIG_FILE):
             shutil.copy2(checkpoint_folder / name, staging / name)
         model, config = _rebuild(staging)
-        scores = _test_scores(model, Path(config.data_dir))
+        scores = _test_scores(model, config, Path(config.data_dir))
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -10,15 +10,16 @@ from typing import Any
 
 from raycifar.budget import MIN_SE_WIDTH, count_params, fit_se_width, fit_widths
 from raycifar.config import (
-    DATASET_CLASSES,
     FIT,
     ArchSpace,
+    AugmentConfig,
     ModelConfig,
     SpaceFile,
     TrainConfig,
     TrialConfig,
     load_space_file,
 )
+from raycifar.data.catalog import num_classes
 from raycifar.errors import UserError
 from raycifar.models import VARIANTS, variant_config
 
@@ -59,10 +60,11 @@ class Space:
     spec: SpaceFile
 
 
-def load_space(name_or_path: str) -> Space:
-    """Find and validate a space (see :func:`resolve_space_path`)."""
+def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> Space:
+    """Find and validate a space (see :func:`resolve_space_path`), with top-level keys
+    replaced by ``overrides`` (see :func:`raycifar.config.load_space_file`)."""
     path = resolve_space_path(name_or_path)
-    spec = load_space_file(path)
+    spec = load_space_file(path, overrides)
     unknown = [name for name in spec.arch.model.values() if name not in VARIANTS]
     if unknown:
         raise UserError(f"{path}: arch.model: unknown model {unknown[0]!r}; known models: {', '.join(VARIANTS)}")
@@ -87,7 +89,7 @@ def _draw_arch(arch: ArchSpace, rng: random.Random) -> tuple[str, dict[str, Any]
 
 
 def resolve_model(
-    name: str, overrides: dict[str, Any], budget: int, width_multiple: int, num_classes: int
+    name: str, overrides: dict[str, Any], budget: int, width_multiple: int, classes: int
 ) -> ModelConfig:
     """The :class:`ModelConfig` of a drawn model with its ``fit`` widths solved against
     ``budget`` (widths first, then the SE width takes what is left).
@@ -102,7 +104,7 @@ def resolve_model(
         overrides.pop("base_width")
     if fit_se:
         overrides["se_width"] = MIN_SE_WIDTH
-    config = variant_config(name, num_classes, **overrides)
+    config = variant_config(name, classes, **overrides)
     if fit_base:
         config = fit_widths(config, budget, width_multiple)
     if fit_se:
@@ -139,13 +141,13 @@ def sample_configs(
     """
     rng = random.Random(seed)
     spec, configs, redrawn = space.spec, [], 0
-    num_classes = DATASET_CLASSES[spec.dataset]
+    classes = num_classes(spec.dataset, spec.label_mode)
     for index in range(num_samples):
         smallest = None
         for _ in range(MAX_DRAWS_PER_SAMPLE):
             name, overrides = _draw_arch(spec.arch, rng)
             try:
-                model = resolve_model(name, overrides, spec.budget, spec.arch.width_multiple, num_classes)
+                model = resolve_model(name, overrides, spec.budget, spec.arch.width_multiple, classes)
             except UserError as err:
                 raise UserError(f"{space.path}: arch: {err}") from None
             params = count_params(model)
@@ -170,6 +172,10 @@ def sample_configs(
                 params=params,
                 model=model,
                 train=_draw_train(spec, rng, max_epochs),
+                augment=AugmentConfig(**{name: dim.sample(rng) for name, dim in spec.augment}),
+                label_mode=spec.label_mode,
+                loader=spec.loader,
+                class_weights=dict(spec.class_weights),
             )
         )
     return Draws(configs, redrawn)

@@ -29,8 +29,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from raycifar.config import TestTimeAugmentation, TrainConfig, TrialConfig
-from raycifar.data import DeviceLoader, train_val_split
+from raycifar.data.loaders import Loader, make_loaders
 from raycifar.models import MODEL_FILE, build_model, save_model_files
+from raycifar.regularizers import BatchLoss
 
 STATE_FILE = "train_state.pt"
 EVAL_BATCH_SIZE = 500
@@ -206,32 +207,13 @@ class WeightAverage:
         self.steps, self.updates = int(state["steps"]), int(state["updates"])
 
 
-def batch_loss(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    train: TrainConfig,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """The training loss of one batch: cross-entropy with label smoothing, on a
-    mixup-blended batch when ``mixup_alpha > 0``."""
-    if train.mixup_alpha <= 0:
-        return nn.functional.cross_entropy(model(images), labels, label_smoothing=train.label_smoothing)
-    beta = torch.distributions.Beta(train.mixup_alpha, train.mixup_alpha)
-    lam = float(beta.sample())
-    partner = torch.randperm(len(labels), generator=generator, device=generator.device)
-    logits = model(lam * images + (1 - lam) * images[partner])
-    loss_a = nn.functional.cross_entropy(logits, labels, label_smoothing=train.label_smoothing)
-    loss_b = nn.functional.cross_entropy(logits, labels[partner], label_smoothing=train.label_smoothing)
-    return lam * loss_a + (1 - lam) * loss_b
-
-
 def train_epoch(
     model: nn.Module,
-    loader: DeviceLoader,
+    loader: Loader,
     optimizer: torch.optim.Optimizer,
     schedule: torch.optim.lr_scheduler.LRScheduler,
     train: TrainConfig,
+    batch_loss: BatchLoss,
     runtime: Runtime = FLOAT32_CPU,
     average: WeightAverage | None = None,
 ) -> float:
@@ -240,7 +222,7 @@ def train_epoch(
     total, count = torch.zeros((), dtype=torch.float64, device=loader.device), 0
     for images, labels in loader:
         with runtime.autocast():
-            loss = batch_loss(model, runtime.prepare(images), labels, train, loader.generator)
+            loss = batch_loss(model, runtime.prepare(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if train.grad_clip_norm > 0:
@@ -282,7 +264,7 @@ class Scores:
 
 @torch.no_grad()
 def score(
-    model: nn.Module, loader: DeviceLoader, tta: TestTimeAugmentation = "none", runtime: Runtime = FLOAT32_CPU
+    model: nn.Module, loader: Loader, tta: TestTimeAugmentation = "none", runtime: Runtime = FLOAT32_CPU
 ) -> Scores:
     """Loss and accuracy over an un-augmented loader, plus the TTA accuracy when ``tta`` is on."""
     model.eval()
@@ -304,7 +286,7 @@ def score(
     return Scores(loss_sum.item() / seen, correct.item() / seen, count, acc_tta)
 
 
-def evaluate(model: nn.Module, loader: DeviceLoader) -> tuple[float, float, int]:
+def evaluate(model: nn.Module, loader: Loader) -> tuple[float, float, int]:
     """Mean cross-entropy, accuracy and number of images over an un-augmented loader, in float32."""
     scores = score(model, loader)
     return scores.loss, scores.acc, scores.count
@@ -322,8 +304,8 @@ class Training:
     def __init__(
         self,
         config: TrialConfig,
-        train_loader: DeviceLoader,
-        eval_loader: DeviceLoader,
+        train_loader: Loader,
+        eval_loader: Loader,
         device: torch.device,
         wrap: Callable[[nn.Module], nn.Module] = lambda model: model,
     ) -> None:
@@ -336,6 +318,7 @@ class Training:
         self.model = wrap(self.net)
         if self.runtime.compile:
             self.model = torch.compile(self.model)
+        self.batch_loss = BatchLoss.for_trial(config, device)
         self.optimizer = make_optimizer(self.net, self.train)
         self.schedule = make_schedule(self.optimizer, self.train, len(train_loader))
         self.average = (
@@ -352,10 +335,12 @@ class Training:
     def run_epoch(self, epoch: int) -> dict:
         """Train epoch ``epoch`` (from 0), evaluate, and return the epoch's metrics."""
         self.train_loader.set_epoch(epoch)
+        self.batch_loss.set_epoch(epoch)
         started = time.perf_counter()
         train_loss = train_epoch(
-            self.model, self.train_loader, self.optimizer, self.schedule, self.train, self.runtime, self.average
-        )
+            self.model, self.train_loader, self.optimizer, self.schedule, self.train, self.batch_loss,
+            self.runtime, self.average,
+        )  # fmt: skip
         train_seconds = time.perf_counter() - started
         scores = score(self.evaluated, self.eval_loader, self.train.tta, self.runtime)
         metrics = {
@@ -433,11 +418,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
     torch.set_num_threads(max(1, int(cpus)))
     device = ray.train.torch.get_device()
 
-    train_set, val_set = train_val_split(Path(config.data_dir), config.val_fraction, config.split_seed)
-    train_loader = DeviceLoader(
-        train_set, config.train.batch_size, device, train=True, seed=config.seed, rank=rank, world_size=world_size
-    )
-    val_loader = DeviceLoader(val_set, EVAL_BATCH_SIZE, device, train=False)
+    train_loader, val_loader = make_loaders(config, device, rank, world_size, max(1, int(cpus)), EVAL_BATCH_SIZE)
     with global_settings(config.train, config.seed):
         training = Training(config, train_loader, val_loader, device, wrap=ray.train.torch.prepare_model)
         start_epoch = _restore(training)

@@ -1,4 +1,4 @@
-"""The CIFAR-10 reader, the validation split and the device loader."""
+"""The CIFAR-10 python-version reader, the validation split and the device loader."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from cifar_files import archive_cifar10, write_batch, write_cifar10
 from conftest import SHARED_CIFAR10
 
 from raycifar.data import (
-    CLASS_NAMES,
+    CIFAR10_CLASSES,
     DeviceLoader,
     ImageSet,
-    download_cifar10,
-    read_cifar10,
+    download,
+    read_part,
     stratified_split,
     train_val_split,
 )
@@ -24,13 +24,13 @@ from raycifar.errors import UserError
 
 
 def test_reads_any_number_of_batches_in_order(cifar_dir: Path) -> None:
-    train = read_cifar10(cifar_dir, "train")
-    test = read_cifar10(cifar_dir, "test")
+    train = read_part(cifar_dir, "train")
+    test = read_part(cifar_dir, "test")
     assert train.images.shape == (600, 32, 32, 3) and train.images.dtype == np.uint8
     assert test.images.shape == (200, 32, 32, 3)
     raw = pickle.loads((cifar_dir / "cifar-10-batches-py" / "data_batch_2").read_bytes(), encoding="bytes")
     assert train.labels[300:].tolist() == raw[b"labels"]
-    assert train.class_names == CLASS_NAMES
+    assert train.class_names == CIFAR10_CLASSES
 
 
 def test_pixel_layout_is_planar_rgb_row_major(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_pixel_layout_is_planar_rgb_row_major(tmp_path: Path) -> None:
     row[0, 2048 + 1023] = 30  # blue, pixel (31, 31)
     write_batch(folder / "data_batch_1", row, [3], "b")
     write_batch(folder / "test_batch", row, [3], "t")
-    image = read_cifar10(tmp_path, "train").images[0]
+    image = read_part(tmp_path, "train").images[0]
     assert image[0, 0, 0] == 10 and image[1, 1, 1] == 20 and image[31, 31, 2] == 30
     assert image.sum() == 60
 
@@ -50,14 +50,14 @@ def test_pixel_layout_is_planar_rgb_row_major(tmp_path: Path) -> None:
 def test_archive_reads_the_same_as_the_folder(cifar_dir: Path, tmp_path: Path) -> None:
     archive_cifar10(cifar_dir, tmp_path)
     for part in ("train", "test"):
-        from_folder, from_archive = read_cifar10(cifar_dir, part), read_cifar10(tmp_path, part)
+        from_folder, from_archive = read_part(cifar_dir, part), read_part(tmp_path, part)
         assert np.array_equal(from_folder.images, from_archive.images)
         assert np.array_equal(from_folder.labels, from_archive.labels)
 
 
 def test_missing_data_says_where_to_put_it(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"CIFAR-10 not found in .*cifar-10-batches-py.*--download"):
-        read_cifar10(tmp_path, "train")
+        read_part(tmp_path, "train")
 
 
 def test_truncated_batch_names_the_file(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_truncated_batch_names_the_file(tmp_path: Path) -> None:
     batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
     batch.write_bytes(batch.read_bytes()[:500])
     with pytest.raises(UserError, match=r"data_batch_1: not a readable CIFAR-10 batch"):
-        read_cifar10(tmp_path, "train")
+        read_part(tmp_path, "train")
 
 
 def test_out_of_range_labels_are_rejected(tmp_path: Path) -> None:
@@ -73,8 +73,8 @@ def test_out_of_range_labels_are_rejected(tmp_path: Path) -> None:
     folder.mkdir()
     write_batch(folder / "data_batch_1", np.zeros((2, 3072), np.uint8), [1, 12], "b")
     write_batch(folder / "test_batch", np.zeros((1, 3072), np.uint8), [1], "t")
-    with pytest.raises(UserError, match=r"data_batch_1: labels must be in 0..9, found 1..12"):
-        read_cifar10(tmp_path, "train")
+    with pytest.raises(UserError, match=r"data_batch_1: cifar10 labels must be in 0..9, found 1..12"):
+        read_part(tmp_path, "train")
 
 
 def test_split_is_stratified_seeded_and_disjoint() -> None:
@@ -90,7 +90,7 @@ def test_split_is_stratified_seeded_and_disjoint() -> None:
 def test_train_and_val_partition_the_training_set(cifar_dir: Path) -> None:
     train, val = train_val_split(cifar_dir, 0.1, 0)
     assert len(train) + len(val) == 600 and len(val) == 60
-    full = read_cifar10(cifar_dir, "train").images.reshape(600, -1)
+    full = read_part(cifar_dir, "train").images.reshape(600, -1)
     rows = {row.tobytes() for row in full}
     assert {r.tobytes() for r in train.images.reshape(len(train), -1)} | {r.tobytes() for r in val.images.reshape(60, -1)} == rows
 
@@ -129,7 +129,7 @@ def test_train_batches_are_augmented_and_val_batches_are_not() -> None:
 
 @pytest.mark.skipif(not SHARED_CIFAR10.exists(), reason="the shared real CIFAR-10 subset is not present")
 def test_reads_the_real_cifar10_subset() -> None:
-    train, test = read_cifar10(SHARED_CIFAR10, "train"), read_cifar10(SHARED_CIFAR10, "test")
+    train, test = read_part(SHARED_CIFAR10, "train"), read_part(SHARED_CIFAR10, "test")
     assert len(train) == 10_000 and len(test) == 2_000
     assert set(np.unique(train.labels)) == set(range(10))
     assert 100 < train.images.mean() < 140
@@ -145,9 +145,9 @@ def test_download_fetches_with_torchvision_into_the_data_dir(tmp_path: Path, mon
         write_cifar10(Path(root), train_batches=1, per_batch=20, test=10)
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", fake_cifar10)
-    download_cifar10(tmp_path / "new")
+    download(tmp_path / "new")
     assert calls == [(str(tmp_path / "new"), True, True)]
-    assert len(read_cifar10(tmp_path / "new", "train")) == 20
+    assert len(read_part(tmp_path / "new", "train")) == 20
 
 
 def test_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,4 +158,4 @@ def test_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
     with pytest.raises(UserError, match=r"downloading CIFAR-10 into .* failed: network is unreachable"):
-        download_cifar10(tmp_path)
+        download(tmp_path)

@@ -10,13 +10,8 @@ import torch
 from raycifar.config import ModelConfig, TrainConfig
 from raycifar.data import DeviceLoader, train_val_split
 from raycifar.models import build_model
-from raycifar.train import (
-    batch_loss,
-    evaluate,
-    make_optimizer,
-    make_schedule,
-    train_epoch,
-)
+from raycifar.regularizers import BatchLoss
+from raycifar.train import evaluate, make_optimizer, make_schedule, train_epoch
 
 MODEL = ModelConfig(depths=(1, 1), widths=(8, 16))
 
@@ -36,21 +31,10 @@ def test_a_few_epochs_learn_the_synthetic_classes(cifar_dir: Path, train: TrainC
     val = DeviceLoader(val_set, 500, device, train=False)
     model = build_model(MODEL)
     optimizer = make_optimizer(model, train)
-    schedule = make_schedule(optimizer, train.model_copy(update={"epochs": 3}), len(loader))
+    schedule = make_schedule(optimizer, train, len(loader) * 3)
     _, before, _ = evaluate(model, val)
     for epoch in range(3):
         loader.set_epoch(epoch)
-        train_epoch(model, loader, optimizer, schedule, train)
+        train_epoch(model, loader, optimizer, schedule, BatchLoss(train, num_classes=10))
     _, after, count = evaluate(model, val)
     assert count == 60 and after > max(before, 0.3)
-
-
-def test_label_smoothing_and_mixup_change_the_loss() -> None:
-    torch.manual_seed(0)
-    model = build_model(MODEL)
-    images, labels = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
-    generator = torch.Generator().manual_seed(0)
-    plain = batch_loss(model, images, labels, TrainConfig(), generator)
-    smoothed = batch_loss(model, images, labels, TrainConfig(label_smoothing=0.3), generator)
-    mixed = batch_loss(model, images, labels, TrainConfig(mixup_alpha=1.0), generator)
-    assert len({plain.item(), smoothed.item(), mixed.item()}) == 3

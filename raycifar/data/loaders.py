@@ -1,0 +1,106 @@
+"""The loaders a trial asks for (``loader:`` in the space file, or ``--loader``).
+
+Every loader yields ``(images, labels)`` on the training device: normalized float32
+N x 3 x 32 x 32 images and int64 labels; each has ``set_epoch``, ``len`` and ``device``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+
+from raycifar.data.catalog import CATALOG
+from raycifar.data.device_loader import DeviceLoader
+from raycifar.data.splits import train_val_split
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from raycifar.config import TrialConfig
+
+LOADERS = ("device", "ffcv", "torchvision")
+
+
+class Loader(Protocol):
+    """What the training loop needs from a loader."""
+
+    device: torch.device
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+def make_loaders(
+    config: TrialConfig,
+    device: torch.device,
+    rank: int,
+    world_size: int,
+    workers: int,
+    eval_batch_size: int,
+) -> tuple[Loader, Loader]:
+    """(train, val) loaders of ``config.loader`` for this worker: train sharded by rank, val whole.
+
+    ``workers`` is the number of CPUs for loading: FFCV's threads, or the torchvision
+    loader's worker processes (the device loader needs none).
+    """
+    stats = CATALOG[config.dataset]
+    augment, batch_size, seed = config.augment, config.train.batch_size, config.seed
+    common = {"mean": stats.mean, "std": stats.std}
+    if config.loader == "ffcv":
+        from raycifar.data.ffcv_loader import FfcvLoader, beton_dir, check_prepared
+
+        folder = beton_dir(
+            Path(config.data_dir),
+            config.dataset,
+            config.label_mode,
+            config.val_fraction,
+            config.split_seed,
+        )
+        check_prepared(folder)
+        crops = {
+            "padding": augment.crop_padding,
+            "flip": augment.flip,
+            "cutout": augment.cutout,
+        }
+        return (
+            FfcvLoader(folder / "train.beton", batch_size, device, True, seed, world_size, **crops, **common, workers=workers),
+            FfcvLoader(folder / "val.beton", eval_batch_size, device, False, **common, workers=workers),
+        )  # fmt: skip
+    train_set, val_set = train_val_split(
+        Path(config.data_dir),
+        config.val_fraction,
+        config.split_seed,
+        config.dataset,
+        config.label_mode,
+    )
+    if config.loader == "torchvision":
+        from raycifar.data.torchvision_loader import TorchvisionLoader
+
+        return (
+            TorchvisionLoader(train_set, batch_size, device, True, seed, rank, world_size, augment=augment, **common, workers=workers),
+            TorchvisionLoader(val_set, eval_batch_size, device, False, **common, workers=workers),
+        )  # fmt: skip
+    crops = {
+        "padding": augment.crop_padding,
+        "flip": augment.flip,
+        "cutout": augment.cutout,
+    }
+    return (
+        DeviceLoader(
+            train_set,
+            batch_size,
+            device,
+            True,
+            seed,
+            rank,
+            world_size,
+            **crops,
+            **common,
+        ),
+        DeviceLoader(val_set, eval_batch_size, device, False, **common),
+    )
