@@ -604,7 +604,7 @@ def train(
         else:
             base = config_from_file(config, data_dir or default_data_dir().resolve(), seed or 0)
             resolved = with_overrides(base, settings or [], epochs)
-        _check_data(Path(resolved.data_dir), download=False)
+        _check_data(Path(resolved.data_dir), False, resolved, resolved.split_seed)
         _make_results_dir(results_dir)
     except UserError as err:
         _fail(str(err))

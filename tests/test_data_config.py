@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from raycifar.errors import UserError
-from raycifar.models import count_params
+from raycifar.budget import count_params
 from raycifar.space import load_space, sample_configs
 
 BASE = {

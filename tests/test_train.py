@@ -31,10 +31,10 @@ def test_a_few_epochs_learn_the_synthetic_classes(cifar_dir: Path, train: TrainC
     val = DeviceLoader(val_set, 500, device, train=False)
     model = build_model(MODEL)
     optimizer = make_optimizer(model, train)
-    schedule = make_schedule(optimizer, train, len(loader) * 3)
+    schedule = make_schedule(optimizer, train, len(loader))
     _, before, _ = evaluate(model, val)
     for epoch in range(3):
         loader.set_epoch(epoch)
-        train_epoch(model, loader, optimizer, schedule, BatchLoss(train, num_classes=10))
+        train_epoch(model, loader, optimizer, schedule, train, BatchLoss(train, num_classes=10))
     _, after, count = evaluate(model, val)
     assert count == 60 and after > max(before, 0.3)
