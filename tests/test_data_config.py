@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raycifar.errors import UserError
 from raycifar.budget import count_params
+from raycifar.errors import UserError
 from raycifar.space import load_space, sample_configs
 
 BASE = {
