@@ -333,16 +333,16 @@ class Training:
         self.net = build_model(config.model, device)
         if self.runtime.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        self.model = wrap(self.net)
-        if self.runtime.compile:
-            self.model = torch.compile(self.model)
-        self.optimizer = make_optimizer(self.net, self.train)
-        self.schedule = make_schedule(self.optimizer, self.train, len(train_loader))
         self.average = (
             WeightAverage(self.net, self.train.ema_decay, self.train.ema_every, self.train.lookahead)
             if self.train.ema_decay > 0
             else None
         )
+        self.model = wrap(self.net)
+        if self.runtime.compile:
+            self.model = torch.compile(self.model)
+        self.optimizer = make_optimizer(self.net, self.train)
+        self.schedule = make_schedule(self.optimizer, self.train, len(train_loader))
 
     @property
     def evaluated(self) -> nn.Module:
