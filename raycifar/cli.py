@@ -12,7 +12,7 @@ import tempfile
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich import box
@@ -29,6 +29,10 @@ from rich.progress import (
 from rich.table import Table
 
 from raycifar.errors import UserError
+
+if TYPE_CHECKING:
+    from raycifar.config import TrialConfig
+    from raycifar.trainer import RunOptions
 
 app = typer.Typer(
     help="Find the best CIFAR classifier under a parameter budget with Ray Tune + Ray Train.",
@@ -604,15 +608,12 @@ def train(
         else:
             base = config_from_file(config, data_dir or default_data_dir().resolve(), seed or 0)
             resolved = with_overrides(base, settings or [], epochs)
+        run_name = name or f"{resolved.space}-train-{datetime.now():%Y%m%d-%H%M%S}"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run_name):
+            raise UserError(f"--name {run_name!r}: use letters, digits, '.', '_' and '-' only")
+        check_new_run(results_dir, run_name)
         _check_data(Path(resolved.data_dir), False, resolved, resolved.split_seed)
         _make_results_dir(results_dir)
-    except UserError as err:
-        _fail(str(err))
-    run_name = name or f"{resolved.space}-train-{datetime.now():%Y%m%d-%H%M%S}"
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run_name):
-        _fail(f"--name {run_name!r}: use letters, digits, '.', '_' and '-' only")
-    try:
-        check_new_run(results_dir, run_name)
     except UserError as err:
         _fail(str(err))
     options = RunOptions(
@@ -626,7 +627,7 @@ def train(
     _train_and_promote(resolved, options, promote)
 
 
-def _train_and_promote(config, options, promote_best: bool) -> None:
+def _train_and_promote(config: TrialConfig, options: RunOptions, promote_best: bool) -> None:
     """Connect to Ray, train with per-epoch lines and a progress bar, then promote if asked."""
     from raycifar import sweep as sweeps
     from raycifar import trainer

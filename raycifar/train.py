@@ -168,6 +168,11 @@ def make_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(train, step, steps_per_epoch))
 
 
+def _sides(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """``[(a, b), ...]`` as ``([a, ...], [b, ...])``."""
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
 class WeightAverage:
     """An exponential moving average (EMA) of a model's weights and float buffers.
 
@@ -182,7 +187,9 @@ class WeightAverage:
         self.decay, self.every, self.lookahead = decay, every, lookahead
         self.steps, self.updates = 0, 0
         # Views of the same storage as the live weights; build after any memory-format change.
-        self.pairs = list(zip(self.model.state_dict().values(), live.state_dict().values(), strict=True))
+        pairs = list(zip(self.model.state_dict().values(), live.state_dict().values(), strict=True))
+        self.averaged, self.live = _sides([pair for pair in pairs if pair[0].is_floating_point()])
+        self.averaged_counts, self.live_counts = _sides([pair for pair in pairs if not pair[0].is_floating_point()])
 
     @torch.no_grad()
     def step(self) -> None:
@@ -192,13 +199,11 @@ class WeightAverage:
             return
         decay = min(self.decay**self.every, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
-        for average, live in self.pairs:
-            if average.is_floating_point():
-                average.lerp_(live, 1.0 - decay)
-            else:
-                average.copy_(live)
-            if self.lookahead:
-                live.copy_(average)
+        torch._foreach_lerp_(self.averaged, self.live, 1.0 - decay)  # fused: one kernel per dtype and device
+        if self.live_counts:
+            torch._foreach_copy_(self.averaged_counts, self.live_counts)
+        if self.lookahead:
+            torch._foreach_copy_(self.live, self.averaged)
 
     def state_dict(self) -> dict:
         return {"steps": self.steps, "updates": self.updates}
@@ -315,17 +320,17 @@ class Training:
         self.net = build_model(config.model, device)
         if self.runtime.channels_last:
             self.net.to(memory_format=torch.channels_last)
+        self.average = (
+            WeightAverage(self.net, self.train.ema_decay, self.train.ema_every, self.train.lookahead)
+            if self.train.ema_decay > 0
+            else None
+        )
         self.model = wrap(self.net)
         if self.runtime.compile:
             self.model = torch.compile(self.model)
         self.batch_loss = BatchLoss.for_trial(config, device)
         self.optimizer = make_optimizer(self.net, self.train)
         self.schedule = make_schedule(self.optimizer, self.train, len(train_loader))
-        self.average = (
-            WeightAverage(self.net, self.train.ema_decay, self.train.ema_every, self.train.lookahead)
-            if self.train.ema_decay > 0
-            else None
-        )
 
     @property
     def evaluated(self) -> nn.Module:

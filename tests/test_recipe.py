@@ -375,12 +375,17 @@ def test_a_config_and_seed_reproduce_val_acc_exactly(cifar_dir: Path) -> None:
     assert not torch.equal(flat_weights(first_run.net), flat_weights(other_run.net))
 
 
-def test_dropout_is_active_in_training_and_off_in_evaluation() -> None:
-    with_dropout = MODEL.model_copy(update={"dropout": 0.5})
-    dropped = trained(TrainConfig(lr=1e-9), model=with_dropout)
+# Model-side regularizers (the architecture's options) that the loop must switch on in training only.
+MODEL_REGULARIZERS = [name for name in ("dropout", "block_dropout", "drop_path") if name in ModelConfig.model_fields]
+
+
+@pytest.mark.parametrize("option", MODEL_REGULARIZERS)
+def test_model_regularizers_are_active_in_training_and_off_in_evaluation(option: str) -> None:
+    regularized = trained(TrainConfig(lr=1e-9), model=MODEL.model_copy(update={option: 0.5}))
     plain = trained(TrainConfig(lr=1e-9))
-    assert dropped.run_epoch(1)["train_loss"] != plain.run_epoch(1)["train_loss"]
-    assert score(dropped.evaluated, dropped.eval_loader).loss == score(dropped.evaluated, dropped.eval_loader).loss
+    assert regularized.run_epoch(1)["train_loss"] != plain.run_epoch(1)["train_loss"]
+    first, again = (score(regularized.evaluated, regularized.eval_loader) for _ in range(2))
+    assert first == again, "evaluation is deterministic: the regularizer is off"
 
 
 def test_every_training_key_is_reachable_from_a_space_file(tmp_path: Path) -> None:
