@@ -163,6 +163,9 @@ def connect(options: SweepOptions) -> str | None:
     return f"http://{url}" if url else None
 
 
+SHUTDOWN_GRACE_S = 15.0
+
+
 def _refuse_a_second_local_ray() -> None:
     """Stop before starting a second Ray on a machine that already runs one.
 
@@ -172,7 +175,11 @@ def _refuse_a_second_local_ray() -> None:
     """
     from ray._private.services import find_gcs_addresses
 
+    deadline = time.monotonic() + SHUTDOWN_GRACE_S
     running = sorted(find_gcs_addresses())
+    while running and time.monotonic() < deadline:  # one that is just shutting down goes away
+        time.sleep(0.5)
+        running = sorted(find_gcs_addresses())
     if running:
         raise UserError(
             f"a Ray instance is already running on this machine ({', '.join(running)}): "
