@@ -18,8 +18,9 @@ from pathlib import Path
 
 from raycifar import budget
 from raycifar.budget import count_params, fit_widths
-from raycifar.models import VARIANTS, build_model, variant_config
+from raycifar.models import build_model
 from raycifar.space import load_space, sample_configs
+from raycifar.variants import VARIANTS, variant_config
 
 CACHES = [budget._block_params, budget._stem_params, budget._head_params]
 

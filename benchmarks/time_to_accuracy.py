@@ -2,7 +2,7 @@
 a per-epoch log; then the same config for the same epochs through ``raycifar train`` on Ray
 Train, so that Ray's overhead is visible next to it.
 
-The in-process run is raycifar's own loop (:class:`raycifar.train.Training`, the code each
+The in-process run is raycifar's own loop (:class:`raycifar.loop.Training`, the code each
 Ray Train worker runs) on the whole training set, evaluated on the test set after every
 epoch; only training counts as time (evaluation does not). Before it, a few untimed steps
 on a throwaway model compile the model and tune cuDNN, as the fast CIFAR trainers do.
@@ -28,11 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raycifar.config import TrialConfig
+from raycifar.config import TrialConfig, with_settings
 from raycifar.data import DeviceLoader, ImageSet, default_data_dir, read_part, stratified_split
 from raycifar.errors import UserError
-from raycifar.train import EVAL_BATCH_SIZE, Training, global_settings, train_epoch
-from raycifar.trainer import METRICS_FILE, config_from_file, run_dir, with_overrides
+from raycifar.loop import EVAL_BATCH_SIZE, Training, global_settings, train_epoch
+from raycifar.space import trial_config_from_file
+from raycifar.train_run import METRICS_FILE, run_dir
 
 WARMUP_STEPS = 3
 
@@ -182,7 +183,7 @@ def print_summary(config: TrialConfig, args: argparse.Namespace, direct: dict, r
 def main() -> None:
     args = parse_args()
     try:
-        config = with_overrides(config_from_file(args.config, args.data_dir.resolve(), seed=0), args.settings)
+        config = with_settings(trial_config_from_file(args.config, args.data_dir.resolve(), seed=0), args.settings)
         train, test = load_data(args)
     except UserError as err:
         raise SystemExit(f"error: {err}") from None

@@ -1,5 +1,5 @@
 """``python -m raycifar`` runs the command line."""
 
-from raycifar.cli import app
+from raycifar.cli import main
 
-app(prog_name="raycifar")
+main()

@@ -1,4 +1,8 @@
-"""Search spaces: find a space file by name or path, and draw trial configs within the budget."""
+"""Search spaces: find a space file by name or path, and draw trial configs within the budget.
+
+Finding and validating a space imports neither torch nor Ray; drawing counts parameters
+(:mod:`raycifar.budget`, torch on the meta device) and imports it when first needed.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from raycifar.budget import MIN_SE_WIDTH, count_params, fit_se_width, fit_widths
 from raycifar.config import (
+    ARCH_OVERRIDES,
     FIT,
-    ArchSpace,
     AugmentConfig,
     ModelConfig,
     SpaceFile,
     TrainConfig,
     TrialConfig,
+    dimensions,
     load_space_file,
 )
 from raycifar.data.catalog import num_classes
 from raycifar.errors import UserError
-from raycifar.models import VARIANTS, variant_config
+from raycifar.variants import VARIANTS, variant_config
 
 MAX_DRAWS_PER_SAMPLE = 1000
 
@@ -71,20 +75,25 @@ def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> Sp
     return Space(path.stem, path, spec)
 
 
-ARCH_OVERRIDES = (
-    "depths", "block", "preact", "stem", "se_ratio", "se_width",
-    "block_dropout", "drop_path", "pool_after_stage", "head_hidden", "dropout",
-)  # fmt: skip
+def require_constants(space: Space, command: str) -> None:
+    """Refuse a space that still searches something: ``command`` needs one value per key."""
+    for key, dimension in dimensions(space.spec):
+        if dimension.sampler != "constant":
+            raise UserError(
+                f"{space.path}: {key}: {command} needs one value per key, "
+                f"got a {dimension.sampler} sampler (search it with raycifar sweep)"
+            )
 
 
-def _draw_arch(arch: ArchSpace, rng: random.Random) -> tuple[str, dict[str, Any]]:
+DRAWN_ARCH_KEYS = ("depths", *ARCH_OVERRIDES, "se_width", "base_width")
+
+
+def _draw_arch(arch, rng: random.Random) -> tuple[str, dict[str, Any]]:
     """The drawn model name and the overrides drawn for it (``fit`` values kept as ``"fit"``)."""
     name = arch.model.sample(rng)
-    overrides = {key: getattr(arch, key).sample(rng) for key in ARCH_OVERRIDES if getattr(arch, key) is not None}
+    overrides = {key: getattr(arch, key).sample(rng) for key in DRAWN_ARCH_KEYS if getattr(arch, key) is not None}
     if "depths" in overrides:
         overrides["depths"] = tuple(overrides["depths"])
-    if arch.base_width is not None:
-        overrides["base_width"] = arch.base_width.sample(rng)
     return name, overrides
 
 
@@ -97,6 +106,8 @@ def resolve_model(
     When even the narrowest fit is over budget, that narrowest model is returned: the
     caller compares its size with the budget.
     """
+    from raycifar.budget import MIN_SE_WIDTH, fit_se_width, fit_widths
+
     overrides = dict(overrides)
     fit_base = overrides.get("base_width") == FIT
     fit_se = overrides.get("se_width") == FIT
@@ -139,6 +150,8 @@ def sample_configs(
     Over-budget draws are redrawn (at most ``MAX_DRAWS_PER_SAMPLE`` times per sample);
     a space where no draw fits raises :class:`UserError` with the smallest size seen.
     """
+    from raycifar.budget import count_params
+
     rng = random.Random(seed)
     spec, configs, redrawn = space.spec, [], 0
     classes = num_classes(spec.dataset, spec.label_mode)
@@ -179,3 +192,15 @@ def sample_configs(
             )
         )
     return Draws(configs, redrawn)
+
+
+def trial_config_from_file(name_or_path: str, data_dir: Path, seed: int) -> TrialConfig:
+    """The trial config of a space file whose every key has one value (``raycifar train``).
+
+    It is the config trial 0 of ``raycifar sweep`` draws with ``seed``: the validation
+    split is seeded with ``seed`` and the trial with ``seed * 1000``. A file that still
+    searches any key (in any section) is a :class:`UserError`.
+    """
+    space = load_space(name_or_path)
+    require_constants(space, "raycifar train")
+    return sample_configs(space, 1, seed, data_dir).configs[0]

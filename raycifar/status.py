@@ -27,7 +27,7 @@ from rich.table import Table
 from raycifar.config import ModelConfig
 from raycifar.errors import UserError
 from raycifar.leaderboard import read_table
-from raycifar.models import model_name
+from raycifar.variants import model_name
 
 STATE_GLOB = "experiment_state-*.json"
 HTTP_TIMEOUT_S = 10

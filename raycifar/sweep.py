@@ -1,5 +1,6 @@
 """The sweep: Ray Tune runs one function trial per drawn config, each fitting its own Ray
-Train ``TorchTrainer``; ASHA stops weak trials early on ``val_acc``.
+Train ``TorchTrainer`` (:func:`raycifar.train_run.make_trainer`); ASHA stops weak trials
+early on ``val_acc``, and :mod:`raycifar.selection` picks the best epoch at the end.
 
 This is the only module that imports ``ray.tune``: the next Ray API change touches one file.
 """
@@ -7,25 +8,24 @@ This is the only module that imports ``ray.tune``: the next Ray API change touch
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-import pandas
 import pyarrow.fs
 import ray
 import ray.train
 from ray import tune
-from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
 from raycifar.config import SchedulerSettings, TrialConfig
-from raycifar.errors import UserError
-from raycifar.train import train_loop_per_worker
+from raycifar.errors import Interrupted, RunFailed
+from raycifar.ray_session import RunResources, concurrent_runs, resolve_gpus
+from raycifar.selection import Selection, TrialHistory, select_best
+from raycifar.train_run import make_trainer, scaling_config
 
 WandbMode = Literal["offline", "online", "off"]
 DRIVER_RESOURCES = {"cpu": 0, "memory": 100 * 1024**2}  # the Tune function only waits on its trainer
@@ -37,13 +37,10 @@ class SweepOptions:
 
     results_dir: Path
     sweep_name: str
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None  # None: 1 when the cluster has GPUs, else 0
-    workers_per_trial: int = 1
-    address: str | None = None
+    resources: RunResources = RunResources()
+    local: bool = True  # a local Ray started by this process: requests it cannot meet are errors
     max_concurrent_trials: int | None = None  # None: what the cluster fits when the sweep starts
     wandb: WandbMode = "offline"
-    dashboard: bool = True
 
 
 class ProgressSink(Protocol):
@@ -135,117 +132,9 @@ class _ProgressCallback(tune.Callback):
         self._finish(trial)
 
 
-def connect(options: SweepOptions) -> str | None:
-    """Join ``options.address`` or start a local Ray; returns the dashboard URL.
-
-    A local Ray listens on loopback only if :func:`raycifar.cli.prepare_ray_environment`
-    ran before ``ray`` was first imported (the CLI does this).
-    """
-    env = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
-    if options.address:
-        try:
-            context = ray.init(address=options.address, log_to_driver=False, runtime_env={"env_vars": env})
-        except ConnectionError as err:
-            raise UserError(f"--address {options.address}: cannot join the Ray cluster ({err.__cause__ or err})") from None
-    else:
-        _refuse_a_second_local_ray()
-        context = ray.init(
-            num_cpus=len(os.sched_getaffinity(0)),
-            include_dashboard=options.dashboard,
-            dashboard_host="127.0.0.1",
-            log_to_driver=False,
-            runtime_env={"env_vars": env},
-            # Each trial runs ~7 small Ray Train/Tune actors; let them start together
-            # instead of warning that more workers started than there are CPUs.
-            _system_config={"worker_maximum_startup_concurrency": 4 * len(os.sched_getaffinity(0))},
-        )
-    url = getattr(context, "dashboard_url", None)
-    return f"http://{url}" if url else None
-
-
-SHUTDOWN_GRACE_S = 15.0
-
-
-def _refuse_a_second_local_ray() -> None:
-    """Stop before starting a second Ray on a machine that already runs one.
-
-    Two local Ray instances confuse Ray Train: its helper actors look their cluster up
-    by address and, finding two, fail, which leaves trials waiting for CPUs forever.
-    Joining the running one (``--address``) shares its CPUs between the sweeps instead.
-    """
-    from ray._private.services import find_gcs_addresses
-
-    deadline = time.monotonic() + SHUTDOWN_GRACE_S
-    running = sorted(find_gcs_addresses())
-    while running and time.monotonic() < deadline:  # one that is just shutting down goes away
-        time.sleep(0.5)
-        running = sorted(find_gcs_addresses())
-    if running:
-        raise UserError(
-            f"a Ray instance is already running on this machine ({', '.join(running)}): "
-            f"run the sweep on it with --address {running[0]}, or stop it first"
-        )
-
-
-def trial_resources(options: SweepOptions) -> tuple[float, int]:
-    """(GPUs per trial, concurrent trials) for the connected cluster.
-
-    On a local Ray, requests the machine cannot meet are errors; on a cluster the
-    autoscaler may still add the nodes they need. Unless ``max_concurrent_trials`` is
-    given, as many trials run at once as the cluster fits now.
-    """
-    cluster = ray.cluster_resources()
-    cpus, gpus_available = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
-    gpus = options.gpus_per_trial
-    if gpus is None:
-        gpus = 1.0 if gpus_available >= 1 else 0.0
-    if options.address is None:
-        if options.cpus_per_trial > cpus:
-            raise UserError(f"--cpus-per-trial {options.cpus_per_trial:g} is more than this machine's {cpus:g} CPUs")
-        if gpus > gpus_available:
-            raise UserError(f"--gpus-per-trial {gpus:g} is more than this machine's {gpus_available:g} GPUs")
-    if options.max_concurrent_trials:
-        return gpus, options.max_concurrent_trials
-    concurrent = int(cpus // options.cpus_per_trial)
-    if gpus > 0 and gpus_available > 0:
-        concurrent = min(concurrent, int(gpus_available // gpus))
-    return gpus, max(1, concurrent)
-
-
-def scaling_config(options: SweepOptions, gpus: float) -> ray.train.ScalingConfig:
-    """The workers of one trial, sharing its CPUs (and GPUs) evenly."""
-    workers, cpus = options.workers_per_trial, options.cpus_per_trial
-    return ray.train.ScalingConfig(
-        num_workers=workers,
-        use_gpu=gpus > 0,
-        resources_per_worker={"CPU": cpus / workers, **({"GPU": gpus / workers} if gpus else {})},
-    )
-
-
-def make_trainer(
-    config: dict, name: str, storage: Path, scaling: ray.train.ScalingConfig, callbacks: list
-) -> TorchTrainer:
-    """The Ray Train run of one trial config, under ``storage/name``: a sweep trial or ``raycifar train``."""
-    return TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=config,
-        scaling_config=scaling,
-        run_config=ray.train.RunConfig(
-            name=name,
-            storage_path=str(storage),
-            callbacks=callbacks,
-            # A crashed worker group restarts once from the run's last checkpoint.
-            failure_config=ray.train.FailureConfig(max_failures=1),
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=2, checkpoint_score_attribute="val_acc", checkpoint_score_order="max"
-            ),
-        ),
-    )
-
-
 def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float):
     """The Tune function trial: fits one TorchTrainer on the trial's config."""
-    scaling = scaling_config(options, gpus)
+    scaling = scaling_config(options.resources, gpus)
 
     def run_trial(config: dict) -> None:
         trial_id = tune.get_context().get_trial_id()
@@ -287,7 +176,8 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run every config as a Tune trial under ASHA (Ray must be connected) and find the best epoch."""
     started = time.monotonic()
-    gpus, concurrent = trial_resources(options)
+    gpus = resolve_gpus(options.resources, options.local)
+    concurrent = concurrent_runs(options.resources, gpus, options.max_concurrent_trials)
     tracker = _ProgressCallback(progress)
     storage = options.results_dir / "sweeps"
     max_epochs = max(c.train.epochs for c in configs)
@@ -329,59 +219,38 @@ def _checkpoint_exists(path: str) -> bool:
     return checkpoint.filesystem.get_file_info(checkpoint.path).type != pyarrow.fs.FileType.NotFound
 
 
-def _summarise(results, options: SweepOptions, wall_seconds: float) -> SweepOutcome:
-    """Pick the epoch with the best ``val_acc`` whose checkpoint is kept, across all trials.
+def _history(result) -> TrialHistory:
+    """A Tune trial result as a :class:`TrialHistory` (its reported epochs in order)."""
+    frame = result.metrics_dataframe
+    records = [] if frame is None or frame.empty else frame.to_dict("records")
+    planned = TrialConfig.model_validate(result.config).train.epochs
+    return TrialHistory(str(result.metrics.get("trial_id", "")) or result.path, planned, records, result.error is not None)
 
-    Ties go to the later epoch; Ray keeps each trial's best two checkpoints by ``val_acc``.
-    """
-    candidates, stopped_early, failed = [], 0, 0
-    for result in results:
-        history = result.metrics_dataframe
-        failed += result.error is not None
-        if history is None or history.empty or "val_acc" not in history:
-            continue
-        planned = TrialConfig.model_validate(result.config).train.epochs
-        stopped_early += int(history["epoch"].max()) < planned and result.error is None
-        if "checkpoint_path" in history:
-            candidates.append(history.dropna(subset=["checkpoint_path"]))
-    ranked = (
-        pandas.concat(candidates).sort_values(["val_acc", "epoch"], ascending=False)
-        if candidates
-        else pandas.DataFrame()
-    )
-    best = next((row for _, row in ranked.iterrows() if _checkpoint_exists(row["checkpoint_path"])), None)
+
+def _summarise(results, options: SweepOptions, wall_seconds: float) -> SweepOutcome:
+    """The best epoch across all trials whose checkpoint is kept (see :mod:`raycifar.selection`)."""
+    selection: Selection = select_best([_history(result) for result in results], _checkpoint_exists)
+    best = selection.best
     if best is None:
         raise SweepFailed(
             f"no trial of sweep {options.sweep_name} left a checkpoint; "
             f"see the error.txt files under {results.experiment_path}"
         )
     return SweepOutcome(
-        best_trial_id=str(best["trial_id"]),
-        best_val_acc=float(best["val_acc"]),
-        best_epoch=int(best["epoch"]),
-        best_checkpoint=str(best["checkpoint_path"]),
-        trials=len(results),
-        stopped_early=stopped_early,
-        failed=failed,
+        best_trial_id=best.trial_id,
+        best_val_acc=best.val_acc,
+        best_epoch=best.epoch,
+        best_checkpoint=best.checkpoint,
+        trials=selection.trials,
+        stopped_early=selection.stopped_early,
+        failed=selection.failed,
         wall_seconds=wall_seconds,
     )
 
 
-class SweepFailed(Exception):
+class SweepFailed(RunFailed):
     """The sweep ran but produced nothing to promote."""
 
 
-class SweepInterrupted(Exception):
+class SweepInterrupted(Interrupted):
     """The sweep was stopped (Ctrl+C) before all trials finished."""
-
-
-def fetch_checkpoint(checkpoint_path: str, destination: Path) -> Path:
-    """Copy a Train checkpoint (local path or URI such as ``s3://``) into ``destination``."""
-    return Path(ray.train.Checkpoint(checkpoint_path).to_directory(str(destination)))
-
-
-def disconnect() -> None:
-    """Shut down the Ray connection (and the local Ray this process started)."""
-    if ray.is_initialized():
-        ray.shutdown()
-

@@ -12,7 +12,8 @@ from typing import Any
 
 from timm.models import register_model
 
-from raycifar.models import VARIANTS, CifarResNet, create_model
+from raycifar.models import CifarResNet, create_model
+from raycifar.variants import VARIANTS
 
 PREFIX = "raycifar_"
 TIMM_ONLY_ARGUMENTS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "in_chans")

@@ -13,8 +13,9 @@ from PIL import Image
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
 from raycifar.data import read_part
 from raycifar.errors import UserError
-from raycifar.leaderboard import evaluate_on_test
-from raycifar.models import build_model, save_model_files
+from raycifar.evaluate import evaluate_on_test
+from raycifar.export import save_model_files
+from raycifar.models import build_model
 
 
 def exported_model(folder: Path, data_dir: Path, **trial: object) -> Path:

@@ -12,16 +12,11 @@ import torch
 
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
 from raycifar.errors import UserError
-from raycifar.leaderboard import (
-    COLUMNS,
-    append_row,
-    evaluate_on_test,
-    find_entry,
-    promote,
-    read_table,
-    table_path,
-)
-from raycifar.models import build_model, save_model_files
+from raycifar.evaluate import evaluate_on_test
+from raycifar.export import save_model_files
+from raycifar.leaderboard import COLUMNS, append_row, find_entry, read_table, table_path
+from raycifar.models import build_model
+from raycifar.promote import promote
 
 
 def exported_checkpoint(folder: Path, data_dir: Path) -> Path:

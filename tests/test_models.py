@@ -9,14 +9,8 @@ import torchvision
 from raycifar.budget import count_macs, count_params
 from raycifar.config import ModelConfig
 from raycifar.errors import UserError
-from raycifar.models import (
-    VARIANTS,
-    DropPath,
-    build_model,
-    create_model,
-    model_name,
-    variant_config,
-)
+from raycifar.models import DropPath, build_model, create_model
+from raycifar.variants import VARIANTS, model_name, variant_config
 
 RESNET18 = ModelConfig(depths=(2, 2, 2, 2), widths=(64, 128, 256, 512))
 EVERY_OPTION = {

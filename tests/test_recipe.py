@@ -14,8 +14,7 @@ from safetensors.torch import load_file
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
 from raycifar.data import DeviceLoader, ImageSet, train_val_split
 from raycifar.errors import UserError
-from raycifar.space import load_space, sample_configs
-from raycifar.train import (
+from raycifar.loop import (
     Training,
     WeightAverage,
     global_settings,
@@ -25,6 +24,7 @@ from raycifar.train import (
     score,
     tta_views,
 )
+from raycifar.space import load_space, sample_configs
 
 CPU = torch.device("cpu")
 MODEL = ModelConfig(depths=(1, 1), widths=(8, 16))

@@ -8,7 +8,7 @@ from torch import nn
 
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
 from raycifar.errors import UserError
-from raycifar.regularizers import BatchLoss, class_weight_vector
+from raycifar.loss import BatchLoss, class_weight_vector
 
 CLASSES = 10
 

@@ -13,8 +13,8 @@ from conftest import TINY_SPACE
 
 from raycifar.budget import count_params, fit_se_width, fit_widths, scaled_widths
 from raycifar.errors import UserError
-from raycifar.models import variant_config
 from raycifar.space import load_space, packaged_spaces, sample_configs
+from raycifar.variants import variant_config
 
 GOOD = TINY_SPACE.read_text()
 
@@ -41,7 +41,6 @@ def write_space(tmp_path: Path, text: str) -> Path:
         (GOOD.replace("{choice: [8, 12]}", "{choice: [8, fat]}"), r"arch.base_width: 'fat': "),
         (GOOD.replace("{choice: [8, 12]}", "{uniform: [8, 12]}"), r"arch.base_width: uniform draws fractional numbers; this key takes integers: use randint or choice"),
         (GOOD.replace("schedule: onecycle", "schedule: {randint: [1, 2]}"), r"train.schedule: randint draws integers; this key takes fixed values: use choice"),
-        ("train: {lr: 0.1}\n", r"space.yaml: arch: Field required"),
         ("arch: [1, 2\n", r"space.yaml: line \d+: not valid YAML"),
         ("- 1\n- 2\n", r"space.yaml: expected a mapping"),
     ],
@@ -225,3 +224,18 @@ def test_cli_space_show_lists_dimensions(tmp_path: Path) -> None:
     assert shown["budget"] == 5_000_000 and shown["dimensions"]["arch.se_width"] == '"fit"'
     assert shown["dimensions"]["arch.pool_after_stage"] == "choice [false, true]"
     assert "arch.se_width" in run_cli("space", "show", "se_resnet_space", cwd=tmp_path).stdout
+
+
+def test_missing_and_empty_sections_take_every_default(tmp_path: Path) -> None:
+    """A space without ``arch:``, or with a section whose keys are all commented out, is the
+    defaults; both read the same as a file naming the defaults."""
+    def spec(name: str, text: str):
+        folder = tmp_path / name
+        folder.mkdir()
+        return load_space(str(write_space(folder, text))).spec
+
+    missing = spec("missing", "train: {lr: 0.05}\n")
+    empty = spec("empty", "arch:\n  # model: resnet10\ntrain: {lr: 0.05}\naugment:\n")
+    explicit = spec("explicit", "arch: {model: resnet18}\ntrain: {lr: 0.05}\n")
+    assert missing == empty == explicit
+    assert missing.arch.model.args == ("resnet18",) and missing.train.lr.args == (0.05,)

@@ -9,9 +9,9 @@ import torch
 
 from raycifar.config import ModelConfig, TrainConfig
 from raycifar.data import DeviceLoader, train_val_split
+from raycifar.loop import evaluate, make_optimizer, make_schedule, train_epoch
+from raycifar.loss import BatchLoss
 from raycifar.models import build_model
-from raycifar.regularizers import BatchLoss
-from raycifar.train import evaluate, make_optimizer, make_schedule, train_epoch
 
 MODEL = ModelConfig(depths=(1, 1), widths=(8, 16))
 

@@ -13,11 +13,15 @@ import torch
 from conftest import TINY_SPACE
 
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
+from raycifar.config import with_settings as with_overrides
 from raycifar.errors import UserError
-from raycifar.leaderboard import promote
-from raycifar.models import build_model, save_model_files
+from raycifar.export import save_model_files
+from raycifar.models import build_model
+from raycifar.pipeline import config_from_entry
+from raycifar.promote import promote
 from raycifar.space import load_space, sample_configs
-from raycifar.trainer import check_new_run, config_from_entry, config_from_file, run_dir, with_overrides
+from raycifar.space import trial_config_from_file as config_from_file
+from raycifar.train_run import check_new_run, run_dir
 
 FIXED = """\
 budget: 100000

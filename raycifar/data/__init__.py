@@ -15,40 +15,23 @@ module                 holds
 =====================  =============================================================
 """
 
-from raycifar.data.catalog import (
-    CATALOG,
-    CIFAR10_CLASSES,
-    DATASETS,
-    class_names,
-    num_classes,
-)
-from raycifar.data.device_loader import DeviceLoader
-from raycifar.data.readers import (
-    FORMATS,
-    ImageSet,
-    Source,
-    default_data_dir,
-    detect_source,
-    download,
-    read_part,
-)
-from raycifar.data.splits import split_image_set, stratified_split, train_val_split
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "CATALOG",
-    "CIFAR10_CLASSES",
-    "DATASETS",
-    "FORMATS",
-    "DeviceLoader",
-    "ImageSet",
-    "Source",
-    "class_names",
-    "default_data_dir",
-    "detect_source",
-    "download",
-    "num_classes",
-    "read_part",
-    "split_image_set",
-    "stratified_split",
-    "train_val_split",
-]
+# Names are imported from their module on first use, so that importing the package (or its
+# torch-free ``catalog``) does not import torch: read-only commands stay instant.
+_HOMES = {
+    "CATALOG": "catalog", "CIFAR10_CLASSES": "catalog", "DATASETS": "catalog", "class_names": "catalog",
+    "num_classes": "catalog",
+    "DeviceLoader": "device_loader",
+    "FORMATS": "readers", "ImageSet": "readers", "Source": "readers", "default_data_dir": "readers",
+    "detect_source": "readers", "download": "readers", "read_part": "readers",
+    "split_image_set": "splits", "stratified_split": "splits", "train_val_split": "splits",
+}  # fmt: skip
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'raycifar.data' has no attribute {name!r}")
+    return getattr(import_module(f"raycifar.data.{_HOMES[name]}"), name)

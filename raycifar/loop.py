@@ -1,13 +1,13 @@
-"""The per-worker training loop run by each Ray Train worker of a trial.
+"""The per-worker training loop, without Ray: one worker's model, optimizer, schedule,
+weight average, epochs, evaluation and checkpoint files.
 
-Each epoch: train on the worker's shard of the training split, evaluate on the whole
-validation split (with the EMA weights when ``ema_decay > 0``; with test-time
-augmentation as well when ``tta`` is on), then report ``train_loss, val_loss, val_acc,
-[val_acc_tta,] epoch, params, lr, train_seconds`` with a checkpoint (written by rank 0).
-A restarted trial resumes from its last checkpoint.
+Each epoch (:meth:`Training.run_epoch`): train on the worker's shard of the training split,
+then evaluate on the whole validation split (with the EMA weights when ``ema_decay > 0``;
+with test-time augmentation as well when ``tta`` is on) and return ``train_loss, val_loss,
+val_acc, [val_acc_tta,] epoch, params, lr, train_seconds``.
 
-:class:`Training` holds one worker's model, optimizer, schedule and weight average; the
-Ray worker (:func:`train_loop_per_worker`) and ``benchmarks/`` drive it the same way.
+The Ray Train worker (:mod:`raycifar.worker`) and ``benchmarks/`` drive :class:`Training`
+the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import copy
 import math
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -25,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from raycifar.config import TestTimeAugmentation, TrainConfig, TrialConfig
-from raycifar.data.loaders import Loader, make_loaders
-from raycifar.models import MODEL_FILE, build_model, save_model_files
-from raycifar.regularizers import BatchLoss
+from raycifar.data.loaders import Loader
+from raycifar.export import load_weights, save_model_files
+from raycifar.loss import BatchLoss
+from raycifar.models import build_model
 
 STATE_FILE = "train_state.pt"
 EVAL_BATCH_SIZE = 500
@@ -374,7 +373,7 @@ class Training:
     def load(self, folder: Path) -> int:
         """Restore what :meth:`save` wrote; returns the next epoch to train."""
         device = str(self.runtime.device)
-        exported = load_file(str(folder / MODEL_FILE), device=device)
+        exported = load_weights(folder, device)
         state = torch.load(folder / STATE_FILE, map_location=device, weights_only=True)
         if self.average is not None:
             self.average.model.load_state_dict(exported)
@@ -385,48 +384,3 @@ class Training:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         return int(state["epoch"])
-
-
-def _restore(training: Training) -> int:
-    """Load the last reported checkpoint, if this trial was restarted; returns the next epoch."""
-    import ray.train
-
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return 0
-    with checkpoint.as_directory() as folder:
-        return training.load(Path(folder))
-
-
-def _report(metrics: dict, training: Training, rank: int) -> None:
-    """Report metrics from every worker; rank 0 attaches the epoch's checkpoint."""
-    import ray.train
-
-    if rank != 0:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        training.save(Path(folder), metrics["epoch"])
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
-
-
-def train_loop_per_worker(config_dict: dict) -> None:
-    """Ray Train entry point: train one trial config, reporting and checkpointing every epoch."""
-    import ray
-    import ray.train
-    import ray.train.torch
-
-    config = TrialConfig.model_validate(config_dict)
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
-    device = ray.train.torch.get_device()
-
-    train_loader, val_loader = make_loaders(config, device, rank, world_size, max(1, int(cpus)), EVAL_BATCH_SIZE)
-    with global_settings(config.train, config.seed):
-        training = Training(config, train_loader, val_loader, device, wrap=ray.train.torch.prepare_model)
-        start_epoch = _restore(training)
-        for epoch in range(start_epoch, config.train.epochs):
-            metrics = {**training.run_epoch(epoch), "world_size": world_size}
-            _report(metrics, training, rank)

@@ -1,4 +1,5 @@
-"""Batch regularizers and the training loss of one batch, the same for every loader.
+"""The batch loss: the training loss of one batch with its batch regularizers, the same for
+every loader.
 
 - Mixup and CutMix through timm's ``Mixup`` (batch mode: each image is paired with its
   mirror in the batch; with both on, ``mix_switch_prob`` is the chance of CutMix).

@@ -1,0 +1,67 @@
+"""The ``raycifar`` command line: each command parses its options, calls the library
+(:mod:`raycifar.pipeline` for the long jobs), and prints; nothing here holds the pipeline.
+
+=============  ======================================================
+module         commands
+=============  ======================================================
+``run``        ``sweep``, ``train``
+``results``    ``leaderboard``, ``evaluate``
+``catalog``    ``model list|info``, ``space show|sample``
+``data``       ``data info|prepare``
+``status``     ``status``
+``common``     consoles, one-line errors, shared options, tables
+=============  ======================================================
+
+Every usage error (unknown option, bad value) is one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.markup import escape
+from typer.exceptions import TyperException
+
+from raycifar.cli import catalog, data, results, run, status
+from raycifar.cli.common import stderr
+
+app = typer.Typer(
+    help="Find the best CIFAR classifier under a parameter budget with Ray Tune + Ray Train.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(run.sweep)
+app.command()(run.train)
+app.command()(results.leaderboard)
+app.command()(results.evaluate)
+app.command()(status.status)
+app.add_typer(catalog.model_app, name="model")
+app.add_typer(catalog.space_app, name="space")
+app.add_typer(data.data_app, name="data")
+
+
+def _one_line(error: TyperException) -> str:
+    """A usage error as one line: the problem, and where to read the command's help."""
+    message = " ".join(error.format_message().replace("Value error, ", "").split())
+    context = getattr(error, "ctx", None)
+    where = f" (see {context.command_path} --help)" if context is not None else ""
+    return f"{message}{where}"
+
+
+def main(args: list[str] | None = None, prog_name: str = "raycifar") -> None:
+    """Run the command line; usage errors are printed as one line with exit code 2."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except TyperException as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as Typer shows it
+            sys.stdout.write(error.format_message() + "\n")
+            sys.exit(0)
+        stderr.print(f"[bold red]error:[/] {escape(_one_line(error))}", highlight=False, soft_wrap=True)
+        sys.exit(getattr(error, "exit_code", 2) or 2)
+    except typer.Abort:
+        stderr.print("aborted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

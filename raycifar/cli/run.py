@@ -1,0 +1,193 @@
+"""``raycifar sweep`` and ``raycifar train``: parse the options, call :mod:`raycifar.pipeline`,
+draw its progress, and print a short summary (or the whole row with ``--format json``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from raycifar.cli.common import (
+    DataDirOption,
+    FormatOption,
+    ResultsDir,
+    console,
+    exit_codes,
+    jsonable,
+    print_json,
+    resolve_data_dir,
+    stderr,
+)
+from raycifar.config import LoaderName
+from raycifar.data.catalog import DatasetName, LabelMode
+
+WandbMode = Literal["offline", "online", "off"]
+
+
+class _SweepLine:
+    """Sweep progress as one live line: trials done and running, and the best val_acc."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress = progress
+        self.task = progress.add_task("starting trials", total=total)
+
+    def update(self, done: int, running: int, best_val_acc: float | None) -> None:
+        best = "-" if best_val_acc is None else f"{best_val_acc:.4f}"
+        self.progress.update(self.task, completed=done, description=f"trials: {running} running · best val_acc {best}")
+
+    def trial_failed(self, trial_id: str, error_file: str | None) -> None:
+        self.progress.console.print(f"[yellow]trial {trial_id} failed[/] (see {error_file or 'its error.txt'})")
+
+
+class _EpochLines:
+    """Each epoch's metrics printed above a live progress bar over the run's epochs."""
+
+    SHOWN = ("train_loss", "val_loss", "val_acc", "val_acc_tta", "lr")
+
+    def __init__(self, progress: Progress, epochs: int) -> None:
+        self.progress, self.epochs = progress, epochs
+        self.task = progress.add_task("starting workers", total=epochs)
+
+    def epoch(self, metrics: dict) -> None:
+        shown = "  ".join(f"{key} {metrics[key]:.4f}" for key in self.SHOWN if key in metrics)
+        self.progress.console.print(
+            f"epoch {metrics['epoch']:>3}/{self.epochs}  {shown}  {metrics['train_seconds']:.1f} s", highlight=False
+        )
+        self.progress.update(self.task, completed=metrics["epoch"], description=f"epoch {metrics['epoch']}/{self.epochs}")
+
+
+class RichDisplay:
+    """A :class:`raycifar.pipeline.Display` drawn with Rich on ``out``."""
+
+    def __init__(self, out: Console) -> None:
+        self.out = out
+
+    def info(self, message: str) -> None:
+        self.out.print(message, highlight=False, soft_wrap=True)
+
+    def _progress(self) -> Progress:
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        return Progress(*columns, console=self.out)
+
+    @contextmanager
+    def sweep_progress(self, trials: int) -> Iterator[_SweepLine]:
+        with self._progress() as progress:
+            yield _SweepLine(progress, trials)
+
+    @contextmanager
+    def epoch_progress(self, epochs: int) -> Iterator[_EpochLines]:
+        with self._progress() as progress:
+            yield _EpochLines(progress, epochs)
+
+
+def _summary(row: dict, files: Path) -> None:
+    """The promoted entry in a few lines."""
+    tta = f" (TTA {row['test_acc_tta']:.4f})" if row.get("test_acc_tta") is not None else ""
+    console.print(
+        f"promoted [bold]{row['entry_id']}[/]: {row['model']}, {row['params']:,} params "
+        f"(budget {row['budget']:,}), val_acc {row['val_acc']:.4f}, test_acc {row['test_acc']:.4f}{tta} "
+        f"after {row['epochs']} epochs",
+        highlight=False,
+    )
+    console.print(f"files: {files}  ·  leaderboard: raycifar leaderboard --results-dir {files.parent.parent}", highlight=False)
+
+
+def sweep(
+    space: Annotated[str, typer.Argument(help="A shipped space name (e.g. smoke_space, resnet_space) or a path to a YAML file.")],
+    data_dir: DataDirOption = None,
+    download: Annotated[bool, typer.Option("--download", help="Fetch the space's dataset (CIFAR-10 or CIFAR-100) into --data-dir with torchvision first (needs internet).")] = False,
+    results_dir: ResultsDir = Path("raycifar_results"),
+    num_samples: Annotated[Optional[int], typer.Option(min=1, help="Number of trials. Default: the space file's num_samples.")] = None,
+    max_epochs: Annotated[Optional[int], typer.Option(min=1, help="Cap every trial's epochs at this number.")] = None,
+    cpus_per_trial: Annotated[float, typer.Option(min=0.01, help="CPUs reserved by each trial, split across its workers.")] = 1.0,
+    gpus_per_trial: Annotated[Optional[float], typer.Option(min=0.0, help="GPUs per trial, split across its workers. Default: one per worker when the cluster has them, else 0.")] = None,
+    workers_per_trial: Annotated[int, typer.Option(min=1, help="Ray Train workers per trial (DDP when above 1).")] = 1,
+    seed: Annotated[int, typer.Option(min=0, help="Seed (0 or more) for drawing configs, the validation split and the trials.")] = 0,
+    address: Annotated[Optional[str], typer.Option(help="Join this Ray cluster (e.g. 'auto' or ray://host:10001). Default: start a local Ray.")] = None,
+    max_concurrent_trials: Annotated[Optional[int], typer.Option(min=1, help="Trials at once. Default: what the cluster fits when the sweep starts; set it on an autoscaling cluster to let the autoscaler add workers.")] = None,
+    wandb: Annotated[WandbMode, typer.Option(help="W&B logging per trial: offline (default, no network), online (needs WANDB_API_KEY), off.")] = "offline",
+    dashboard: Annotated[bool, typer.Option(help="Start the Ray dashboard with a local Ray.")] = True,
+    name: Annotated[Optional[str], typer.Option(help="Sweep name. Default: <space>-<date>-<time>.")] = None,
+    loader: Annotated[Optional[LoaderName], typer.Option(help="Data loader. Default: the space file's loader (device).")] = None,
+    dataset: Annotated[Optional[DatasetName], typer.Option(help="Dataset. Default: the space file's dataset (cifar10).")] = None,
+    label_mode: Annotated[Optional[LabelMode], typer.Option(help="CIFAR-100 labels: fine (100 classes) or coarse (20). Default: the space file's (fine).")] = None,
+    output_format: FormatOption = "table",
+) -> None:
+    """Run an ASHA sweep of a search space on Ray, then promote the best model to the leaderboard."""
+    from raycifar.pipeline import SweepRequest, sweep_and_promote
+    from raycifar.ray_session import RunResources
+
+    given = {"loader": loader, "dataset": dataset, "label_mode": label_mode}
+    request = SweepRequest(
+        space=space, data_dir=resolve_data_dir(data_dir), results_dir=results_dir.expanduser().resolve(),
+        num_samples=num_samples, max_epochs=max_epochs, seed=seed, address=address,
+        max_concurrent_trials=max_concurrent_trials, wandb=wandb, dashboard=dashboard, name=name, download=download,
+        overrides={key: value for key, value in given.items() if value is not None},
+        resources=RunResources(
+            workers=workers_per_trial, cpus=cpus_per_trial, gpus=gpus_per_trial,
+            cpu_request=f"--cpus-per-trial {cpus_per_trial:g}", gpu_request=f"--gpus-per-trial {gpus_per_trial or 0:g}",
+        ),
+    )  # fmt: skip
+    display = RichDisplay(stderr if output_format == "json" else console)
+    with exit_codes():
+        result = sweep_and_promote(request, display)
+    _finish(result.row, output_format)
+
+
+def _finish(row: dict | None, output_format: str) -> None:
+    if output_format == "json":
+        print_json(jsonable(row) if row is not None else None)
+    elif row is not None:
+        _summary(row, Path(row["checkpoint_path"]))
+
+
+def train(
+    config: Annotated[Optional[str], typer.Argument(help="A space file whose every key has one value (path or shipped name).")] = None,
+    from_entry: Annotated[Optional[str], typer.Option(help="Retrain the config of this leaderboard entry instead.")] = None,
+    data_dir: DataDirOption = None,
+    results_dir: ResultsDir = Path("raycifar_results"),
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Train this many epochs instead of the config's.")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="CONFIG: seeds the split and the trial as trial 0 of a sweep with this --seed (default 0). --from-entry: the trial seed (default: the entry's).")] = None,
+    settings: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE: set a training key, e.g. --set ema_decay=0.999 (repeatable).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Ray Train workers (DDP when above 1).")] = 1,
+    cpus_per_worker: Annotated[float, typer.Option(min=0.01, help="CPUs reserved by each worker.")] = 1.0,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(min=0.0, help="GPUs per worker. Default: 1 when the cluster has a GPU for every worker, else 0.")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Join this Ray cluster (e.g. 'auto'). Default: start a local Ray.")] = None,
+    dashboard: Annotated[bool, typer.Option(help="Start the Ray dashboard with a local Ray.")] = True,
+    name: Annotated[Optional[str], typer.Option(help="Run name (its folder under runs/). Default: <space>-train-<date>-<time>.")] = None,
+    promote: Annotated[bool, typer.Option("--promote", help="Add the best checkpoint to the leaderboard (test evaluation + export).")] = False,
+    output_format: FormatOption = "table",
+) -> None:
+    """Train one config on Ray Train (no Tune) with per-epoch metrics; optionally promote it."""
+    from raycifar.pipeline import TrainRequest, train_and_promote
+    from raycifar.ray_session import RunResources
+
+    gpus = None if gpus_per_worker is None else gpus_per_worker * workers
+    request = TrainRequest(
+        results_dir=results_dir.expanduser().resolve(), config=config, from_entry=from_entry,
+        data_dir=data_dir.expanduser().resolve() if data_dir else None, epochs=epochs, seed=seed,
+        settings=settings or [], address=address, dashboard=dashboard, name=name, promote=promote,
+        resources=RunResources(
+            workers=workers, cpus=cpus_per_worker * workers, gpus=gpus,
+            cpu_request=f"--workers {workers} x --cpus-per-worker {cpus_per_worker:g}",
+            gpu_request=f"--workers {workers} x --gpus-per-worker {gpus_per_worker or 0:g}",
+        ),
+    )  # fmt: skip
+    display = RichDisplay(stderr if output_format == "json" else console)
+    with exit_codes():
+        result = train_and_promote(request, display)
+    if output_format == "json":
+        outcome = result.outcome
+        print_json({
+            "run": result.name, "best_val_acc": outcome.best_val_acc, "best_epoch": outcome.best_epoch,
+            "best_checkpoint": outcome.best_checkpoint, "run_dir": str(outcome.run_dir),
+            "row": jsonable(result.row) if result.row else None,
+        })  # fmt: skip
+        return
+    console.print(f"best checkpoint: {result.outcome.best_checkpoint}", highlight=False, soft_wrap=True)
+    _finish(result.row, output_format)

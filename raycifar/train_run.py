@@ -1,0 +1,178 @@
+"""Ray Train runs: the ``TorchTrainer`` of one trial config, and the single-run driver of
+``raycifar train``.
+
+:func:`make_trainer` is the one factory of Ray Train runs, used by every sweep trial and by
+:func:`run_training`. This module imports ``ray.train`` but never ``ray.tune``.
+
+A single run streams every epoch's metrics back to the caller while it runs and appends
+them to ``<results-dir>/runs/<name>/metrics.jsonl``; Ray Train keeps the two best
+checkpoints by ``val_acc`` in the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import ray
+import ray.train
+from ray.train.torch import TorchTrainer
+from ray.util.queue import Empty, Queue
+
+from raycifar.config import TrialConfig
+from raycifar.errors import Interrupted, RunFailed, UserError
+from raycifar.ray_session import RunResources
+from raycifar.worker import train_loop_per_worker
+
+RUNS_DIR = "runs"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINTS_KEPT = 2
+
+
+def scaling_config(resources: RunResources, gpus: float) -> ray.train.ScalingConfig:
+    """The workers of one run, sharing its CPUs (and ``gpus`` GPUs) evenly."""
+    workers = resources.workers
+    return ray.train.ScalingConfig(
+        num_workers=workers,
+        use_gpu=gpus > 0,
+        resources_per_worker={"CPU": resources.cpus / workers, **({"GPU": gpus / workers} if gpus else {})},
+    )
+
+
+def make_trainer(
+    config: dict, name: str, storage: Path, scaling: ray.train.ScalingConfig, callbacks: list
+) -> TorchTrainer:
+    """The Ray Train run of one trial config (a :class:`TrialConfig` as JSON values) under
+    ``storage/name``: a sweep trial or ``raycifar train``."""
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=scaling,
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=str(storage),
+            callbacks=callbacks,
+            # A crashed worker group restarts once from the run's last checkpoint.
+            failure_config=ray.train.FailureConfig(max_failures=1),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=CHECKPOINTS_KEPT, checkpoint_score_attribute="val_acc", checkpoint_score_order="max"
+            ),
+        ),
+    )
+
+
+def fetch_checkpoint(checkpoint_path: str, destination: Path) -> Path:
+    """Copy the Train checkpoint folder at ``checkpoint_path`` (a local or shared-storage
+    path) into ``destination``; returns ``destination``."""
+    return Path(ray.train.Checkpoint(checkpoint_path).to_directory(str(destination)))
+
+
+def run_dir(results_dir: Path, name: str) -> Path:
+    """The folder of run ``name``: Ray Train's checkpoints and ``metrics.jsonl``."""
+    return results_dir / RUNS_DIR / name
+
+
+def check_new_run(results_dir: Path, name: str) -> None:
+    """A run name must be new: Ray Train would otherwise resume the old run's checkpoints."""
+    folder = run_dir(results_dir, name)
+    if folder.exists():
+        raise UserError(f"a run named {name!r} already exists in {folder.parent}: choose another --name")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """The best epoch of a finished run."""
+
+    best_val_acc: float
+    best_epoch: int
+    best_checkpoint: str
+    epochs: int
+    run_dir: Path
+    wall_seconds: float
+
+
+class EpochSink(Protocol):
+    """What the run tells its caller after every epoch (the CLI prints it)."""
+
+    def epoch(self, metrics: dict) -> None: ...
+
+
+class RunInterrupted(Interrupted):
+    """The training run was stopped with Ctrl+C."""
+
+
+class _ForwardMetrics(ray.train.UserCallback):
+    """Runs in Ray Train's controller: puts rank 0's metrics of every report on a queue."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+
+    def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
+        self.queue.put({**metrics[0], "checkpoint_path": checkpoint.path if checkpoint else None})
+
+
+@contextmanager
+def _relay(queue: Queue, log: Path, sink: EpochSink) -> Iterator[None]:
+    """While the block runs, a driver thread hands each epoch's metrics to ``sink`` and to
+    ``log`` (JSON lines); on exit it drains the queue, then stops."""
+    finished = threading.Event()
+
+    def pump() -> None:
+        while True:
+            try:
+                metrics = queue.get(timeout=0.25)
+            except Empty:
+                if finished.is_set():
+                    return
+                continue
+            with log.open("a") as stream:
+                stream.write(json.dumps(metrics) + "\n")
+            sink.epoch(metrics)
+
+    thread = threading.Thread(target=pump, name="raycifar-train-metrics", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        thread.join()
+
+
+def run_training(
+    config: TrialConfig, results_dir: Path, name: str, scaling: ray.train.ScalingConfig, sink: EpochSink
+) -> RunOutcome:
+    """Train ``config`` as run ``name`` on Ray Train (Ray must be connected) and find its
+    best checkpoint. Raises :class:`RunFailed` or :class:`RunInterrupted`."""
+    started = time.monotonic()
+    check_new_run(results_dir, name)
+    folder = run_dir(results_dir, name)
+    queue = Queue(actor_options={"num_cpus": 0})
+    trainer = make_trainer(config.model_dump(mode="json"), name, folder.parent, scaling, [_ForwardMetrics(queue)])
+    folder.mkdir(parents=True)
+    try:
+        with _relay(queue, folder / METRICS_FILE, sink):
+            result = trainer.fit()
+    except ray.train.TrainingFailedError as err:
+        raise RunFailed(f"training run {name} failed: {err}; its folder is {folder}") from None
+    except (KeyboardInterrupt, SystemExit):  # Ray Train aborts the run on Ctrl+C, then exits
+        raise RunInterrupted(f"training run {name} stopped; its checkpoints so far are in {folder}") from None
+    finally:
+        queue.shutdown(force=True)
+    ranked = sorted(result.best_checkpoints or [], key=lambda pair: (pair[1]["val_acc"], pair[1]["epoch"]))
+    if not ranked:
+        raise RunFailed(f"training run {name} left no checkpoint in {folder}")
+    checkpoint, metrics = ranked[-1]
+    return RunOutcome(
+        best_val_acc=float(metrics["val_acc"]),
+        best_epoch=int(metrics["epoch"]),
+        best_checkpoint=checkpoint.path,
+        epochs=int(result.metrics["epoch"]),
+        run_dir=folder,
+        wall_seconds=time.monotonic() - started,
+    )

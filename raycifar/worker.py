@@ -1,0 +1,58 @@
+"""The Ray Train worker entry point: each worker of a trial runs :func:`train_loop_per_worker`.
+
+It builds the worker's loaders and :class:`~raycifar.loop.Training`, resumes from the run's
+last checkpoint when Ray Train restarted it, and every epoch reports the metrics of
+:meth:`~raycifar.loop.Training.run_epoch` (plus ``world_size``) with a checkpoint written
+by rank 0.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+
+from raycifar.config import TrialConfig
+from raycifar.data.loaders import make_loaders
+from raycifar.loop import EVAL_BATCH_SIZE, Training, global_settings
+
+
+def _restore(training: Training) -> int:
+    """Load the last reported checkpoint, if this trial was restarted; returns the next epoch."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as folder:
+        return training.load(Path(folder))
+
+
+def _report(metrics: dict, training: Training, rank: int) -> None:
+    """Report metrics from every worker; rank 0 attaches the epoch's checkpoint."""
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        training.save(Path(folder), metrics["epoch"])
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def train_loop_per_worker(config_dict: dict) -> None:
+    """Ray Train entry point: train one trial config, reporting and checkpointing every epoch."""
+    config = TrialConfig.model_validate(config_dict)
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    device = ray.train.torch.get_device()
+
+    train_loader, val_loader = make_loaders(config, device, rank, world_size, max(1, int(cpus)), EVAL_BATCH_SIZE)
+    with global_settings(config.train, config.seed):
+        training = Training(config, train_loader, val_loader, device, wrap=ray.train.torch.prepare_model)
+        start_epoch = _restore(training)
+        for epoch in range(start_epoch, config.train.epochs):
+            metrics = {**training.run_epoch(epoch), "world_size": world_size}
+            _report(metrics, training, rank)
