@@ -48,6 +48,9 @@ def prepare_environment(address: str | None) -> None:
     """
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0 the classic reporter prints nothing
     os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "30")
+    # Each trial starts ~7 small Tune/Train actors at once; Ray's raylet reads this setting
+    # from the environment (RAY_<setting>) and otherwise warns once the count passes the CPUs.
+    os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(4 * available_cpus()))
     if is_loopback(address):
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
@@ -62,7 +65,7 @@ def connect(address: str | None, dashboard: bool = True) -> str | None:
     runtime_env = {"env_vars": TRAIN_ENV}
     if address:
         try:
-            context = ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+            context = ray.init(address=address, log_to_driver=False, runtime_env=runtime_env, logging_level="ERROR")
         except ConnectionError as err:
             raise UserError(f"--address {address}: cannot join the Ray cluster ({err.__cause__ or err})") from None
     else:
@@ -73,6 +76,7 @@ def connect(address: str | None, dashboard: bool = True) -> str | None:
             dashboard_host="127.0.0.1",
             log_to_driver=False,
             runtime_env=runtime_env,
+            logging_level="ERROR",  # raycifar prints the dashboard URL and the progress itself
         )
     url = getattr(context, "dashboard_url", None)
     return f"http://{url}" if url else None

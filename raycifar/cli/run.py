@@ -87,14 +87,16 @@ class RichDisplay:
 
 def _summary(row: dict, files: Path) -> None:
     """The promoted entry in a few lines."""
-    tta = f" (TTA {row['test_acc_tta']:.4f})" if row.get("test_acc_tta") is not None else ""
-    console.print(
-        f"promoted [bold]{row['entry_id']}[/]: {row['model']}, {row['params']:,} params "
-        f"(budget {row['budget']:,}), val_acc {row['val_acc']:.4f}, test_acc {row['test_acc']:.4f}{tta} "
-        f"after {row['epochs']} epochs",
-        highlight=False,
-    )
-    console.print(f"files: {files}  ·  leaderboard: raycifar leaderboard --results-dir {files.parent.parent}", highlight=False)
+    tta = f" (with TTA {row['test_acc_tta']:.4f})" if row.get("test_acc_tta") is not None else ""
+    console.print(f"promoted to the leaderboard: [bold]{row['entry_id']}[/]", highlight=False)
+    lines = {
+        "model": f"{row['model']}, {row['params']:,} params (budget {row['budget']:,}), {row['epochs']} epochs",
+        "accuracy": f"val_acc {row['val_acc']:.4f}, test_acc {row['test_acc']:.4f}{tta}",
+        "files": str(files),
+        "next": f"raycifar evaluate {row['entry_id']} --results-dir {files.parent.parent}",
+    }
+    for key, value in lines.items():
+        console.print(f"  {key:<9}{value}", highlight=False, soft_wrap=True)
 
 
 def sweep(
