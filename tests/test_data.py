@@ -12,7 +12,7 @@ import pytest
 import torch
 from cifar_files import archive_cifar10, write_batch, write_cifar10
 from click.testing import Result
-from conftest import SHARED_CIFAR10
+from conftest import SHARED_CIFAR10, TINY_SPACE
 from typer.testing import CliRunner
 
 from raycifar.cli import app
@@ -215,3 +215,16 @@ def test_data_info_lists_the_files_it_does_not_read(cifar_dir: Path, tmp_path: P
     assert result.exit_code == 0, result.stderr
     info = json.loads(result.stdout)
     assert info["ignored"] == ["data_batch_1 copy"] and info["splits"]["train"]["count"] == 540
+
+
+def test_sweep_refuses_an_empty_validation_split_before_ray_starts(tmp_path: Path) -> None:
+    """The sweep splits as data info does, so it fails the same way, before any trial runs."""
+    write_cifar10(tmp_path / "data", train_batches=1, per_batch=30, test=10)
+    results = tmp_path / "results"
+    result = CliRunner().invoke(
+        app, ["sweep", str(TINY_SPACE), "--data-dir", str(tmp_path / "data"), "--results-dir", str(results)],
+        env={"COLUMNS": "300", "RAY_ADDRESS": ""},
+    )  # fmt: skip
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "val_fraction 0.1 leaves 0 of its 30 images for validation" in result.stderr
+    assert not results.exists()
