@@ -90,16 +90,18 @@ def check_data(data_dir: Path, download: bool, spec: Any, split_seed: int, displ
     """Make sure the dataset ``spec`` names (``dataset``, ``label_mode``, ``loader``,
     ``val_fraction``) is readable and labelled before Ray starts, downloading it if asked;
     for the ffcv loader, write the split's .beton files unless they are already there."""
-    from raycifar.data import CATALOG, detect_source
+    from raycifar.data import CATALOG, detect_source, split_image_set
     from raycifar.data import download as download_dataset
 
     if download:
         display.info(f"downloading {CATALOG[spec.dataset].title} into {data_dir} …")
         download_dataset(data_dir, spec.dataset)
     source = detect_source(data_dir, spec.dataset, spec.label_mode)
-    for part in ("train", "test"):
-        if not source.read(part).labeled:
+    parts = {part: source.read(part) for part in ("train", "test")}
+    for part, images in parts.items():
+        if not images.labeled:
             raise UserError(f"{source.path}: the {part} images are unlabeled; a sweep needs labels")
+    split_image_set(parts["train"], spec.val_fraction, split_seed, str(source.path))  # as data info splits
     if spec.loader == "ffcv":
         from raycifar.data.ffcv_loader import prepare_ffcv
 

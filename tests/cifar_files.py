@@ -7,6 +7,8 @@ green, then 1024 blue, each plane row-major.
 - python version: pickled dicts. CIFAR-10 ``data_batch_*``/``test_batch`` hold ``b"data"``
   and ``b"labels"``; CIFAR-100 ``train``/``test`` hold ``b"data"``, ``b"fine_labels"``,
   ``b"coarse_labels"``.
+  Batches re-saved by Python 3 have the same keys as ``str``; torchvision reads both
+  (``write_cifar10(..., str_keys=True)``).
 - binary version: fixed-size records. CIFAR-10 ``data_batch_*.bin``/``test_batch.bin``:
   1 label byte + 3072 pixel bytes; CIFAR-100 ``train.bin``/``test.bin``: 1 coarse label
   byte + 1 fine label byte + 3072 pixel bytes.
@@ -15,7 +17,9 @@ green, then 1024 blue, each plane row-major.
 from __future__ import annotations
 
 import pickle
+import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -60,14 +64,22 @@ def rows_to_hwc(rows: np.ndarray) -> np.ndarray:
     return rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
 
-def write_batch(path: Path, data: np.ndarray, labels: list[int], name: str) -> None:
+def _keyed(batch: dict[bytes, object], str_keys: bool) -> dict:
+    """``batch`` with its keys as Python 2 left them (bytes) or as Python 3 re-saves them (str)."""
+    return {key.decode(): value for key, value in batch.items()} if str_keys else batch
+
+
+def write_batch(
+    path: Path, data: np.ndarray, labels: list[int], name: str, str_keys: bool = False
+) -> None:
+    """A CIFAR-10 python batch; ``data`` is written as given (any dtype), for bad-input tests too."""
     batch = {
         b"batch_label": name.encode(),
         b"labels": labels,
         b"data": data,
         b"filenames": [b"x.png"] * len(labels),
     }
-    path.write_bytes(pickle.dumps(batch, protocol=2))
+    path.write_bytes(pickle.dumps(_keyed(batch, str_keys), protocol=2))
 
 
 def write_cifar10(
@@ -76,8 +88,10 @@ def write_cifar10(
     per_batch: int = 300,
     test: int = 200,
     seed: int = 0,
+    str_keys: bool = False,
 ) -> Path:
-    """Write ``root/cifar-10-batches-py`` with ``train_batches`` data batches and a test batch."""
+    """Write ``root/cifar-10-batches-py`` with ``train_batches`` data batches and a test batch
+    (keys as bytes, as in the official files, or as str with ``str_keys``)."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,22 +102,24 @@ def write_cifar10(
             data,
             labels,
             f"training batch {index} of {train_batches}",
+            str_keys,
         )
     data, labels = synthetic_images(test, rng)
-    write_batch(folder / "test_batch", data, labels, "testing batch 1 of 1")
+    write_batch(folder / "test_batch", data, labels, "testing batch 1 of 1", str_keys)
     meta = {
         b"label_names": [n.encode() for n in CIFAR10_CLASSES],
         b"num_cases_per_batch": per_batch,
         b"num_vis": 3072,
     }
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    (folder / "batches.meta").write_bytes(pickle.dumps(_keyed(meta, str_keys), protocol=2))
     return root
 
 
 def write_cifar100(
-    root: Path, train: int = 400, test: int = 200, seed: int = 0
+    root: Path, train: int = 400, test: int = 200, seed: int = 0, str_keys: bool = False
 ) -> Path:
-    """Write ``root/cifar-100-python`` (``train``, ``test``, ``meta``) with fine and coarse labels."""
+    """Write ``root/cifar-100-python`` (``train``, ``test``, ``meta``) with fine and coarse labels
+    (keys as bytes, or as str with ``str_keys``)."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True, exist_ok=True)
@@ -116,12 +132,12 @@ def write_cifar100(
             b"coarse_labels": coarse_of(fine),
             b"data": data,
         }
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+        (folder / name).write_bytes(pickle.dumps(_keyed(batch, str_keys), protocol=2))
     meta = {
         b"fine_label_names": [n.encode() for n in CIFAR100_FINE_CLASSES],
         b"coarse_label_names": [n.encode() for n in CIFAR100_COARSE_CLASSES],
     }
-    (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
+    (folder / "meta").write_bytes(pickle.dumps(_keyed(meta, str_keys), protocol=2))
     return root
 
 
@@ -205,3 +221,20 @@ def archive(root: Path, folder_name: str, archive_path: Path) -> Path:
 def archive_cifar10(root: Path, archive_dir: Path) -> Path:
     """Pack ``root/cifar-10-batches-py`` into ``archive_dir/cifar-10-python.tar.gz``."""
     return archive(root, "cifar-10-batches-py", archive_dir / "cifar-10-python.tar.gz")
+
+
+def write_png16(path: Path, pixels: np.ndarray) -> Path:
+    """A 16-bit-per-channel PNG of H x W x 3 (RGB) or H x W (grey) uint16 ``pixels``, written
+    byte by byte (PNG spec: IHDR with bit depth 16, filter-0 rows of big-endian samples)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    height, width = pixels.shape[:2]
+    colour_type = 2 if pixels.ndim == 3 else 0
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    )
+    return path

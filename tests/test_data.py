@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from cifar_files import archive_cifar10, write_batch, write_cifar10
-from conftest import SHARED_CIFAR10
+from click.testing import Result
+from conftest import SHARED_CIFAR10, TINY_SPACE
+from typer.testing import CliRunner
 
+from raycifar.cli import app
 from raycifar.data import (
     CIFAR10_CLASSES,
     DeviceLoader,
@@ -159,3 +164,69 @@ def test_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
     with pytest.raises(UserError, match=r"downloading CIFAR-10 into .* failed: network is unreachable"):
         download(tmp_path)
+
+
+def _labels(per_class: int) -> np.ndarray:
+    return np.repeat(np.arange(10), per_class)
+
+
+def test_a_split_that_leaves_validation_empty_is_refused_with_the_fix() -> None:
+    """Five images per class and val_fraction 0.1 round to no validation image at all."""
+    with pytest.raises(
+        UserError,
+        match=r"^tiny: val_fraction 0\.1 leaves 0 of its 50 images for validation \(largest class: 5 images\); "
+        r"use more images or a val_fraction of 0\.11 or more \(--val-fraction",
+    ):
+        stratified_split(_labels(5), 0.1, 0, "tiny")
+    train, val = stratified_split(_labels(5), 0.11, 0, "tiny")  # the fraction it suggests works
+    assert np.bincount(_labels(5)[val]).tolist() == [1] * 10 and len(train) == 40
+    with pytest.raises(UserError, match=r"largest class: 1 images\); use at least 2 images of a class"):
+        stratified_split(_labels(1), 0.4, 0)
+    with pytest.raises(UserError, match=r"val_fraction 0\.9 leaves no training images"):
+        stratified_split(_labels(1), 0.9, 0)
+
+
+def test_split_seeds_must_be_whole_numbers_from_zero() -> None:
+    with pytest.raises(UserError, match=r"^split seed -1: must be 0 or more$"):
+        stratified_split(_labels(10), 0.1, -1)
+    with pytest.raises(UserError, match=r"^split seed 1\.5: must be a whole number, 0 or more$"):
+        stratified_split(_labels(10), 0.1, 1.5)  # type: ignore[arg-type]
+    assert np.array_equal(stratified_split(_labels(10), 0.1, np.int64(7))[1], stratified_split(_labels(10), 0.1, 7)[1])
+
+
+def _data_info(*args: str) -> Result:
+    return CliRunner().invoke(app, ["data", "info", *args], env={"COLUMNS": "300", "RAY_ADDRESS": ""})
+
+
+def test_data_info_refuses_an_empty_validation_split_and_a_negative_seed_in_one_line(tmp_path: Path) -> None:
+    write_cifar10(tmp_path, train_batches=1, per_batch=30, test=10)  # about 3 images per class
+    tiny = _data_info("--data-dir", str(tmp_path))
+    assert tiny.exit_code == 2 and len(tiny.stderr.strip().splitlines()) == 1
+    assert "cifar-10-batches-py: val_fraction 0.1 leaves 0 of its 30 images for validation" in tiny.stderr
+    negative = _data_info("--data-dir", str(tmp_path), "--val-fraction", "0.3", "--seed", "-1")
+    assert negative.exit_code == 2 and negative.stderr.strip().splitlines() == [
+        "error: Invalid value for '--seed': Input should be greater than or equal to 0 (see root data info --help)"
+    ]
+
+
+def test_data_info_lists_the_files_it_does_not_read(cifar_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(cifar_dir, tmp_path / "data")
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    shutil.copy(folder / "data_batch_1", folder / "data_batch_1 copy")
+    result = _data_info("--data-dir", str(tmp_path / "data"), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["ignored"] == ["data_batch_1 copy"] and info["splits"]["train"]["count"] == 540
+
+
+def test_sweep_refuses_an_empty_validation_split_before_ray_starts(tmp_path: Path) -> None:
+    """The sweep splits as data info does, so it fails the same way, before any trial runs."""
+    write_cifar10(tmp_path / "data", train_batches=1, per_batch=30, test=10)
+    results = tmp_path / "results"
+    result = CliRunner().invoke(
+        app, ["sweep", str(TINY_SPACE), "--data-dir", str(tmp_path / "data"), "--results-dir", str(results)],
+        env={"COLUMNS": "300", "RAY_ADDRESS": ""},
+    )  # fmt: skip
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "val_fraction 0.1 leaves 0 of its 30 images for validation" in result.stderr
+    assert not results.exists()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pickle
+import shutil
+import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ from cifar_files import (
     rows_to_hwc,
     synthetic_images,
     write_batch,
+    write_cifar10,
     write_cifar10_binary,
     write_cifar100,
     write_cifar100_binary,
@@ -29,6 +33,7 @@ from raycifar.data.catalog import (
     CIFAR100_COARSE_CLASSES,
     CIFAR100_FINE_CLASSES,
 )
+from raycifar.data.readers import ignored_files
 from raycifar.errors import UserError
 
 
@@ -302,3 +307,87 @@ def test_cifar10_python_files_are_not_taken_for_cifar100(cifar_dir: Path) -> Non
     assert detect_source(cifar_dir, "cifar10").format == "python"
     with pytest.raises(UserError, match=r"CIFAR-100 not found"):
         detect_source(cifar_dir, "cifar100")
+
+
+# --- what the reference tools read is read; only official names are batches ---------------------
+
+
+def test_batches_resaved_by_python3_with_str_keys_are_read(tmp_path: Path) -> None:
+    """torchvision reads batches (and batches.meta / meta) pickled with str keys; so do we."""
+    for dataset, write in (("cifar10", write_cifar10), ("cifar100", write_cifar100)):
+        write(tmp_path / "bytes" / dataset)
+        write(tmp_path / "str" / dataset, str_keys=True)
+        modes = ("fine", "coarse") if dataset == "cifar100" else ("fine",)
+        for mode, part in ((mode, part) for mode in modes for part in ("train", "test")):
+            ours = read_part(tmp_path / "str" / dataset, part, dataset, mode)
+            official = read_part(tmp_path / "bytes" / dataset, part, dataset, mode)
+            assert np.array_equal(ours.images, official.images) and np.array_equal(ours.labels, official.labels)
+    meta = pickle.loads((tmp_path / "str" / "cifar100" / "cifar-100-python" / "meta").read_bytes())
+    assert "fine_label_names" in meta, "the writer really wrote str keys"
+
+
+def test_a_cifar100_batch_without_the_asked_labels_names_its_keys(tmp_path: Path) -> None:
+    write_cifar100(tmp_path, train=10, test=5, str_keys=True)
+    batch = tmp_path / "cifar-100-python" / "train"
+    content = pickle.loads(batch.read_bytes())
+    del content["coarse_labels"]
+    batch.write_bytes(pickle.dumps(content))
+    assert len(read_part(tmp_path, "train", "cifar100", "fine")) == 10
+    with pytest.raises(
+        UserError,
+        match=r"cifar-100-python/train: this CIFAR-100 batch has no coarse_labels "
+        r"\(its keys: batch_label, data, filenames, fine_labels\)",
+    ):
+        read_part(tmp_path, "train", "cifar100", "coarse")
+
+
+@pytest.mark.parametrize(
+    ("layout", "write", "folder", "copy"),
+    [
+        ("python", write_cifar10, "cifar-10-batches-py", "data_batch_1 copy"),
+        ("python", write_cifar10, "cifar-10-batches-py", "data_batch_01"),
+        ("binary", write_cifar10_binary, "cifar-10-batches-bin", "data_batch_1 copy.bin"),
+        ("binary", write_cifar10_binary, "cifar-10-batches-bin", "data_batch_1.bin.bak"),
+        ("python", write_cifar100, "cifar-100-python", "train copy"),
+        ("binary", write_cifar100_binary, "cifar-100-binary", "train (2).bin"),
+    ],
+)
+def test_copies_beside_the_official_batches_are_not_read(
+    tmp_path: Path, layout: str, write: Callable[..., Path], folder: str, copy: str
+) -> None:
+    """A Finder copy (``data_batch_1 copy``) would put the same images in train and validation."""
+    dataset = "cifar100" if "100" in folder else "cifar10"
+    write(tmp_path)
+    before = read_part(tmp_path, "train", dataset)
+    official = "train" if dataset == "cifar100" else "data_batch_1"
+    official += ".bin" if layout == "binary" else ""
+    shutil.copy(tmp_path / folder / official, tmp_path / folder / copy)
+    after = read_part(tmp_path, "train", dataset)
+    assert np.array_equal(after.images, before.images) and np.array_equal(after.labels, before.labels)
+    assert ignored_files(detect_source(tmp_path, dataset)) == [copy]
+
+
+def test_batches_are_read_in_batch_number_order(tmp_path: Path) -> None:
+    """data_batch_10 comes after data_batch_2 (file-name order would put it first)."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for index in (1, 2, 10):
+        write_batch(folder / f"data_batch_{index}", np.full((1, 3072), index, np.uint8), [index % 10], "b")
+    write_batch(folder / "test_batch", np.zeros((1, 3072), np.uint8), [0], "t")
+    train = read_part(tmp_path, "train")
+    assert train.images[:, 0, 0, 0].tolist() == [1, 2, 10] and train.labels.tolist() == [1, 2, 0]
+
+
+def test_an_archive_holding_a_batch_twice_is_refused(tmp_path: Path) -> None:
+    write_cifar10_binary(tmp_path / "a", train_batches=1, per_batch=3, test=2)
+    packed = tmp_path / "packed" / "cifar-10-binary.tar.gz"
+    packed.parent.mkdir()
+    with tarfile.open(packed, "w:gz") as out:
+        out.add(tmp_path / "a" / "cifar-10-batches-bin", arcname="cifar-10-batches-bin")
+        out.add(tmp_path / "a" / "cifar-10-batches-bin", arcname="old/cifar-10-batches-bin")
+    with pytest.raises(
+        UserError,
+        match=r"cifar-10-binary.tar.gz: holds data_batch_1.bin twice \(cifar-10-batches-bin/data_batch_1.bin "
+        r"and old/cifar-10-batches-bin/data_batch_1.bin\); keep one",
+    ):
+        read_part(packed.parent, "train")

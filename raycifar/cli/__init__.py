@@ -21,12 +21,43 @@ import sys
 
 import typer
 from rich.markup import escape
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from raycifar.cli import catalog, data, results, run, status
 from raycifar.cli.common import stderr
 
+
+
+def _one_line(error: TyperException) -> str:
+    """A usage error as one line: the problem, and where to read the command's help."""
+    message = " ".join(error.format_message().replace("Value error, ", "").split())
+    context = getattr(error, "ctx", None)
+    where = f" (see {context.command_path} --help)" if context is not None else ""
+    return f"{message}{where}"
+
+
+class _OneLineErrors(TyperGroup):
+    """The top-level group: every usage error (unknown option, bad value, missing argument)
+    is one line on stderr with exit code 2, for ``raycifar`` and for test runners alike."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: ANN001
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        except TyperException as error:
+            if type(error).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as Typer shows it
+                sys.stdout.write(error.format_message() + "\n")
+                sys.exit(0)
+            stderr.print(f"[bold red]error:[/] {escape(_one_line(error))}", highlight=False, soft_wrap=True)
+            sys.exit(getattr(error, "exit_code", 2) or 2)
+        except typer.Abort:
+            stderr.print("aborted")
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     help="Find the best CIFAR classifier under a parameter budget with Ray Tune + Ray Train.",
     no_args_is_help=True,
     add_completion=False,
@@ -42,26 +73,6 @@ app.add_typer(catalog.space_app, name="space")
 app.add_typer(data.data_app, name="data")
 
 
-def _one_line(error: TyperException) -> str:
-    """A usage error as one line: the problem, and where to read the command's help."""
-    message = " ".join(error.format_message().replace("Value error, ", "").split())
-    context = getattr(error, "ctx", None)
-    where = f" (see {context.command_path} --help)" if context is not None else ""
-    return f"{message}{where}"
-
-
-def main(args: list[str] | None = None, prog_name: str = "raycifar") -> None:
-    """Run the command line; usage errors are printed as one line with exit code 2."""
-    command = typer.main.get_command(app)
-    try:
-        code = command.main(args=args, prog_name=prog_name, standalone_mode=False)
-    except TyperException as error:
-        if type(error).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as Typer shows it
-            sys.stdout.write(error.format_message() + "\n")
-            sys.exit(0)
-        stderr.print(f"[bold red]error:[/] {escape(_one_line(error))}", highlight=False, soft_wrap=True)
-        sys.exit(getattr(error, "exit_code", 2) or 2)
-    except typer.Abort:
-        stderr.print("aborted")
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+def main() -> None:
+    """The ``raycifar`` console script (and ``python -m raycifar``)."""
+    app(prog_name="raycifar")

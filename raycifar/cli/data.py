@@ -52,6 +52,8 @@ def data_info(
         print_json(info)
         return
     splits = info.pop("splits")
+    if not info.get("ignored"):
+        info.pop("ignored", None)
     info["images"] = ", ".join(f"{name} {split['count']:,}" for name, split in splits.items())
     print_record(info)
     labeled = {name: split for name, split in splits.items() if split["labeled"]}

@@ -112,7 +112,7 @@ def prepare_ffcv(
     """
     require_ffcv()
     source = detect_source(data_dir, dataset, label_mode)
-    train, val = split_image_set(source.read("train"), val_fraction, split_seed)
+    train, val = split_image_set(source.read("train"), val_fraction, split_seed, str(source.path))
     parts = {"train": train, "val": val, "test": source.read("test")}
     folder = beton_dir(data_dir, dataset, label_mode, val_fraction, split_seed)
     manifest = {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from raycifar.data.readers import ImageSet, detect_source
+from raycifar.data.readers import ImageSet, detect_source, ignored_files
 from raycifar.data.splits import split_image_set
 
 CHUNK = 4096  # images per step when summing squares in float64
@@ -39,13 +39,17 @@ def describe(
     data_dir: Path, dataset: str, label_mode: str, val_fraction: float, seed: int
 ) -> dict:
     """Format, counts per split (train/val as a sweep with this fraction and seed would split
-    them) and per class, and the channel statistics of the training part (else the test part)."""
+    them) and per class, and the channel statistics of the training part (else the test part).
+
+    ``ignored`` lists files of an official layout that look like batches but are not read
+    (e.g. ``data_batch_1 copy``). Raises UserError for unreadable data, or a split that would
+    leave validation empty."""
     source = detect_source(data_dir, dataset, label_mode)
     parts = {part: source.read(part) for part in source.parts()}
     splits: dict[str, ImageSet] = {}
     if "train" in parts:
         splits["train"], splits["val"] = split_image_set(
-            parts["train"], val_fraction, seed
+            parts["train"], val_fraction, seed, str(source.path)
         )
     if "test" in parts:
         splits["test"] = parts["test"]
@@ -56,6 +60,7 @@ def describe(
         "label_mode": label_mode,
         "format": source.format,
         "source": str(source.path),
+        "ignored": ignored_files(source),
         "val_fraction": val_fraction,
         "seed": seed,
         "splits": {name: _split_summary(images) for name, images in splits.items()},

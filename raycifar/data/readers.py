@@ -18,19 +18,31 @@ Layouts found under ``data_dir`` (or ``data_dir`` itself), tried in this order:
 
 Pixels in the official files are planes (1024 red, 1024 green, 1024 blue, each row-major);
 every reader returns height x width x channel uint8 images.
+
+Only official names are batches: ``data_batch_<n>`` (n = 1, 2, ..., read in that order) and
+``test_batch`` (``.bin`` in the binary layout), ``train``/``test`` for CIFAR-100. Anything else
+(``data_batch_1 copy``) is not read; :func:`ignored_files` lists look-alikes for ``data info``.
+Pickled batches may have byte-string keys (the official files) or str keys (re-saved by Python 3).
+
+The rule every reader keeps: nothing read is silently changed. Pixels are 8-bit (0..255) or
+converted exactly (integer arrays within 0..255; greyscale, 1-bit and palette images; alpha only
+when fully opaque); float pixels, values outside 0..255, 16-bit or CMYK images, transparency,
+animation, labels that are not integer classes of the dataset and images that are not
+32 x 32 x 3 are a one-line UserError naming the file (and the first bad image of a batch).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 import tarfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -43,9 +55,15 @@ from raycifar.data.catalog import (
 )
 from raycifar.errors import UserError
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 Part = Literal["train", "test"]
 PARTS: tuple[Part, ...] = ("train", "test")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# the suffixes torchvision's ImageFolder reads
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+# Pillow modes that become 8-bit RGB exactly (alpha only when every pixel is opaque)
+EXACT_MODES = ("RGB", "L", "1", "P", "RGBA", "LA", "PA")
 PIXELS = 32 * 32 * 3
 UNLABELED = -1
 
@@ -103,12 +121,23 @@ class Source:
         return ImageSet(images, labels, self.class_names)
 
     def check_labels(self, name: str, labels: np.ndarray) -> np.ndarray:
-        """``labels`` as int64 if all are classes of this dataset; else an error naming ``name``."""
+        """``labels`` (N, or N x 1 as Keras saves them) as N int64 if all are integer classes of
+        this dataset; else an error naming ``name`` and the first image with a bad label."""
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if labels.ndim != 1:
+            raise UserError(f"{name}: labels must be one integer per image, got an array of shape {labels.shape}")
+        if not len(labels):
+            return np.zeros(0, np.int64)
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise UserError(f"{name}: labels must be integers, got {labels.dtype} values")
         top = len(self.class_names) - 1
-        if len(labels) and (labels.min() < 0 or labels.max() > top):
+        bad = np.flatnonzero((labels < 0) | (labels > top))
+        if len(bad):
             mode = f" {self.label_mode}" if self.dataset == "cifar100" else ""
             raise UserError(
-                f"{name}: {self.dataset}{mode} labels must be in 0..{top}, found {labels.min()}..{labels.max()}"
+                f"{name}: {self.dataset}{mode} labels must be in 0..{top}, found {labels.min()}..{labels.max()} "
+                f"(first at image {bad[0]}: {labels[bad[0]]})"
             )
         return labels.astype(np.int64)
 
@@ -171,19 +200,22 @@ def _not_found_message(data_dir: Path, info: DatasetInfo) -> str:
 # --- the official python and binary layouts, in a folder or a .tar.gz --------------------------
 
 
-def _official_names(source: Source, part: Part) -> Callable[[str], bool]:
-    """Which file names hold ``part`` in the official layouts of ``source``."""
-    binary = source.format.startswith("binary")
-    suffix = ".bin" if binary else ""
+def _official_order(source: Source, part: Part, name: str) -> int | None:
+    """Where file ``name`` goes among the files of ``part`` (its batch number), or None if
+    ``name`` is not an official name: ``data_batch_<n>`` (n = 1, 2, ...) and ``test_batch``
+    for CIFAR-10, ``train`` and ``test`` for CIFAR-100, with ``.bin`` in the binary layouts.
+    Copies such as ``data_batch_1 copy`` or ``data_batch_01`` are not official."""
+    suffix = r"\.bin" if source.format.startswith("binary") else ""
     if source.dataset == "cifar100":
-        return lambda name: name == f"{part}{suffix}"
-    if part == "train":
-        return lambda name: (
-            name.startswith("data_batch_")
-            and name.endswith(suffix)
-            and (binary or "." not in name)
-        )
-    return lambda name: name == f"test_batch{suffix}"
+        pattern = rf"{part}{suffix}()"
+    else:
+        pattern = rf"data_batch_([1-9][0-9]*){suffix}" if part == "train" else rf"test_batch{suffix}()"
+    match = re.fullmatch(pattern, name)
+    return None if match is None else int(match.group(1) or 0)
+
+
+def _official_stems(source: Source) -> tuple[str, ...]:
+    return ("train", "test") if source.dataset == "cifar100" else ("data_batch", "test_batch")
 
 
 def _member_names(source: Source) -> list[str]:
@@ -202,8 +234,20 @@ def _member_names(source: Source) -> list[str]:
 
 
 def _has_official_part(source: Source, part: Part) -> bool:
-    wanted = _official_names(source, part)
-    return any(wanted(name) for name in _member_names(source))
+    return any(_official_order(source, part, name) is not None for name in _member_names(source))
+
+
+def ignored_files(source: Source) -> list[str]:
+    """Files of an official layout that look like batches but are not read: names starting like
+    an official one (``data_batch_1 copy``, ``test_batch.bak``, ``train (2)``), sorted."""
+    if source.format not in ("python", "python-archive", "binary", "binary-archive"):
+        return []
+    return sorted(
+        name
+        for name in set(_member_names(source))
+        if name.startswith(_official_stems(source))
+        and all(_official_order(source, part, name) is None for part in PARTS)
+    )
 
 
 @lru_cache(maxsize=8)
@@ -231,54 +275,115 @@ def _archive_members(
             ]
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise UserError(
-            f"{archive_path}: not a readable .tar.gz archive ({err})"
+            f"{archive_path}: not a readable .tar.gz archive ({type(err).__name__}: {err})"
         ) from None
 
 
+def _refuse_duplicates(archive_path: Path, names: list[str]) -> None:
+    """One file per official name: an archive holding ``a/data_batch_1`` and ``b/data_batch_1``
+    would read the same images twice."""
+    seen: dict[str, str] = {}
+    for name in names:
+        base = Path(name).name
+        if base in seen:
+            raise UserError(
+                f"{archive_path}: holds {base} twice ({seen[base]} and {name}); keep one"
+            )
+        seen[base] = name
+
+
 def _official_files(source: Source, part: Part) -> list[tuple[str, bytes]]:
-    """(display name, bytes) of the files holding ``part``, in file-name order."""
-    wanted = _official_names(source, part)
+    """(display name, bytes) of the files holding ``part``, in batch-number order
+    (``data_batch_2`` before ``data_batch_10``)."""
+
+    def order(name: str) -> int | None:
+        return _official_order(source, part, Path(name).name)
+
     if source.format.endswith("archive"):
+        members = _archive_members(source.path, lambda name: order(name) is not None)
+        _refuse_duplicates(source.path, [name for name, _ in members])
         return [
             (f"{source.path}:{name}", blob)
-            for name, blob in _archive_members(source.path, wanted)
+            for name, blob in sorted(members, key=lambda member: order(member[0]))
         ]
     try:
-        return [
-            (str(p), p.read_bytes())
-            for p in sorted(source.path.iterdir())
-            if p.is_file() and wanted(p.name)
-        ]
+        paths = [p for p in source.path.iterdir() if p.is_file() and order(p.name) is not None]
+        return [(str(p), p.read_bytes()) for p in sorted(paths, key=lambda p: order(p.name))]
     except OSError as err:
         raise UserError(f"{err.filename}: cannot read ({err.strerror})") from None
 
 
+def _as_array(name: str, what: str, values: object) -> np.ndarray:
+    """``values`` (an array or nested lists) as a numeric array; an error naming ``name`` if not."""
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{name}: {what} are not an array of numbers ({err})") from None
+    if array.dtype == object or not (array.size == 0 or np.issubdtype(array.dtype, np.number)):
+        raise UserError(f"{name}: {what} must be numbers, got {array.dtype} values")
+    return array
+
+
+def _as_uint8(name: str, images: np.ndarray) -> np.ndarray:
+    """N x ... images as uint8, converted only if that is exact (integers in 0..255).
+
+    Raises UserError naming ``name`` for floats (e.g. 0..1 images) or the first image
+    holding a value outside 0..255."""
+    if images.dtype == np.uint8:
+        return images
+    if not np.issubdtype(images.dtype, np.integer):
+        raise UserError(
+            f"{name}: pixels must be 8-bit integers 0..255, got {images.dtype} values (convert them to uint8 first)"
+        )
+    outside = ((images < 0) | (images > 255)).reshape(len(images), -1)
+    bad = np.flatnonzero(outside.any(axis=1))
+    if len(bad):
+        row = images[bad[0]].reshape(-1)[outside[bad[0]]]
+        raise UserError(
+            f"{name}: image {bad[0]}: pixel value {row[0]} is outside 0..255 (pixels must be 8-bit); "
+            f"{len(bad)} image(s) have such values"
+        )
+    return images.astype(np.uint8)
+
+
 def _planes_to_hwc(name: str, data: np.ndarray) -> np.ndarray:
+    """N x 3072 planar rows (1024 red, 1024 green, 1024 blue) to N x 32 x 32 x 3 uint8."""
     if data.ndim != 2 or data.shape[1] != PIXELS:
         raise UserError(
             f"{name}: expected pixel rows of {PIXELS} values, got an array of shape {data.shape}"
         )
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+    return _as_uint8(name, data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)).copy()
+
+
+def _unpickle(name: str, blob: bytes, title: str) -> dict[object, object]:
+    """A pickled batch as a dict with str keys: the official files (pickled by Python 2) have
+    byte-string keys, batches re-saved by Python 3 have str keys; both are read."""
+    try:
+        batch = pickle.loads(blob, encoding="bytes")
+    except Exception as err:  # noqa: BLE001 - truncated or foreign pickles fail in many ways
+        raise UserError(
+            f"{name}: not a readable {title} batch (truncated or not a pickle: {type(err).__name__}: {err})"
+        ) from None
+    if not isinstance(batch, dict):
+        raise UserError(f"{name}: not a {title} batch (the pickle holds a {type(batch).__name__}, not a dict)")
+    return {(key.decode("latin-1") if isinstance(key, bytes) else key): value for key, value in batch.items()}
 
 
 def _decode_pickle(
     name: str, blob: bytes, source: Source
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One pickled batch to (N x 32 x 32 x 3 uint8, N labels)."""
-    key = (
-        b"labels"
-        if source.dataset == "cifar10"
-        else f"{source.label_mode}_labels".encode()
-    )
-    try:
-        batch = pickle.loads(blob, encoding="bytes")
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[key], dtype=np.int64)
-    except Exception as err:  # noqa: BLE001 - truncated or foreign pickles fail in many ways
-        raise UserError(
-            f"{name}: not a readable {CATALOG[source.dataset].title} batch ({type(err).__name__}: {err})"
-        ) from None
-    if len(data) != len(labels) or labels.ndim != 1:
+    """One pickled batch (``data``: N x 3072 planar pixels, ``labels`` or ``fine_labels``/
+    ``coarse_labels``: N classes) to (N x 32 x 32 x 3 uint8, N int64 labels)."""
+    title = CATALOG[source.dataset].title
+    label_key = "labels" if source.dataset == "cifar10" else f"{source.label_mode}_labels"
+    batch = _unpickle(name, blob, title)
+    missing = [key for key in ("data", label_key) if key not in batch]
+    if missing:
+        keys = ", ".join(sorted(str(key) for key in batch)) or "none"
+        raise UserError(f"{name}: this {title} batch has no {' and no '.join(missing)} (its keys: {keys})")
+    data = _as_array(name, "the pixels", batch["data"])
+    labels = _as_array(name, f"the {label_key}", batch[label_key])
+    if len(data) != len(labels):
         raise UserError(f"{name}: {len(data)} images but {len(labels)} labels")
     return _planes_to_hwc(name, data), source.check_labels(name, labels)
 
@@ -335,19 +440,16 @@ def _read_npz(source: Source, part: Part) -> tuple[np.ndarray, np.ndarray]:
         raise UserError(
             f"{path}: not a readable .npz file ({type(err).__name__}: {err})"
         ) from None
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+    if images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise UserError(
             f"{path}: x must be uint8 of shape (N, 32, 32, 3), got {images.dtype} {images.shape}"
         )
-    if (
-        labels.ndim != 1
-        or len(labels) != len(images)
-        or not np.issubdtype(labels.dtype, np.integer)
-    ):
+    images = _as_uint8(str(path), _as_array(str(path), "x", images))
+    if labels.ndim not in (1, 2) or len(labels) != len(images):
         raise UserError(
             f"{path}: y must hold one integer label per image, got {labels.dtype} {labels.shape}"
         )
-    return images, source.check_labels(str(path), labels.astype(np.int64))
+    return images, source.check_labels(str(path), _as_array(str(path), "y", labels))
 
 
 # --- image folders -----------------------------------------------------------------------------------
@@ -393,14 +495,51 @@ def _label_of(folder: Path, names: tuple[str, ...]) -> int:
     )
 
 
+def _deeper_than_8_bits(image: Image.Image) -> bool:
+    """Whether the file stores more than 8 bits per channel (e.g. a 16-bit RGB PNG, which
+    Pillow opens as mode RGB keeping only the top 8 bits). Read from the decoder's raw mode."""
+    for tile in image.tile:
+        args = tile[3]
+        rawmode = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
+        if isinstance(rawmode, str) and re.match(r"(RGB|RGBA|RGBX|LA|L|I|F)[A-Z]*;(16|32)", rawmode):
+            return True
+    return False
+
+
+def _exact_rgb(path: Path, image: Image.Image) -> np.ndarray:
+    """The image as H x W x 3 uint8 if that loses nothing: 8-bit RGB as is; greyscale, 1-bit and
+    palette images expanded exactly; an alpha channel only if every pixel is opaque.
+    Everything else (16-bit, float, CMYK, transparency, animation) is an error naming ``path``."""
+    if getattr(image, "n_frames", 1) > 1:
+        raise UserError(f"{path}: an animated image ({image.n_frames} frames); save the one frame to use")
+    if image.mode not in EXACT_MODES or _deeper_than_8_bits(image):
+        depth = " with more than 8 bits per channel" if _deeper_than_8_bits(image) else ""
+        raise UserError(
+            f"{path}: mode {image.mode}{depth} cannot be converted to 8-bit RGB without loss; "
+            "save it as 8-bit RGB (or greyscale)"
+        )
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        pixels = np.asarray(image.convert("RGBA"))
+        transparent = int((pixels[..., 3] < 255).sum())
+        if transparent:
+            raise UserError(
+                f"{path}: {transparent} transparent pixel(s) (alpha below 255); flatten it onto a background first"
+            )
+        return pixels[..., :3]
+    return np.asarray(image.convert("RGB"))
+
+
 def _load_image(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    """One image file as 32 x 32 x 3 uint8, exactly as stored (see :func:`_exact_rgb`)."""
+    from PIL import Image
 
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise UserError(f"{path}: not a readable image ({err})") from None
+            pixels = _exact_rgb(path, image)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError, ...
+        raise UserError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
     if pixels.shape != (32, 32, 3):
         raise UserError(
             f"{path}: images must be 32x32, got {pixels.shape[1]}x{pixels.shape[0]}"
