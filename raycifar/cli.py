@@ -266,6 +266,7 @@ def _promote_checkpoint(checkpoint_path: str, results_dir: Path, **row_fields) -
 def _run_and_promote(configs: list, scheduler, options) -> None:
     """Connect to Ray, run the sweep with a live progress line, promote the best checkpoint."""
     from raycifar import sweep as sweeps
+    from raycifar.sweep_record import SweepRecorder
 
     if options.wandb == "offline":
         os.environ["WANDB_MODE"] = "offline"
@@ -284,6 +285,7 @@ def _run_and_promote(configs: list, scheduler, options) -> None:
             outcome.best_checkpoint, options.results_dir, sweep=options.sweep_name, trial_id=outcome.best_trial_id,
             val_acc=outcome.best_val_acc, epochs=outcome.best_epoch,
         )  # fmt: skip
+        SweepRecorder.reopen(options.results_dir / "sweeps" / options.sweep_name).promoted(row["entry_id"])
     except UserError as err:
         _fail(str(err))
     except sweeps.SweepFailed as err:
