@@ -202,6 +202,7 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
 
     prepare_environment(request.address)
     from raycifar import sweep
+    from raycifar.sweep_record import SweepRecorder
 
     if request.wandb == "offline":
         os.environ["WANDB_MODE"] = "offline"
@@ -222,6 +223,7 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
             outcome.best_checkpoint, request.results_dir, sweep=name, trial_id=outcome.best_trial_id,
             val_acc=outcome.best_val_acc, epochs=outcome.best_epoch,
         )  # fmt: skip
+        SweepRecorder.reopen(request.results_dir / "sweeps" / name).promoted(row["entry_id"])
     finally:
         disconnect()
     return SweepResult(name, outcome, row)

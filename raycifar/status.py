@@ -1,50 +1,72 @@
 """``raycifar status``: how the sweeps in a results folder are doing, and what a Ray
 cluster is running.
 
-Sweeps are read from the files Ray Tune keeps in each sweep folder: it rewrites
-``experiment_state-*.json`` (every trial's status, config and last result) every few
-seconds while a sweep runs. So the command works on any machine that sees the results
-folder, without joining Ray, and also after the cluster is gone. The cluster part asks
-the Ray dashboard's HTTP API (``/api/v0/nodes`` and ``/api/jobs/``), sending Ray's auth
-token when one is at hand.
+Sweeps are read from files only, so the command works on any machine that sees the
+results folder, without joining Ray, and after the cluster is gone:
+
+* ``sweep_record.json`` (:mod:`raycifar.sweep_record`), which the sweep driver keeps:
+  the plan, each trial's state and model, and a heartbeat. A sweep whose heartbeat is
+  older than :data:`~raycifar.sweep_record.STALE_AFTER_S` and that never ended was
+  interrupted (its driver was killed).
+* the per-trial files Ray Tune documents, in ``trial_<id>/``: ``params.json`` (the trial
+  config), ``result.json`` (one JSON result per reported epoch; ``progress.csv`` when it
+  is missing) and ``error.txt`` (an errored trial's traceback).
+
+Tune's private experiment state files are never read. A sweep folder that cannot be
+read is reported on its own with the reason; the other sweeps are still listed.
+
+The cluster part asks the Ray dashboard at ``--dashboard-url`` through Ray's public
+clients (the state API for nodes, ``JobSubmissionClient`` for jobs), sending Ray's auth
+token when one is at hand. Ray is imported only then: plain ``raycifar status`` imports
+neither Ray nor torch.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
-import urllib.error
-import urllib.request
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import ValidationError
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from raycifar.config import ModelConfig
 from raycifar.errors import UserError
-from raycifar.leaderboard import read_table
-from raycifar.variants import model_name
+from raycifar.sweep_record import (
+    STALE_AFTER_S,
+    TERMINAL_STATES,
+    TRIAL_DIR_PREFIX,
+    SweepRecord,
+    TrialEntry,
+    read_record,
+    utc_now,
+)
 
-STATE_GLOB = "experiment_state-*.json"
-HTTP_TIMEOUT_S = 10
+RPC_TIMEOUT_S = 10
+# The record's trial states as status shows them; "interrupted" and "unknown" are status's own.
+SHOWN_STATE = {"stopped_early": "stopped early"}
 
 
 @dataclass(frozen=True)
 class TrialStatus:
-    """One trial as Tune last saved it."""
+    """One trial: its state from the sweep record, its progress from Tune's trial files."""
 
     trial_id: str
-    state: str  # pending, running, paused, finished, stopped early, error
+    state: str  # pending, running, finished, stopped early, error, diverged, interrupted, unknown
     model: str
     params: int | None
     epoch: int  # epochs reported so far
-    epochs: int  # epochs planned
+    epochs: int | None  # epochs planned
     val_acc: float | None  # at the last reported epoch
     best_val_acc: float | None  # over all reported epochs
+    error_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,18 +74,32 @@ class SweepStatus:
     """One sweep folder: its trials and whether it reached the leaderboard."""
 
     name: str
-    state: str  # starting, running, ended, promoted
-    updated: str | None  # when Tune last saved the sweep's state (UTC, ISO 8601)
+    # starting, running, interrupted, ended, failed, promoted; unknown (no sweep record),
+    # unreadable (see ``problem``)
+    state: str
+    updated: str | None  # last sign of life: the driver's heartbeat or end (UTC, ISO 8601)
     promoted_entry: str | None
     trials: list[TrialStatus] = field(default_factory=list)
+    planned_trials: int | None = None
+    interrupted_at: str | None = None  # when an interrupted sweep last showed life (UTC, ISO 8601)
+    problem: str | None = None  # why an unreadable folder could not be read (one line)
 
     @property
     def counts(self) -> dict[str, int]:
-        """Number of trials in each state."""
+        """Number of trials in each state; planned trials not started yet count as pending."""
         counts: dict[str, int] = {}
         for trial in self.trials:
             counts[trial.state] = counts.get(trial.state, 0) + 1
+        unstarted = (self.planned_trials or 0) - len(self.trials)
+        if unstarted > 0:
+            counts["pending"] = counts.get("pending", 0) + unstarted
         return counts
+
+    @property
+    def done_trials(self) -> int:
+        """Trials that reached an end state (finished, stopped early, error, diverged)."""
+        ended = {SHOWN_STATE.get(s, s) for s in TERMINAL_STATES}
+        return sum(t.state in ended for t in self.trials)
 
     @property
     def best_val_acc(self) -> float | None:
@@ -80,141 +116,340 @@ class ClusterStatus:
     jobs: list[dict]
 
 
-# ---------------------------------------------------------------------- sweeps
+# ---------------------------------------------------------------------- trial files
 
 
-def _trial_state(tune_status: str, epoch: int, epochs: int) -> str:
-    if tune_status == "TERMINATED":
-        return "finished" if epoch >= epochs else "stopped early"
-    return {"ERROR": "error", "RUNNING": "running", "PAUSED": "paused"}.get(
-        tune_status, "pending"
+@dataclass(frozen=True)
+class _History:
+    """What a trial reported: the last epoch and val_acc, and the best val_acc."""
+
+    epoch: int = 0
+    val_acc: float | None = None
+    best_val_acc: float | None = None
+
+
+def _history(rows: list[dict]) -> _History:
+    scored = [float(r["val_acc"]) for r in rows if r.get("val_acc") not in (None, "")]
+    epochs = [int(float(r["epoch"])) for r in rows if r.get("epoch") not in (None, "")]
+    last = rows[-1] if rows else {}
+    last_acc = last.get("val_acc")
+    return _History(
+        epoch=max(epochs, default=0),
+        val_acc=None if last_acc in (None, "") else float(last_acc),
+        best_val_acc=max(scored, default=None),
     )
 
 
-def _model(config: dict) -> str:
+def _result_rows(path: Path) -> list[dict]:
+    """The results in Tune's ``result.json`` (one JSON object a line).
+
+    A last line without its newline is a result Tune is still writing and is left out;
+    any other line that is not a JSON object is damage (UserError naming file and line).
+    """
+    text = path.read_text()
+    lines = text.split("\n")
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            if number == len(lines):  # no newline after it yet: still being written
+                break
+            raise UserError(f"{path}: line {number} is not a JSON result")
+        rows.append(row)
+    return rows
+
+
+def _progress_rows(path: Path) -> list[dict]:
+    """The results in Tune's ``progress.csv``; a short last row (still being written) is left out."""
+    with path.open(newline="") as stream:
+        reader = csv.DictReader(stream)
+        rows = [row for row in reader if None not in row.values()]
+    return rows
+
+
+def _read_history(trial_dir: Path) -> _History:
+    """The trial's reported epochs from ``result.json``, else ``progress.csv``, else nothing."""
+    result, progress = trial_dir / "result.json", trial_dir / "progress.csv"
     try:
-        return model_name(ModelConfig.model_validate(config.get("model", {})))
+        if result.is_file():
+            return _history(_result_rows(result))
+        if progress.is_file():
+            return _history(_progress_rows(progress))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as err:
+        source = result if result.is_file() else progress
+        raise UserError(f"{source}: cannot read the trial's results ({err})") from None
+    return _History()
+
+
+def _read_params(trial_dir: Path) -> dict:
+    """The trial config Tune saved in ``params.json`` ({} when it is not there yet)."""
+    path = trial_dir / "params.json"
+    if not path.is_file():
+        return {}
+    try:
+        params = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: cannot read the trial config ({err})") from None
+    if not isinstance(params, dict):
+        raise UserError(f"{path}: not a trial config (a JSON object)")
+    return params
+
+
+def _model_from_config(config: dict) -> str:
+    """The model name of a trial the sweep record does not name (sweeps of older raycifars).
+
+    """
+    model = config.get("model")
+    if not isinstance(model, dict):
+        return "?"
+    from pydantic import ValidationError
+
+    from raycifar.config import ModelConfig
+    from raycifar.variants import model_name
+
+    try:
+        return model_name(ModelConfig.model_validate(model))
     except ValidationError:
         return "?"
 
 
-def _trial(entry: list, source: Path) -> TrialStatus:
-    """One ``trial_data`` entry of Tune's state file: [trial JSON, runtime JSON]."""
+# ---------------------------------------------------------------------- sweeps
+
+
+def _trial_state(entry: TrialEntry | None, history: _History, epochs: int | None, errored: bool, live: bool) -> str:
+    """The state shown for one trial.
+
+    With a record entry, the record says; a trial that was running when its driver died
+    is ``interrupted``. Without one (a trial Tune started just now, or a sweep of an older
+    raycifar), the trial files say what they can.
+    """
+    if entry is not None:
+        if entry.state == "running" and not live:
+            return "interrupted"
+        return SHOWN_STATE.get(entry.state, entry.state)
+    if errored:
+        return "error"
+    if epochs and history.epoch >= epochs:
+        return "finished"
+    return "pending" if live else "unknown"
+
+
+def _trial_ids(sweep_dir: Path, record: SweepRecord | None) -> list[str]:
+    """The record's trials in start order, then trial folders the record does not list."""
+    ids = list(record.trials) if record else []
+    folders = sorted(p.name for p in sweep_dir.glob(f"{TRIAL_DIR_PREFIX}*") if p.is_dir())
+    extra = [name.removeprefix(TRIAL_DIR_PREFIX) for name in folders]
+    return ids + [i for i in extra if i not in ids]
+
+
+def _read_trial(sweep_dir: Path, trial_id: str, record: SweepRecord | None, live: bool) -> TrialStatus:
+    trial_dir = sweep_dir / f"{TRIAL_DIR_PREFIX}{trial_id}"
+    entry = record.trials.get(trial_id) if record else None
+    history = _read_history(trial_dir)
+    known = entry is not None and entry.model is not None and entry.epochs is not None
+    config = {} if known else _read_params(trial_dir)
+    epochs = entry.epochs if entry and entry.epochs is not None else (config.get("train") or {}).get("epochs")
+    error_txt = trial_dir / "error.txt"
+    error_file = (entry.error_file if entry else None) or (str(error_txt) if error_txt.is_file() else None)
+    return TrialStatus(
+        trial_id=trial_id,
+        state=_trial_state(entry, history, epochs, error_file is not None, live),
+        model=entry.model if entry and entry.model else _model_from_config(config),
+        params=entry.params if entry and entry.params is not None else config.get("params"),
+        epoch=history.epoch,
+        epochs=epochs,
+        val_acc=history.val_acc,
+        best_val_acc=history.best_val_acc,
+        error_file=error_file,
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds") if moment else None
+
+
+def _driver_gone(record: SweepRecord) -> bool:
+    """True when the record's driver ran on this machine and its process no longer exists."""
+    if record.driver_host != socket.gethostname():
+        return False
     try:
-        trial, runtime = json.loads(entry[0]), json.loads(entry[1])
-        config, last = trial["config"], runtime.get("last_result") or {}
-        val_acc_seen = runtime.get("metric_analysis", {}).get("val_acc", {})
-        epochs = int(config["train"]["epochs"])
-        epoch = int(last.get("epoch", 0))
-        return TrialStatus(
-            trial_id=trial["trial_id"],
-            state=_trial_state(trial["status"], epoch, epochs),
-            model=_model(config),
-            params=config.get("params"),
-            epoch=epoch,
-            epochs=epochs,
-            val_acc=last.get("val_acc"),
-            best_val_acc=val_acc_seen.get("max"),
-        )
-    except (KeyError, IndexError, TypeError, ValueError) as err:
-        raise UserError(
-            f"{source}: not a Ray Tune state file this raycifar can read ({err!r})"
-        ) from None
+        os.kill(record.driver_pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
-def _sweep_state(trials: list[TrialStatus], promoted: str | None) -> str:
+def _is_live(record: SweepRecord | None, now: datetime, stale_after_s: float) -> bool:
+    """Whether the sweep's driver is still running: a fresh heartbeat and not ended."""
+    if record is None or record.ended_at is not None:
+        return False
+    return not record.is_stale(now, stale_after_s) and not _driver_gone(record)
+
+
+def _sweep_state(record: SweepRecord | None, trials: list[TrialStatus], promoted: str | None, live: bool) -> str:
     if promoted:
         return "promoted"
-    if not trials:
-        return "starting"
-    if any(t.state in ("pending", "running", "paused") for t in trials):
-        return "running"
-    return "ended"
+    if record is None:
+        ended = {SHOWN_STATE.get(s, s) for s in TERMINAL_STATES}
+        return "ended" if trials and all(t.state in ended for t in trials) else "unknown"
+    if live:
+        return "running" if record.trials else "starting"
+    return {"completed": "ended", "failed": "failed"}.get(record.outcome or "", "interrupted")
 
 
-def read_sweep(sweep_dir: Path, promoted: dict[str, str]) -> SweepStatus:
-    """The status of the sweep in ``sweep_dir``; ``promoted`` maps sweep names to entry ids."""
-    states = sorted(sweep_dir.glob(STATE_GLOB), key=lambda p: p.stat().st_mtime)
-    trials: list[TrialStatus] = []
-    updated = None
-    if states:
-        latest = states[-1]
-        try:
-            saved = json.loads(latest.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise UserError(
-                f"{latest}: cannot read the sweep's state ({err})"
-            ) from None
-        if not isinstance(saved, dict):
-            raise UserError(
-                f"{latest}: not a Ray Tune state file this raycifar can read"
-            )
-        trials = [_trial(entry, latest) for entry in saved.get("trial_data", [])]
-        updated = datetime.fromtimestamp(
-            latest.stat().st_mtime, timezone.utc
-        ).isoformat(timespec="seconds")
-    entry = promoted.get(sweep_dir.name)
+def _legacy_updated(sweep_dir: Path) -> str | None:
+    """Without a record: when a trial last wrote a result (or the folder changed)."""
+    stamps = [p.stat().st_mtime for p in sweep_dir.glob(f"{TRIAL_DIR_PREFIX}*/result.json")]
+    stamp = max(stamps, default=sweep_dir.stat().st_mtime)
+    return _iso(datetime.fromtimestamp(stamp, timezone.utc))
+
+
+def read_sweep(
+    sweep_dir: Path, promoted: dict[str, str], now: datetime | None = None, stale_after_s: float = STALE_AFTER_S
+) -> SweepStatus:
+    """The status of the sweep in ``sweep_dir``; ``promoted`` maps sweep names to entry ids.
+
+    Raises UserError (one line naming the file) when a file of the sweep is damaged.
+    """
+    now = now or utc_now()
+    record = read_record(sweep_dir)
+    live = _is_live(record, now, stale_after_s)
+    trials = [_read_trial(sweep_dir, trial_id, record, live) for trial_id in _trial_ids(sweep_dir, record)]
+    entry = (record.promoted_entry if record else None) or promoted.get(sweep_dir.name)
+    state = _sweep_state(record, trials, entry, live)
+    if record is None:
+        return SweepStatus(sweep_dir.name, state, _legacy_updated(sweep_dir), entry, trials)
+    last_sign = record.ended_at or record.heartbeat_at
     return SweepStatus(
-        sweep_dir.name, _sweep_state(trials, entry), updated, entry, trials
+        name=sweep_dir.name,
+        state=state,
+        updated=_iso(last_sign),
+        promoted_entry=entry,
+        trials=trials,
+        planned_trials=record.planned_trials,
+        interrupted_at=_iso(last_sign) if state == "interrupted" else None,
     )
 
 
-def read_sweeps(results_dir: Path, sweep: str | None = None) -> list[SweepStatus]:
-    """Every sweep in ``results_dir`` (newest first), or only the one named ``sweep``."""
+def _unreadable(sweep_dir: Path, problem: str) -> SweepStatus:
+    return SweepStatus(sweep_dir.name, "unreadable", None, None, problem=problem)
+
+
+def promoted_sweeps(results_dir: Path) -> dict[str, str]:
+    """Sweep name -> leaderboard entry id, from the leaderboard table ({} when there is none)."""
+    from raycifar.leaderboard import read_table
+
+    return {row["sweep"]: row["entry_id"] for row in read_table(results_dir) if row["sweep"]}
+
+
+def read_sweeps(
+    results_dir: Path, sweep: str | None = None, now: datetime | None = None, stale_after_s: float = STALE_AFTER_S
+) -> list[SweepStatus]:
+    """Every sweep in ``results_dir`` (newest first), or only the one named ``sweep``.
+
+    A damaged sweep folder comes back with state ``unreadable`` and the reason in
+    ``problem``, unless it is the one ``sweep`` names: then UserError.
+    """
     sweeps_dir = results_dir / "sweeps"
-    folders = (
-        [p for p in sweeps_dir.iterdir() if p.is_dir()] if sweeps_dir.is_dir() else []
-    )
+    folders = [p for p in sweeps_dir.iterdir() if p.is_dir()] if sweeps_dir.is_dir() else []
     if sweep is not None:
         known = ", ".join(sorted(p.name for p in folders)) or "none"
         folders = [p for p in folders if p.name == sweep]
         if not folders:
-            raise UserError(
-                f"--sweep {sweep}: no such sweep in {sweeps_dir} (known: {known})"
-            )
-    promoted = {row["sweep"]: row["entry_id"] for row in read_table(results_dir)}
+            raise UserError(f"--sweep {sweep}: no such sweep in {sweeps_dir} (known: {known})")
+    promoted = promoted_sweeps(results_dir)
     folders.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    return [read_sweep(folder, promoted) for folder in folders]
+    found = []
+    for folder in folders:
+        try:
+            found.append(read_sweep(folder, promoted, now, stale_after_s))
+        except UserError as err:
+            if sweep is not None:
+                raise
+            found.append(_unreadable(folder, str(err)))
+    return found
+
+
+def resume_hint(sweep: SweepStatus) -> str | None:
+    """The command that resumes an interrupted sweep (None: no resume command yet).
+
+    Hook for ``raycifar sweep --resume``: return its command line here and the table
+    prints it after the "interrupted at" line.
+    """
+    return None
+
+
+def describe_state(sweep: SweepStatus) -> str:
+    """The state cell of the sweeps table: the state, spelled out for an interrupted sweep."""
+    if sweep.state != "interrupted" or sweep.interrupted_at is None:
+        return sweep.state
+    at = datetime.fromisoformat(sweep.interrupted_at).strftime("%H:%M")
+    planned = sweep.planned_trials if sweep.planned_trials is not None else len(sweep.trials)
+    text = f"interrupted at {at}, {sweep.done_trials} of {planned} trials finished"
+    hint = resume_hint(sweep)
+    return f"{text}; resume: {hint}" if hint else text
 
 
 # ---------------------------------------------------------------------- cluster
 
 
-def auth_token() -> str | None:
-    """Ray's auth token, looked up as Ray does: $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
+def auth_token() -> tuple[str, str] | None:
+    """Ray's auth token and where it came from, looked up as Ray does:
+    $RAY_AUTH_TOKEN, then the file $RAY_AUTH_TOKEN_PATH, then ~/.ray/auth_token."""
     if os.environ.get("RAY_AUTH_TOKEN"):
-        return os.environ["RAY_AUTH_TOKEN"].strip()
+        return os.environ["RAY_AUTH_TOKEN"].strip(), "$RAY_AUTH_TOKEN"
     path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
-    return path.read_text().strip() if path.is_file() else None
+    return (path.read_text().strip(), str(path)) if path.is_file() else None
 
 
-def dashboard_get(url: str, route: str) -> object:
-    """GET ``route`` from the dashboard at ``url`` and decode its JSON answer."""
-    request = urllib.request.Request(url.rstrip("/") + route)
-    token = auth_token()
+def _auth_headers(token: tuple[str, str] | None) -> dict[str, str]:
+    """Headers for Ray's HTTP clients. The token goes in explicitly: Ray's clients add it
+    themselves only when this process runs with RAY_AUTH_MODE=token."""
+    headers = {"Content-Type": "application/json"}
     if token:
-        request.add_header("Authorization", f"Bearer {token}")
+        headers["Authorization"] = f"Bearer {token[0]}"
+    return headers
+
+
+@contextmanager
+def _only_this_address() -> Iterator[None]:
+    """Ray's HTTP clients prefer $RAY_API_SERVER_ADDRESS and $RAY_ADDRESS over the address
+    they are given; hide both while they are built so that --dashboard-url is the one used."""
+    saved = {name: os.environ.pop(name) for name in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS") if name in os.environ}
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as answer:
-            return json.loads(answer.read())
-    except urllib.error.HTTPError as err:
-        if err.code in (401, 403):
-            raise UserError(
-                f"--dashboard-url {url}: the dashboard refused the request ({err.code}); "
-                "set RAY_AUTH_TOKEN or put the cluster's token in ~/.ray/auth_token"
-            ) from None
-        raise UserError(
-            f"--dashboard-url {url}: {route} answered {err.code} {err.reason}"
-        ) from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise UserError(
-            f"--dashboard-url {url}: cannot reach the Ray dashboard ({reason})"
-        ) from None
-    except json.JSONDecodeError:
-        raise UserError(
-            f"--dashboard-url {url}: {route} did not answer JSON; is this a Ray dashboard?"
-        ) from None
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+@contextmanager
+def _dashboard_errors(url: str, token: tuple[str, str] | None) -> Iterator[None]:
+    """Turn the Ray clients' exceptions into one-line UserErrors naming --dashboard-url."""
+    import requests
+    from ray.exceptions import AuthenticationError
+    from ray.util.state.exception import RayStateApiException, ServerUnavailable
+
+    try:
+        yield
+    except AuthenticationError:
+        if token is None:
+            advice = "no token was sent: set RAY_AUTH_TOKEN or put the cluster's token in ~/.ray/auth_token"
+        else:
+            advice = f"the token from {token[1]} is not this cluster's: set RAY_AUTH_TOKEN to the cluster's token"
+        raise UserError(f"--dashboard-url {url}: the dashboard refused the request ({advice})") from None
+    except (ServerUnavailable, ConnectionError, requests.exceptions.RequestException) as err:
+        reason = "no answer" if isinstance(err, ServerUnavailable) else type(err).__name__
+        raise UserError(f"--dashboard-url {url}: cannot reach the Ray dashboard ({reason})") from None
+    except (RayStateApiException, RuntimeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise UserError(f"--dashboard-url {url}: unexpected answer from the Ray dashboard ({first})") from None
 
 
 def _node(node: dict) -> dict:
@@ -229,45 +464,58 @@ def _node(node: dict) -> dict:
     }
 
 
-def _job(job: dict) -> dict:
-    def when(ms: int | None) -> str | None:
-        return (
-            datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(
-                timespec="seconds"
-            )
-            if ms
-            else None
-        )
+def _when(ms: int | None) -> str | None:
+    return _iso(datetime.fromtimestamp(ms / 1000, timezone.utc)) if ms else None
 
+
+def _job(job) -> dict:
+    """One ``JobDetails`` from ``JobSubmissionClient.list_jobs`` as plain values."""
     return {
-        "submission_id": job.get("submission_id"),
-        "job_id": job.get("job_id"),
-        "status": job.get("status"),
-        "entrypoint": job.get("entrypoint"),
-        "start_time": when(job.get("start_time")),
-        "end_time": when(job.get("end_time")),
+        "submission_id": job.submission_id,
+        "job_id": job.job_id,
+        "status": str(getattr(job.status, "value", job.status)),
+        "entrypoint": job.entrypoint,
+        "start_time": _when(job.start_time),
+        "end_time": _when(job.end_time),
     }
 
 
+def _list_alive_nodes(url: str, headers: dict[str, str]) -> list[dict]:
+    """Alive nodes through Ray's state API (``ray.util.state``; the same query as ``list_nodes``,
+    whose signature has no way to pass the auth header)."""
+    from ray.util.state import StateApiClient
+    from ray.util.state.common import ListApiOptions, StateResource
+
+    with _only_this_address():
+        client = StateApiClient(address=url, headers=headers)
+    options = ListApiOptions(limit=10_000, timeout=RPC_TIMEOUT_S, filters=[("state", "=", "ALIVE")])
+    nodes = client.list(StateResource.NODES, options=options, raise_on_missing_output=False)
+    return [_node(asdict(n)) for n in nodes]
+
+
+def _list_jobs(url: str, headers: dict[str, str]) -> list[dict]:
+    """Submitted jobs (not plain drivers) through ``JobSubmissionClient``."""
+    from ray.job_submission import JobSubmissionClient, JobType
+
+    with _only_this_address():
+        client = JobSubmissionClient(url, headers=headers)
+    return [_job(j) for j in client.list_jobs() if j.type == JobType.SUBMISSION]
+
+
 def read_cluster(url: str) -> ClusterStatus:
-    """Alive nodes and all submitted jobs (newest first) from the dashboard at ``url``."""
-    answer = dashboard_get(
-        url,
-        "/api/v0/nodes?limit=1000&filter_keys=state&filter_predicates=%3D&filter_values=ALIVE",
-    )
-    try:
-        nodes = [_node(n) for n in answer["data"]["result"]["result"]]
-    except (KeyError, TypeError):
-        raise UserError(
-            f"--dashboard-url {url}: unexpected answer from /api/v0/nodes"
-        ) from None
-    jobs = dashboard_get(url, "/api/jobs/")
-    if not isinstance(jobs, list):
-        raise UserError(f"--dashboard-url {url}: unexpected answer from /api/jobs/")
-    submitted = [_job(j) for j in jobs if j.get("type") == "SUBMISSION"]
-    submitted.sort(key=lambda j: j["start_time"] or "", reverse=True)
+    """Alive nodes (head first) and all submitted jobs (newest first) from the dashboard at ``url``.
+
+    Imports Ray. Raises UserError when the dashboard cannot be reached or refuses the token.
+    """
+    url = url.rstrip("/")
+    token = auth_token()
+    headers = _auth_headers(token)
+    with _dashboard_errors(url, token):
+        nodes = _list_alive_nodes(url, headers)  # first: it has a timeout, the jobs client has none
+        jobs = _list_jobs(url, headers)
+    jobs.sort(key=lambda j: j["start_time"] or "", reverse=True)
     nodes.sort(key=lambda n: (not n["is_head"], n["node_id"] or ""))
-    return ClusterStatus(url, nodes, submitted)
+    return ClusterStatus(url, nodes, jobs)
 
 
 # ---------------------------------------------------------------------- output
@@ -277,12 +525,7 @@ def as_json(sweeps: list[SweepStatus], cluster: ClusterStatus | None) -> dict:
     """Everything ``raycifar status --format json`` prints."""
     report: dict = {
         "sweeps": [
-            {
-                **asdict(s),
-                "counts": s.counts,
-                "best_val_acc": s.best_val_acc,
-                "trials": [asdict(t) for t in s.trials],
-            }
+            {**asdict(s), "counts": s.counts, "best_val_acc": s.best_val_acc, "trials": [asdict(t) for t in s.trials]}
             for s in sweeps
         ]
     }
@@ -296,70 +539,58 @@ def _score(value: float | None) -> str:
 
 
 def _table(title: str, columns: tuple[str, ...]) -> Table:
-    table = Table(
-        box=box.SIMPLE_HEAD, pad_edge=False, title=title, title_justify="left"
-    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=title, title_justify="left")
     for column in columns:
-        table.add_column(column, no_wrap=column in ("sweep", "node"))
+        table.add_column(column, no_wrap=column in ("sweep", "state", "node"))
     return table
 
 
-def print_sweeps(
-    console: Console, sweeps: list[SweepStatus], results_dir: Path
-) -> None:
-    """One line per sweep."""
+def print_sweeps(console: Console, sweeps: list[SweepStatus], results_dir: Path) -> None:
+    """One line per readable sweep, then one line per unreadable sweep folder with the reason."""
     if not sweeps:
         console.print(f"no sweeps yet in {results_dir / 'sweeps'}")
         return
-    columns = (
-        "sweep",
-        "state",
-        "trials",
-        "best val_acc",
-        "updated (UTC)",
-        "leaderboard entry",
-    )
-    table = _table(f"sweeps in {results_dir}", columns)
+    readable = [s for s in sweeps if s.problem is None]
+    if readable:
+        columns = ("sweep", "state", "trials", "best val_acc", "updated (UTC)", "leaderboard entry")
+        table = _table(f"sweeps in {results_dir}", columns)
+        for sweep in readable:
+            counts = ", ".join(f"{n} {state}" for state, n in sorted(sweep.counts.items())) or "-"
+            updated = sweep.updated.replace("+00:00", "") if sweep.updated else "-"
+            table.add_row(
+                sweep.name, describe_state(sweep), counts, _score(sweep.best_val_acc), updated, sweep.promoted_entry or "-"
+            )  # fmt: skip
+        console.print(table)
     for sweep in sweeps:
-        counts = (
-            ", ".join(f"{n} {state}" for state, n in sorted(sweep.counts.items()))
-            or "-"
-        )
-        updated = sweep.updated.replace("+00:00", "") if sweep.updated else "-"
-        table.add_row(
-            sweep.name, sweep.state, counts, _score(sweep.best_val_acc), updated, sweep.promoted_entry or "-"
-        )  # fmt: skip
-    console.print(table)
+        if sweep.problem is not None:
+            console.print(f"[bold yellow]unreadable sweep {escape(sweep.name)}:[/] {escape(sweep.problem)}", soft_wrap=True)
 
 
 def print_trials(console: Console, sweep: SweepStatus) -> None:
-    """One line per trial of ``sweep``."""
+    """One line per trial of ``sweep``; then the error file of each errored trial."""
     columns = ("trial", "state", "model", "params", "epoch", "val_acc", "best val_acc")
     table = _table(f"trials of {sweep.name}", columns)
     for t in sweep.trials:
         params = f"{t.params:,}" if t.params is not None else "-"
-        epochs = f"{t.epoch}/{t.epochs}"
+        epochs = f"{t.epoch}/{t.epochs if t.epochs is not None else '?'}"
         table.add_row(t.trial_id, t.state, t.model, params, epochs, _score(t.val_acc), _score(t.best_val_acc))  # fmt: skip
     console.print(table)
+    for t in sweep.trials:
+        if t.error_file:
+            console.print(f"trial {t.trial_id} error: {escape(t.error_file)}", soft_wrap=True, highlight=False)
 
 
 def print_cluster(console: Console, cluster: ClusterStatus) -> None:
     """Nodes with their CPUs and GPUs, then the submitted jobs."""
-    nodes = _table(
-        f"Ray nodes at {cluster.url}", ("node", "ip", "role", "CPUs", "GPUs")
-    )
+    nodes = _table(f"Ray nodes at {cluster.url}", ("node", "ip", "role", "CPUs", "GPUs"))
     for n in cluster.nodes:
         role = "head" if n["is_head"] else "worker"
-        nodes.add_row(
-            n["node_id"], n["node_ip"], role, f"{n['cpus']:g}", f"{n['gpus']:g}"
-        )
+        nodes.add_row(n["node_id"], n["node_ip"], role, f"{n['cpus']:g}", f"{n['gpus']:g}")
     console.print(nodes)
     if not cluster.jobs:
         console.print("no jobs submitted")
         return
-    jobs = _table(
-        "Ray jobs", ("submission id", "status", "started (UTC)", "entrypoint")
-    )
+    jobs = _table("Ray jobs", ("submission id", "status", "started (UTC)", "entrypoint"))
     for j in cluster.jobs:
         started = (j["start_time"] or "-").replace("+00:00", "")
         jobs.add_row(j["submission_id"], j["status"], started, j["entrypoint"])

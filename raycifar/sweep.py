@@ -25,7 +25,9 @@ from raycifar.config import SchedulerSettings, TrialConfig
 from raycifar.errors import Interrupted, RunFailed
 from raycifar.ray_session import RunResources, concurrent_runs, resolve_gpus
 from raycifar.selection import Selection, TrialHistory, select_best
+from raycifar.sweep_record import TRIAL_DIR_PREFIX, SweepRecorder, completion_state
 from raycifar.train_run import make_trainer, scaling_config
+from raycifar.variants import model_name
 
 WandbMode = Literal["offline", "online", "off"]
 DRIVER_RESOURCES = {"cpu": 0, "memory": 100 * 1024**2}  # the Tune function only waits on its trainer
@@ -95,15 +97,15 @@ class _PresetConfigs(Searcher):
 class _ProgressCallback(tune.Callback):
     """Forwards trial counts and the best ``val_acc`` so far to a :class:`ProgressSink`."""
 
-    def __init__(self, sink: ProgressSink) -> None:
-        self.sink = sink
+    def __init__(self, sink: ProgressSink, recorder: SweepRecorder | None = None) -> None:
+        self.sink, self.recorder = sink, recorder
         self.running: set[str] = set()
         self.done = 0
         self.best: float | None = None
 
     def __getstate__(self) -> dict:
         # Tune pickles its callbacks into the experiment state; the live display stays out.
-        return {**self.__dict__, "sink": None}
+        return {**self.__dict__, "sink": None, "recorder": None}
 
     def _push(self) -> None:
         if self.sink is not None:
@@ -111,7 +113,14 @@ class _ProgressCallback(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.running.add(trial.trial_id)
+        if self.recorder is not None:
+            config = TrialConfig.model_validate(trial.config)
+            self.recorder.trial_started(trial.trial_id, trial.config, model=model_name(config.model))
         self._push()
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.recorder is not None:
+            self.recorder.heartbeat()  # writes at most every few seconds
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "val_acc" in result:
@@ -124,11 +133,17 @@ class _ProgressCallback(tune.Callback):
         self._push()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if self.recorder is not None:
+            epochs = TrialConfig.model_validate(trial.config).train.epochs
+            self.recorder.trial_ended(trial.trial_id, completion_state(int(trial.last_result.get("epoch", 0)), epochs))
         self._finish(trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        error_file = getattr(trial, "error_file", None)
         if self.sink is not None:
-            self.sink.trial_failed(trial.trial_id, getattr(trial, "error_file", None))
+            self.sink.trial_failed(trial.trial_id, error_file)
+        if self.recorder is not None:
+            self.recorder.trial_ended(trial.trial_id, "error", error_file=error_file)
         self._finish(trial)
 
 
@@ -145,7 +160,7 @@ def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float
 
 def _trial_dirname(trial) -> str:
     """Short trial folder names (Tune's default spells out the whole config)."""
-    return f"trial_{trial.trial_id}"
+    return f"{TRIAL_DIR_PREFIX}{trial.trial_id}"
 
 
 def _callbacks(options: SweepOptions, progress: _ProgressCallback) -> list:
@@ -178,8 +193,9 @@ def run_sweep(
     started = time.monotonic()
     gpus = resolve_gpus(options.resources, options.local)
     concurrent = concurrent_runs(options.resources, gpus, options.max_concurrent_trials)
-    tracker = _ProgressCallback(progress)
     storage = options.results_dir / "sweeps"
+    recorder = SweepRecorder.start(storage / options.sweep_name, options.sweep_name, configs[0].space, len(configs))
+    tracker = _ProgressCallback(progress, recorder)
     max_epochs = max(c.train.epochs for c in configs)
     asha = ASHAScheduler(
         time_attr="epoch",
@@ -207,11 +223,18 @@ def run_sweep(
     )
     results = tuner.fit()
     if tracker.done < len(configs):  # Tune ends early only when it is interrupted
+        recorder.ended("interrupted")
         raise SweepInterrupted(
             f"sweep {options.sweep_name} stopped with {len(configs) - tracker.done} unfinished trials; "
             f"nothing promoted. Its results so far are in {results.experiment_path}"
         )
-    return _summarise(results, options, time.monotonic() - started)
+    try:
+        outcome = _summarise(results, options, time.monotonic() - started)
+    except SweepFailed:
+        recorder.ended("failed")
+        raise
+    recorder.ended("completed")
+    return outcome
 
 
 def _checkpoint_exists(path: str) -> bool:

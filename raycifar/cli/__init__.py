@@ -28,7 +28,6 @@ from raycifar.cli import catalog, data, results, run, status
 from raycifar.cli.common import stderr
 
 
-
 def _one_line(error: TyperException) -> str:
     """A usage error as one line: the problem, and where to read the command's help."""
     message = " ".join(error.format_message().replace("Value error, ", "").split())
