@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from raycifar.cli import app
 from raycifar.data import read_part, train_val_split
-from raycifar.data.ffcv_loader import INSTALL_HINT, beton_dir
+from raycifar.data.ffcv_loader import INSTALL_HINT
 
 
 def run_cli(*args: str) -> Result:
@@ -109,31 +109,3 @@ def test_ffcv_hint_when_it_is_missing(
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [f"error: {INSTALL_HINT}"]
     assert "pip install 'raycifar[ffcv]'" in INSTALL_HINT
-
-
-def test_data_prepare_writes_the_split_once(tmp_path: Path, cifar_dir: Path) -> None:
-    pytest.importorskip("ffcv", reason="FFCV is an optional extra")
-    data = tmp_path / "data"
-    data.symlink_to(cifar_dir, target_is_directory=True)
-    prepare = [
-        "data",
-        "prepare",
-        "--format",
-        "ffcv",
-        "--data-dir",
-        str(data),
-        "--seed",
-        "3",
-    ]
-    first = run_cli(*prepare)
-    assert first.exit_code == 0, first.output
-    folder = beton_dir(data.resolve(), "cifar10", "fine", 0.1, 3)
-    train, val = train_val_split(cifar_dir, 0.1, 3)
-    counts = f"train {len(train)}, val {len(val)}, test 200 images"
-    assert f"wrote {folder} ({counts})" in first.stdout
-    files = sorted(p.name for p in folder.iterdir())
-    assert files == ["manifest.json", "test.beton", "train.beton", "val.beton"]
-    written = (folder / "train.beton").stat().st_mtime_ns
-    again = run_cli(*prepare)
-    assert f"up to date: {folder}" in again.stdout
-    assert (folder / "train.beton").stat().st_mtime_ns == written

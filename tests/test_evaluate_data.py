@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from cifar_files import write_cifar100, write_image_folder
+from loader_refs import hand_counted_accuracy
 from PIL import Image
 
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
-from raycifar.data import read_part
+from raycifar.data import ImageSet, read_part
 from raycifar.errors import UserError
 from raycifar.evaluate import evaluate_on_test
 from raycifar.export import save_model_files
@@ -38,7 +39,8 @@ def test_evaluate_on_an_out_of_distribution_image_folder(
     test = read_part(cifar_dir, "test")
     write_image_folder(tmp_path / "ood", test.images[:40], test.labels[:40].tolist())
     on_folder = evaluate_on_test(model, tmp_path / "ood")
-    assert on_folder["n"] == 40 and 0 <= on_folder["test_acc"] <= 1
+    first_40 = ImageSet(test.images[:40], test.labels[:40])
+    assert on_folder["n"] == 40 and on_folder["test_acc"] == hand_counted_accuracy(model, first_40)
     assert evaluate_on_test(model, cifar_dir)["n"] == 200
 
 

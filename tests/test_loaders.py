@@ -1,52 +1,19 @@
-"""The three loaders: what each augmentation option does, normalization, seeding, sharding,
-and that the loaders agree with each other where they should."""
+"""The device and torchvision loaders: what each augmentation option does, normalization,
+seeding, sharding, and that the loaders agree with each other where they should. The ffcv
+loader's tests are in tests/test_ffcv.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 import torch
-from cifar_files import rows_to_hwc, synthetic_images
+from loader_refs import image_set, normalized, raw
 
 from raycifar.config import AugmentConfig
-from raycifar.data import CATALOG, DeviceLoader, ImageSet
+from raycifar.data import DeviceLoader, ImageSet
 from raycifar.data.augment import cutout_keep_mask, gather_crops, padded_store
 from raycifar.data.torchvision_loader import TorchvisionLoader
 
 CPU = torch.device("cpu")
-STATS = CATALOG["cifar10"]
-
-
-def _image_set(n: int, seed: int = 0) -> ImageSet:
-    data, labels = synthetic_images(n, np.random.default_rng(seed))
-    return ImageSet(rows_to_hwc(data).copy(), np.array(labels))
-
-
-def _normalized(images: np.ndarray) -> torch.Tensor:
-    """The reference normalization of uint8 HWC images."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).double() / 255
-    mean, std = (
-        torch.tensor(STATS.mean).view(1, 3, 1, 1),
-        torch.tensor(STATS.std).view(1, 3, 1, 1),
-    )
-    return ((x - mean) / std).float()
-
-
-def _raw(batch: torch.Tensor) -> np.ndarray:
-    """Normalized NCHW back to uint8 HWC."""
-    mean, std = (
-        torch.tensor(STATS.mean).view(1, 3, 1, 1),
-        torch.tensor(STATS.std).view(1, 3, 1, 1),
-    )
-    return (
-        ((batch.double() * std + mean) * 255)
-        .round()
-        .to(torch.uint8)
-        .permute(0, 2, 3, 1)
-        .numpy()
-    )
 
 
 def test_gather_crops_matches_pad_crop_and_flip_per_image() -> None:
@@ -79,21 +46,21 @@ def test_cutout_mask_is_one_square_inside_the_image() -> None:
 
 
 def test_val_batches_are_the_images_in_order_normalized() -> None:
-    data = _image_set(20)
+    data = image_set(20)
     loader = DeviceLoader(data, 8, CPU, train=False)
     images = torch.cat([batch for batch, _ in loader])
     assert len(loader) == 3
-    assert torch.allclose(images, _normalized(data.images), atol=1e-5)
+    assert torch.allclose(images, normalized(data.images), atol=1e-5)
 
 
 def test_device_loader_options_change_exactly_what_they_name() -> None:
-    data = _image_set(64)
+    data = image_set(64)
 
     def first_batch(**options) -> tuple[np.ndarray, np.ndarray]:
         loader = DeviceLoader(data, 64, CPU, train=True, seed=3, **options)
         loader.set_epoch(0)
         images, labels = next(iter(loader))
-        return _raw(images), labels.numpy()
+        return raw(images), labels.numpy()
 
     plain, labels = first_batch(padding=0, flip=False, cutout=0)
     order = [
@@ -144,15 +111,15 @@ def test_loader_shards_the_same_permutation_across_ranks() -> None:
 
 
 def test_torchvision_loader_normalizes_like_the_device_loader() -> None:
-    data = _image_set(20)
+    data = image_set(20)
     ours = torch.cat(
         [b for b, _ in TorchvisionLoader(data, 8, CPU, train=False, workers=0)]
     )
-    assert torch.allclose(ours, _normalized(data.images), atol=1e-5)
+    assert torch.allclose(ours, normalized(data.images), atol=1e-5)
 
 
 def test_torchvision_policies_change_the_images_and_epochs_are_seeded() -> None:
-    data = _image_set(32)
+    data = image_set(32)
 
     def epoch_images(
         augment: AugmentConfig, epoch: int, workers: int = 0
@@ -164,7 +131,7 @@ def test_torchvision_policies_change_the_images_and_epochs_are_seeded() -> None:
         return next(iter(loader))[0]
 
     plain = AugmentConfig(crop_padding=0, flip=False)
-    unchanged = _raw(epoch_images(plain, 0))
+    unchanged = raw(epoch_images(plain, 0))
     order = [
         int(np.flatnonzero((data.images == image).all(axis=(1, 2, 3)))[0])
         for image in unchanged
@@ -189,88 +156,3 @@ def test_torchvision_policies_change_the_images_and_epochs_are_seeded() -> None:
         epoch_images(jitter, 2, workers=2), epoch_images(jitter, 2, workers=2)
     ), "seeded per epoch"
     assert not torch.equal(epoch_images(jitter, 2), epoch_images(jitter, 3))
-
-
-ffcv = pytest.importorskip(
-    "ffcv", reason="FFCV is an optional extra (pip install 'raycifar[ffcv]')"
-)
-
-
-def test_ffcv_files_round_trip_exactly(tmp_path: Path) -> None:
-    from ffcv.fields.decoders import IntDecoder, SimpleRGBImageDecoder
-    from ffcv.loader import Loader, OrderOption
-    from ffcv.transforms import ToTensor
-
-    from raycifar.data.ffcv_loader import write_beton
-
-    data = _image_set(70)
-    write_beton(data, tmp_path / "part.beton")
-    loader = Loader(
-        str(tmp_path / "part.beton"), batch_size=32, num_workers=1, order=OrderOption.SEQUENTIAL, drop_last=False,
-        pipelines={"image": [SimpleRGBImageDecoder(), ToTensor()], "label": [IntDecoder(), ToTensor()]},
-    )  # fmt: skip
-    batches = [(images.clone(), labels.clone()) for images, labels in loader]
-    assert np.array_equal(torch.cat([b for b, _ in batches]).numpy(), data.images)
-    assert (
-        torch.cat([labels for _, labels in batches]).flatten().tolist()
-        == data.labels.tolist()
-    )
-
-
-def test_ffcv_loader_matches_the_device_loader_and_augments(tmp_path: Path) -> None:
-    from raycifar.data.ffcv_loader import FfcvLoader, write_beton
-
-    data = _image_set(64)
-    data = ImageSet(
-        data.images, np.arange(64)
-    )  # a label per image identifies it after shuffling
-    write_beton(data, tmp_path / "part.beton")
-    val = [
-        (images.clone(), labels.clone())
-        for images, labels in FfcvLoader(tmp_path / "part.beton", 32, CPU, False)
-    ]
-    assert torch.allclose(
-        torch.cat([b for b, _ in val]), _normalized(data.images), atol=1e-5
-    )
-    assert torch.cat([labels for _, labels in val]).dtype == torch.int64
-
-    train = FfcvLoader(
-        tmp_path / "part.beton", 64, CPU, True, seed=0, padding=0, flip=False, cutout=8
-    )
-    train.set_epoch(0)
-    images, labels = next(iter(train))
-    cut = _raw(images)
-    original = data.images[labels.numpy()]
-    assert not np.array_equal(cut, original)
-    assert ((cut == original) | (cut == 0)).all(), "only cutout squares changed"
-
-
-def test_prepared_files_hold_the_same_split_and_follow_the_data(tmp_path: Path) -> None:
-    from cifar_files import write_cifar10
-
-    from raycifar.data import train_val_split
-    from raycifar.data.ffcv_loader import FfcvLoader, prepare_ffcv
-
-    data = write_cifar10(tmp_path / "data", train_batches=1, per_batch=80, test=20)
-    first = prepare_ffcv(data, "cifar10", "fine", 0.25, split_seed=4)
-    train, val = train_val_split(data, 0.25, 4)
-    assert first.written and first.counts == {
-        "train": len(train),
-        "val": len(val),
-        "test": 20,
-    }
-    loaded = [
-        (images.clone(), labels.clone())
-        for images, labels in FfcvLoader(first.folder / "val.beton", 8, CPU, False)
-    ]
-    assert torch.cat([labels for _, labels in loaded]).tolist() == val.labels.tolist()
-    assert torch.allclose(
-        torch.cat([b for b, _ in loaded]), _normalized(val.images), atol=1e-5
-    )
-    assert not prepare_ffcv(data, "cifar10", "fine", 0.25, split_seed=4).written, (
-        "up to date"
-    )
-    write_cifar10(data, train_batches=1, per_batch=80, test=20, seed=9)
-    assert prepare_ffcv(data, "cifar10", "fine", 0.25, split_seed=4).written, (
-        "new data, new files"
-    )

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from loader_refs import normalized
 from safetensors.torch import load_file
 
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
@@ -278,10 +279,25 @@ def test_tta_accuracy_averages_the_views() -> None:
     assert score(LeftRightModel(), loader, "flip").acc == 1.0, "val_acc itself stays un-augmented"
 
 
+def _hand_tta_accuracy(model: torch.nn.Module, data: ImageSet) -> float:
+    """flip_translate TTA counted by hand: logits averaged over the image, its one-pixel
+    up-left and down-right shifts (reflect padding, with numpy) and their mirror images."""
+    images = normalized(data.images).numpy()
+    padded = np.pad(images, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
+    shifts = [images, padded[..., :-2, :-2], padded[..., 2:, 2:]]
+    views = [torch.from_numpy(np.ascontiguousarray(v)) for s in shifts for v in (s, s[..., ::-1])]
+    with torch.no_grad():
+        logits = [model.eval()(view) for view in views]
+    averaged = sum(logits[1:], logits[0]) / len(logits)
+    return int((averaged.argmax(1).numpy() == data.labels).sum()) / len(data)
+
+
 def test_val_acc_tta_is_reported_only_when_tta_is_on() -> None:
     assert "val_acc_tta" not in trained(TrainConfig()).run_epoch(1)
-    metrics = trained(TrainConfig(tta="flip_translate")).run_epoch(1)
-    assert 0.0 <= metrics["val_acc_tta"] <= 1.0
+    run = trained(TrainConfig(tta="flip_translate"), n=128)
+    metrics = run.run_epoch(1)
+    assert metrics["val_acc_tta"] == _hand_tta_accuracy(run.evaluated, random_images(128))
+    assert metrics["val_acc_tta"] != metrics["val_acc"], "here the views change some predictions (seeded)"
 
 
 # --- speed switches --------------------------------------------------------------------------
@@ -376,7 +392,13 @@ def test_a_config_and_seed_reproduce_val_acc_exactly(cifar_dir: Path) -> None:
 
 
 # Model-side regularizers (the architecture's options) that the loop must switch on in training only.
-MODEL_REGULARIZERS = [name for name in ("dropout", "block_dropout", "drop_path") if name in ModelConfig.model_fields]
+# Explicit, and checked complete against ModelConfig below: a renamed or added field fails loudly.
+MODEL_REGULARIZERS = ("dropout", "block_dropout", "drop_path")
+
+
+def test_the_regularizer_cases_are_every_rate_of_the_model_config() -> None:
+    rates = {name for name, field in ModelConfig.model_fields.items() if field.annotation is float}
+    assert rates == set(MODEL_REGULARIZERS)
 
 
 @pytest.mark.parametrize("option", MODEL_REGULARIZERS)

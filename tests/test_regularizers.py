@@ -50,10 +50,13 @@ def test_without_regularizers_it_is_plain_cross_entropy() -> None:
     ).item() == pytest.approx(expected.item())
 
 
-def test_label_smoothing_changes_the_loss() -> None:
-    assert _loss(TrainConfig(label_smoothing=0.2))[0] != pytest.approx(
-        _loss(TrainConfig())[0]
-    )
+def test_label_smoothing_mixes_in_the_uniform_target() -> None:
+    torch.manual_seed(0)
+    model, (images, labels) = Recorder(), _batch()
+    log_p = model(images).log_softmax(1)
+    by_hand = (0.8 * -log_p[torch.arange(len(labels)), labels] + 0.2 * -log_p.mean(1)).mean()
+    got = _loss(TrainConfig(label_smoothing=0.2))[0]
+    assert got == pytest.approx(by_hand.item()) and got != pytest.approx(_loss(TrainConfig())[0])
 
 
 def test_class_weights_scale_each_images_loss() -> None:

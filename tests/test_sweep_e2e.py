@@ -7,44 +7,27 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import TINY_SPACE
+from loader_refs import hand_counted_accuracy
 
-pytestmark = pytest.mark.slow
+from raycifar.data import train_val_split
+from raycifar.leaderboard import entry_dir
 
-
-@pytest.fixture(autouse=True)
-def short_tmpdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Ray's socket paths must stay under 107 bytes: its session folder goes in a short TMPDIR."""
-    with tempfile.TemporaryDirectory(prefix="rc", dir="/tmp") as folder:
-        monkeypatch.setenv("TMPDIR", folder)
-        yield folder
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("short_tmpdir")]
 
 
-def raycifar(*args: str, tmp_path: Path, timeout: int = 480) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RAY_ADDRESS"))}
-    env.update(COLUMNS="200")
-    result = subprocess.run(
-        [sys.executable, "-m", "raycifar", *args], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-    assert result.returncode == 0, f"raycifar {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
-
-
-def test_sweep_promotes_a_model_that_evaluate_reproduces(tmp_path: Path, cifar_dir: Path) -> None:
+def test_sweep_promotes_a_model_that_evaluate_reproduces(tmp_path: Path, cifar_dir: Path, raycifar) -> None:
     results = tmp_path / "results"
     sweep = raycifar("sweep", str(TINY_SPACE), "--data-dir", str(cifar_dir), "--results-dir", str(results),
-                     "--num-samples", "3", "--seed", "1", tmp_path=tmp_path)  # fmt: skip
+                     "--num-samples", "3", "--seed", "1", cwd=tmp_path)  # fmt: skip
     assert "Ray dashboard: http://127.0.0.1:" in sweep.stdout
     assert "promoted to the leaderboard" in sweep.stdout
 
-    rows = json.loads(raycifar("leaderboard", "--results-dir", str(results), "--format", "json", tmp_path=tmp_path).stdout)
+    rows = json.loads(raycifar("leaderboard", "--results-dir", str(results), "--format", "json", cwd=tmp_path).stdout)
     assert len(rows) == 1
     row = rows[0]
     assert 0 < row["params"] <= 100_000 and row["space"] == "tiny_space"
@@ -53,11 +36,11 @@ def test_sweep_promotes_a_model_that_evaluate_reproduces(tmp_path: Path, cifar_d
 
     scores = json.loads(
         raycifar("evaluate", row["entry_id"], "--results-dir", str(results), "--data-dir", str(cifar_dir),
-                 "--format", "json", tmp_path=tmp_path).stdout  # fmt: skip
+                 "--format", "json", cwd=tmp_path).stdout  # fmt: skip
     )
     assert scores["test_acc"] == row["test_acc"] and scores["n"] == 200 and scores["test_loss"] > 0
 
-    csv_text = raycifar("leaderboard", "--results-dir", str(results), "--format", "csv", tmp_path=tmp_path).stdout
+    csv_text = raycifar("leaderboard", "--results-dir", str(results), "--format", "csv", cwd=tmp_path).stdout
     assert csv_text.splitlines()[0].startswith("entry_id,created_at,sweep,space,dataset,model,params")
 
     offline_runs = list((results / "wandb" / "wandb").glob("offline-run-*"))
@@ -65,40 +48,26 @@ def test_sweep_promotes_a_model_that_evaluate_reproduces(tmp_path: Path, cifar_d
     assert all(any(run.glob("*.wandb")) for run in offline_runs)
 
 
-def test_trials_run_data_parallel_with_two_workers(tmp_path: Path, cifar_dir: Path) -> None:
+def test_trials_run_data_parallel_with_two_workers(tmp_path: Path, cifar_dir: Path, raycifar) -> None:
     results = tmp_path / "results"
     raycifar("sweep", str(TINY_SPACE), "--data-dir", str(cifar_dir), "--results-dir", str(results),
              "--num-samples", "1", "--max-epochs", "1", "--workers-per-trial", "2", "--cpus-per-trial", "2",
-             "--wandb", "off", "--no-dashboard", tmp_path=tmp_path)  # fmt: skip
+             "--wandb", "off", "--no-dashboard", cwd=tmp_path)  # fmt: skip
     reported = [json.loads(line) for path in (results / "sweeps").rglob("result.json") for line in path.read_text().splitlines()]
     assert reported and all(r["world_size"] == 2 for r in reported)
     assert {r["node_ip"] for r in reported} == {"127.0.0.1"}, "a local Ray binds to loopback only"
     assert not (results / "wandb").exists()
 
 
-HOLD_RAY = """
-import sys, ray
-context = ray.init(num_cpus=2, include_dashboard=False)
-print(context.address_info["gcs_address"], flush=True)
-sys.stdin.read()  # hold the cluster until the test closes our stdin
-ray.shutdown()
-"""
-
-
-def test_sweep_joins_an_existing_ray_cluster(tmp_path: Path, cifar_dir: Path) -> None:
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # the cluster listens on loopback only
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_RAY], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        address = holder.stdout.readline().strip()
-        assert address.startswith("127.0.0.1:")
-        results = tmp_path / "results"
-        sweep = raycifar("sweep", str(TINY_SPACE), "--data-dir", str(cifar_dir), "--results-dir", str(results),
-                         "--num-samples", "1", "--max-epochs", "1", "--wandb", "off", "--address", address,
-                         tmp_path=tmp_path)  # fmt: skip
-        assert "promoted to the leaderboard" in sweep.stdout
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=60)
+def test_sweep_joins_an_existing_ray_cluster(tmp_path: Path, cifar_dir: Path, ray_address: str, raycifar) -> None:
+    results = tmp_path / "results"
+    sweep = raycifar("sweep", str(TINY_SPACE), "--data-dir", str(cifar_dir), "--results-dir", str(results),
+                     "--num-samples", "1", "--max-epochs", "1", "--wandb", "off", "--address", ray_address,
+                     cwd=tmp_path)  # fmt: skip
+    assert "promoted to the leaderboard" in sweep.stdout
+    (row,) = json.loads(raycifar("leaderboard", "--results-dir", str(results), "--format", "json", cwd=tmp_path).stdout)
+    val = train_val_split(cifar_dir, 0.1, 0)[1]
+    assert row["val_acc"] == hand_counted_accuracy(entry_dir(results, row["entry_id"]), val), "the promoted weights"
 
 
 def test_ctrl_c_stops_the_sweep_without_promoting(tmp_path: Path, cifar_dir: Path) -> None:

@@ -1,13 +1,9 @@
-"""End to end through the CLI: ``raycifar train`` on Ray Train, promotion, and retraining an entry."""
+"""End to end through the CLI: ``raycifar train`` on Ray Train, promotion, and retraining an entry.
+The runs join the session's shared Ray (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,36 +17,17 @@ train: {lr: 0.1, batch_size: 64, epochs: 2, schedule: linear, warmup_epochs: 0.5
 """
 
 
-@pytest.fixture(autouse=True)
-def short_tmpdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Ray's socket paths must stay under 107 bytes: its session folder goes in a short TMPDIR."""
-    with tempfile.TemporaryDirectory(prefix="rc", dir="/tmp") as folder:
-        monkeypatch.setenv("TMPDIR", folder)
-        yield folder
-
-
-def raycifar(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RAY_ADDRESS"))}
-    env.update(COLUMNS="200")
-    result = subprocess.run(
-        [sys.executable, "-m", "raycifar", *args], check=False, cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=480,
-    )  # fmt: skip
-    assert result.returncode == 0, (
-        f"raycifar {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
-    return result
-
-
 def epoch_log(results: Path, name: str) -> list[dict]:
     return [json.loads(line) for line in (results / "runs" / name / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_train_promote_then_retrain_the_entry_on_two_workers(tmp_path: Path, cifar_dir: Path) -> None:
+def test_train_promote_then_retrain_the_entry_on_two_workers(
+    tmp_path: Path, cifar_dir: Path, ray_address: str, raycifar
+) -> None:
     results = tmp_path / "results"
     (tmp_path / "fixed.yaml").write_text(FIXED)
     first = raycifar("train", "fixed.yaml", "--data-dir", str(cifar_dir), "--results-dir", str(results),
-                     "--name", "first", "--promote", "--no-dashboard", cwd=tmp_path)  # fmt: skip
+                     "--name", "first", "--promote", "--address", ray_address, cwd=tmp_path)  # fmt: skip
     assert "epoch   1/2" in first.stdout and "epoch   2/2" in first.stdout and "val_acc_tta" in first.stdout
     assert "promoted to the leaderboard" in first.stdout
     log = epoch_log(results, "first")
@@ -66,7 +43,7 @@ def test_train_promote_then_retrain_the_entry_on_two_workers(tmp_path: Path, cif
     assert scores["matches_recorded"], "the promoted weights are the evaluated (EMA) weights"
 
     retrain = raycifar("train", "--from-entry", rows[0]["entry_id"], "--results-dir", str(results), "--epochs", "3",
-                       "--set", "tta=none", "--name", "longer", "--workers", "2", "--no-dashboard", cwd=tmp_path)  # fmt: skip
+                       "--set", "tta=none", "--name", "longer", "--workers", "2", "--address", ray_address, cwd=tmp_path)  # fmt: skip
     assert "epoch   3/3" in retrain.stdout and "promoted" not in retrain.stdout
     log = epoch_log(results, "longer")
     assert [m["epoch"] for m in log] == [1, 2, 3] and all(m["world_size"] == 2 for m in log)
