@@ -15,10 +15,8 @@ results folder, without joining Ray, and after the cluster is gone:
 Tune's private experiment state files are never read. A sweep folder that cannot be
 read is reported on its own with the reason; the other sweeps are still listed.
 
-The cluster part asks the Ray dashboard at ``--dashboard-url`` through Ray's public
-clients (the state API for nodes, ``JobSubmissionClient`` for jobs), sending Ray's auth
-token when one is at hand. Ray is imported only then: plain ``raycifar status`` imports
-neither Ray nor torch.
+The cluster part (``--dashboard-url``) lives in :mod:`raycifar.cluster_status`. Plain
+``raycifar status`` imports neither Ray nor torch.
 """
 
 from __future__ import annotations
@@ -27,16 +25,18 @@ import csv
 import json
 import os
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from raycifar.cluster_status import ClusterStatus
 
 from raycifar.errors import UserError
 from raycifar.sweep_record import (
@@ -49,7 +49,6 @@ from raycifar.sweep_record import (
     utc_now,
 )
 
-RPC_TIMEOUT_S = 10
 # The record's trial states as status shows them; "interrupted" and "unknown" are status's own.
 SHOWN_STATE = {"stopped_early": "stopped early"}
 
@@ -105,15 +104,6 @@ class SweepStatus:
     def best_val_acc(self) -> float | None:
         scores = [t.best_val_acc for t in self.trials if t.best_val_acc is not None]
         return max(scores, default=None)
-
-
-@dataclass(frozen=True)
-class ClusterStatus:
-    """What the Ray dashboard at ``url`` reports: live nodes and submitted jobs."""
-
-    url: str
-    nodes: list[dict]
-    jobs: list[dict]
 
 
 # ---------------------------------------------------------------------- trial files
@@ -269,7 +259,7 @@ def _read_trial(sweep_dir: Path, trial_id: str, record: SweepRecord | None, live
     )
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso_time(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds") if moment else None
 
 
@@ -308,7 +298,7 @@ def _legacy_updated(sweep_dir: Path) -> str | None:
     """Without a record: when a trial last wrote a result (or the folder changed)."""
     stamps = [p.stat().st_mtime for p in sweep_dir.glob(f"{TRIAL_DIR_PREFIX}*/result.json")]
     stamp = max(stamps, default=sweep_dir.stat().st_mtime)
-    return _iso(datetime.fromtimestamp(stamp, timezone.utc))
+    return iso_time(datetime.fromtimestamp(stamp, timezone.utc))
 
 
 def read_sweep(
@@ -330,11 +320,11 @@ def read_sweep(
     return SweepStatus(
         name=sweep_dir.name,
         state=state,
-        updated=_iso(last_sign),
+        updated=iso_time(last_sign),
         promoted_entry=entry,
         trials=trials,
         planned_trials=record.planned_trials,
-        interrupted_at=_iso(last_sign) if state == "interrupted" else None,
+        interrupted_at=iso_time(last_sign) if state == "interrupted" else None,
     )
 
 
@@ -397,131 +387,10 @@ def describe_state(sweep: SweepStatus) -> str:
     return f"{text}; resume: {hint}" if hint else text
 
 
-# ---------------------------------------------------------------------- cluster
-
-
-def auth_token() -> tuple[str, str] | None:
-    """Ray's auth token and where it came from, looked up as Ray does:
-    $RAY_AUTH_TOKEN, then the file $RAY_AUTH_TOKEN_PATH, then ~/.ray/auth_token."""
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return os.environ["RAY_AUTH_TOKEN"].strip(), "$RAY_AUTH_TOKEN"
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
-    return (path.read_text().strip(), str(path)) if path.is_file() else None
-
-
-def _auth_headers(token: tuple[str, str] | None) -> dict[str, str]:
-    """Headers for Ray's HTTP clients. The token goes in explicitly: Ray's clients add it
-    themselves only when this process runs with RAY_AUTH_MODE=token."""
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token[0]}"
-    return headers
-
-
-@contextmanager
-def _only_this_address() -> Iterator[None]:
-    """Ray's HTTP clients prefer $RAY_API_SERVER_ADDRESS and $RAY_ADDRESS over the address
-    they are given; hide both while they are built so that --dashboard-url is the one used."""
-    saved = {name: os.environ.pop(name) for name in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS") if name in os.environ}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
-
-
-@contextmanager
-def _dashboard_errors(url: str, token: tuple[str, str] | None) -> Iterator[None]:
-    """Turn the Ray clients' exceptions into one-line UserErrors naming --dashboard-url."""
-    import requests
-    from ray.exceptions import AuthenticationError
-    from ray.util.state.exception import RayStateApiException, ServerUnavailable
-
-    try:
-        yield
-    except AuthenticationError:
-        if token is None:
-            advice = "no token was sent: set RAY_AUTH_TOKEN or put the cluster's token in ~/.ray/auth_token"
-        else:
-            advice = f"the token from {token[1]} is not this cluster's: set RAY_AUTH_TOKEN to the cluster's token"
-        raise UserError(f"--dashboard-url {url}: the dashboard refused the request ({advice})") from None
-    except (ServerUnavailable, ConnectionError, requests.exceptions.RequestException) as err:
-        reason = "no answer" if isinstance(err, ServerUnavailable) else type(err).__name__
-        raise UserError(f"--dashboard-url {url}: cannot reach the Ray dashboard ({reason})") from None
-    except (RayStateApiException, RuntimeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise UserError(f"--dashboard-url {url}: unexpected answer from the Ray dashboard ({first})") from None
-
-
-def _node(node: dict) -> dict:
-    resources = node.get("resources_total") or {}
-    return {
-        "node_id": node.get("node_id"),
-        "node_ip": node.get("node_ip"),
-        "is_head": bool(node.get("is_head_node")),
-        "state": node.get("state"),
-        "cpus": resources.get("CPU", 0.0),
-        "gpus": resources.get("GPU", 0.0),
-    }
-
-
-def _when(ms: int | None) -> str | None:
-    return _iso(datetime.fromtimestamp(ms / 1000, timezone.utc)) if ms else None
-
-
-def _job(job) -> dict:
-    """One ``JobDetails`` from ``JobSubmissionClient.list_jobs`` as plain values."""
-    return {
-        "submission_id": job.submission_id,
-        "job_id": job.job_id,
-        "status": str(getattr(job.status, "value", job.status)),
-        "entrypoint": job.entrypoint,
-        "start_time": _when(job.start_time),
-        "end_time": _when(job.end_time),
-    }
-
-
-def _list_alive_nodes(url: str, headers: dict[str, str]) -> list[dict]:
-    """Alive nodes through Ray's state API (``ray.util.state``; the same query as ``list_nodes``,
-    whose signature has no way to pass the auth header)."""
-    from ray.util.state import StateApiClient
-    from ray.util.state.common import ListApiOptions, StateResource
-
-    with _only_this_address():
-        client = StateApiClient(address=url, headers=headers)
-    options = ListApiOptions(limit=10_000, timeout=RPC_TIMEOUT_S, filters=[("state", "=", "ALIVE")])
-    nodes = client.list(StateResource.NODES, options=options, raise_on_missing_output=False)
-    return [_node(asdict(n)) for n in nodes]
-
-
-def _list_jobs(url: str, headers: dict[str, str]) -> list[dict]:
-    """Submitted jobs (not plain drivers) through ``JobSubmissionClient``."""
-    from ray.job_submission import JobSubmissionClient, JobType
-
-    with _only_this_address():
-        client = JobSubmissionClient(url, headers=headers)
-    return [_job(j) for j in client.list_jobs() if j.type == JobType.SUBMISSION]
-
-
-def read_cluster(url: str) -> ClusterStatus:
-    """Alive nodes (head first) and all submitted jobs (newest first) from the dashboard at ``url``.
-
-    Imports Ray. Raises UserError when the dashboard cannot be reached or refuses the token.
-    """
-    url = url.rstrip("/")
-    token = auth_token()
-    headers = _auth_headers(token)
-    with _dashboard_errors(url, token):
-        nodes = _list_alive_nodes(url, headers)  # first: it has a timeout, the jobs client has none
-        jobs = _list_jobs(url, headers)
-    jobs.sort(key=lambda j: j["start_time"] or "", reverse=True)
-    nodes.sort(key=lambda n: (not n["is_head"], n["node_id"] or ""))
-    return ClusterStatus(url, nodes, jobs)
-
-
 # ---------------------------------------------------------------------- output
 
 
-def as_json(sweeps: list[SweepStatus], cluster: ClusterStatus | None) -> dict:
+def as_json(sweeps: list[SweepStatus], cluster: ClusterStatus | None = None) -> dict:
     """Everything ``raycifar status --format json`` prints."""
     report: dict = {
         "sweeps": [
@@ -538,7 +407,7 @@ def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _table(title: str, columns: tuple[str, ...]) -> Table:
+def titled_table(title: str, columns: tuple[str, ...]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=title, title_justify="left")
     for column in columns:
         table.add_column(column, no_wrap=column in ("sweep", "state", "node"))
@@ -553,7 +422,7 @@ def print_sweeps(console: Console, sweeps: list[SweepStatus], results_dir: Path)
     readable = [s for s in sweeps if s.problem is None]
     if readable:
         columns = ("sweep", "state", "trials", "best val_acc", "updated (UTC)", "leaderboard entry")
-        table = _table(f"sweeps in {results_dir}", columns)
+        table = titled_table(f"sweeps in {results_dir}", columns)
         for sweep in readable:
             counts = ", ".join(f"{n} {state}" for state, n in sorted(sweep.counts.items())) or "-"
             updated = sweep.updated.replace("+00:00", "") if sweep.updated else "-"
@@ -569,7 +438,7 @@ def print_sweeps(console: Console, sweeps: list[SweepStatus], results_dir: Path)
 def print_trials(console: Console, sweep: SweepStatus) -> None:
     """One line per trial of ``sweep``; then the error file of each errored trial."""
     columns = ("trial", "state", "model", "params", "epoch", "val_acc", "best val_acc")
-    table = _table(f"trials of {sweep.name}", columns)
+    table = titled_table(f"trials of {sweep.name}", columns)
     for t in sweep.trials:
         params = f"{t.params:,}" if t.params is not None else "-"
         epochs = f"{t.epoch}/{t.epochs if t.epochs is not None else '?'}"
@@ -578,20 +447,3 @@ def print_trials(console: Console, sweep: SweepStatus) -> None:
     for t in sweep.trials:
         if t.error_file:
             console.print(f"trial {t.trial_id} error: {escape(t.error_file)}", soft_wrap=True, highlight=False)
-
-
-def print_cluster(console: Console, cluster: ClusterStatus) -> None:
-    """Nodes with their CPUs and GPUs, then the submitted jobs."""
-    nodes = _table(f"Ray nodes at {cluster.url}", ("node", "ip", "role", "CPUs", "GPUs"))
-    for n in cluster.nodes:
-        role = "head" if n["is_head"] else "worker"
-        nodes.add_row(n["node_id"], n["node_ip"], role, f"{n['cpus']:g}", f"{n['gpus']:g}")
-    console.print(nodes)
-    if not cluster.jobs:
-        console.print("no jobs submitted")
-        return
-    jobs = _table("Ray jobs", ("submission id", "status", "started (UTC)", "entrypoint"))
-    for j in cluster.jobs:
-        started = (j["start_time"] or "-").replace("+00:00", "")
-        jobs.add_row(j["submission_id"], j["status"], started, j["entrypoint"])
-    console.print(jobs)

@@ -19,11 +19,12 @@ def status(
     """Show the sweeps in a results folder (trials by state, best val_acc) and, with
     --dashboard-url, the Ray cluster's nodes and jobs."""
     from raycifar import status as report
+    from raycifar.cluster_status import print_cluster, read_cluster
 
     results_dir = results_dir.expanduser()
     with exit_codes():
         sweeps = report.read_sweeps(results_dir, sweep_name)
-        cluster = report.read_cluster(dashboard_url) if dashboard_url else None
+        cluster = read_cluster(dashboard_url) if dashboard_url else None
     if output_format == "json":
         print_json(report.as_json(sweeps, cluster))
         return
@@ -31,4 +32,4 @@ def status(
     if sweep_name:
         report.print_trials(console, sweeps[0])
     if cluster:
-        report.print_cluster(console, cluster)
+        print_cluster(console, cluster)

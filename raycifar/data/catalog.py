@@ -8,12 +8,12 @@ so an image folder whose class folders carry these names maps to the same indice
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 DatasetName = Literal["cifar10", "cifar100"]
 LabelMode = Literal["fine", "coarse"]
-DATASETS: tuple[str, ...] = ("cifar10", "cifar100")
-LABEL_MODES: tuple[str, ...] = ("fine", "coarse")
+DATASETS: tuple[str, ...] = get_args(DatasetName)
+LABEL_MODES: tuple[str, ...] = get_args(LabelMode)
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",

@@ -20,9 +20,6 @@ if TYPE_CHECKING:
 
     from raycifar.config import TrialConfig
 
-LOADERS = ("device", "ffcv", "torchvision")
-
-
 class Loader(Protocol):
     """What the training loop needs from a loader."""
 
