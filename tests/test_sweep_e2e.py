@@ -86,3 +86,56 @@ def test_ctrl_c_stops_the_sweep_without_promoting(tmp_path: Path, cifar_dir: Pat
     assert sweep.returncode == 130, stderr[-2000:]
     assert "unfinished trials; nothing promoted" in stderr
     assert not (results / "leaderboard.parquet").exists()
+
+
+ASHA_SPACE = """
+description: two learnable configs and one whose learning rate cannot learn
+budget: 100000
+arch: {model: resnet20, depths: [1, 1], base_width: 8}
+train:
+  lr: {choice: [0.1, 400.0]}
+  batch_size: 64
+  epochs: 2
+  schedule: onecycle
+scheduler: {grace_period: 1, reduction_factor: 2}
+"""
+
+
+def _seed_drawing_the_bad_config_last(space_file: Path, data_dir: Path) -> int:
+    """A sweep seed whose three draws are good, good, bad: ASHA then has two results at the
+    first rung when the bad trial reaches it (the first trial at a rung always goes on)."""
+    from raycifar.space import load_space, sample_configs
+
+    space = load_space(str(space_file))
+    for seed in range(200):
+        lrs = [c.train.lr for c in sample_configs(space, 3, seed, data_dir).configs]
+        if lrs == [0.1, 0.1, 400.0]:
+            return seed
+    raise AssertionError("no seed in 0..199 draws good, good, bad")
+
+
+def test_asha_stops_a_trial_that_cannot_learn_and_the_best_epoch_is_promoted(
+    tmp_path: Path, cifar_dir: Path, ray_address: str, raycifar
+) -> None:
+    space = tmp_path / "asha_space.yaml"
+    space.write_text(ASHA_SPACE)
+    seed = _seed_drawing_the_bad_config_last(space, cifar_dir)
+    results = tmp_path / "results"
+    sweep = raycifar("sweep", str(space), "--data-dir", str(cifar_dir), "--results-dir", str(results),
+                     "--num-samples", "3", "--seed", str(seed), "--wandb", "off", "--address", ray_address,
+                     "--max-concurrent-trials", "2", cwd=tmp_path, timeout=900)  # fmt: skip
+    trials = {}
+    for path in (results / "sweeps").rglob("result.json"):
+        reported = [json.loads(line) for line in path.read_text().splitlines()]
+        trials[reported[0]["config"]["train"]["lr"], path.parent.name] = reported
+    bad = [reported for (lr, _), reported in trials.items() if lr == 400.0]
+    assert len(trials) == 3 and len(bad) == 1
+    assert max(r["epoch"] for r in bad[0]) < 2, f"ASHA let the lr=400 trial run to the end: {sweep.stdout[-2000:]}"
+    assert "1 stopped early by ASHA" in sweep.stdout or "2 stopped early by ASHA" in sweep.stdout
+
+    (row,) = json.loads(raycifar("leaderboard", "--results-dir", str(results), "--format", "json", cwd=tmp_path).stdout)
+    every_epoch = [(r["val_acc"], r["epoch"]) for reported in trials.values() for r in reported]
+    assert (row["val_acc"], row["epochs"]) == max(every_epoch), "the promoted row is the best epoch of any trial"
+    record = json.loads(next((results / "sweeps").glob("*/sweep_record.json")).read_text())
+    assert record["promoted_entry"] == row["entry_id"]
+    assert sorted(t["state"] for t in record["trials"].values()).count("stopped_early") >= 1
