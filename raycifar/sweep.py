@@ -26,6 +26,7 @@ from ray.tune.search import Searcher
 from raycifar.config import SchedulerSettings, TrialConfig
 from raycifar.errors import UserError
 from raycifar.train import train_loop_per_worker
+from raycifar.train_backend import is_local, torch_config
 
 WandbMode = Literal["offline", "online", "off"]
 DRIVER_RESOURCES = {"cpu": 0, "memory": 100 * 1024**2}  # the Tune function only waits on its trainer
@@ -223,13 +224,17 @@ def scaling_config(options: SweepOptions, gpus: float) -> ray.train.ScalingConfi
 
 
 def make_trainer(
-    config: dict, name: str, storage: Path, scaling: ray.train.ScalingConfig, callbacks: list
+    config: dict, name: str, storage: Path, scaling: ray.train.ScalingConfig, callbacks: list, local: bool
 ) -> TorchTrainer:
-    """The Ray Train run of one trial config, under ``storage/name``: a sweep trial or ``raycifar train``."""
+    """The Ray Train run of one trial config, under ``storage/name``: a sweep trial or ``raycifar train``.
+
+    ``local``: Ray runs on this machine only; the workers' torch process group then listens on loopback.
+    """
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
         scaling_config=scaling,
+        torch_config=torch_config(local),
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=str(storage),
@@ -245,11 +250,11 @@ def make_trainer(
 
 def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float):
     """The Tune function trial: fits one TorchTrainer on the trial's config."""
-    scaling = scaling_config(options, gpus)
+    scaling, local = scaling_config(options, gpus), is_local(options.address)
 
     def run_trial(config: dict) -> None:
         trial_id = tune.get_context().get_trial_id()
-        make_trainer(config, trial_id, train_storage, scaling, [TuneReportCallback()]).fit()
+        make_trainer(config, trial_id, train_storage, scaling, [TuneReportCallback()], local).fit()
 
     return tune.with_resources(run_trial, DRIVER_RESOURCES)
 
