@@ -26,7 +26,7 @@ from ray.tune.search import Searcher
 from raycifar.config import SchedulerSettings, TrialConfig
 from raycifar.errors import UserError
 from raycifar.train import train_loop_per_worker
-from raycifar.train_backend import is_local, torch_config
+from raycifar.train_backend import ray_is_local, torch_config
 
 WandbMode = Literal["offline", "online", "off"]
 DRIVER_RESOURCES = {"cpu": 0, "memory": 100 * 1024**2}  # the Tune function only waits on its trainer
@@ -250,7 +250,7 @@ def make_trainer(
 
 def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float):
     """The Tune function trial: fits one TorchTrainer on the trial's config."""
-    scaling, local = scaling_config(options, gpus), is_local(options.address)
+    scaling, local = scaling_config(options, gpus), ray_is_local(options.address)
 
     def run_trial(config: dict) -> None:
         trial_id = tune.get_context().get_trial_id()

@@ -20,6 +20,7 @@ This module imports ``ray.train`` and ``torch`` only (no Ray Tune).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import ray
+import ray.train
 import torch.distributed as dist
 from ray.train.backend import Backend
 from ray.train.torch import TorchConfig
@@ -37,13 +39,18 @@ LOOPBACK_INTERFACES = ("lo", "lo0")  # Linux, macOS
 logger = logging.getLogger(__name__)
 
 
-def is_local(address: str | None) -> bool:
-    """Whether a Ray at ``address`` runs on this machine only: none given (raycifar starts
-    one) or a loopback host (``127.x``, ``localhost``, ``::1``, with or without ``ray://``)."""
-    if address is None:
-        return True
-    host = address.split("://")[-1].rsplit(":", 1)[0]
-    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
+def ray_is_local(address: str | None) -> bool:
+    """Whether the connected Ray runs on this machine only: ``address`` is None (the driver
+    started it) or every live node's address is a loopback one (a Ray started on 127.0.0.1,
+    such as ``cluster.local.yaml``'s fake nodes). Ray must be connected."""
+    return address is None or all(_is_loopback(node["NodeManagerAddress"]) for node in ray.nodes() if node["Alive"])
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:  # a host name
+        return False
 
 
 def torch_config(local: bool) -> LoopbackTorchConfig:
@@ -76,15 +83,15 @@ class LoopbackTorchConfig(TorchConfig):
 
 
 class LoopbackTorchBackend(Backend):
-    """The backend of a local :class:`LoopbackTorchConfig` (one node: every worker on this machine)."""
+    """The backend of a local :class:`LoopbackTorchConfig`: every worker runs on this machine."""
 
     share_cuda_visible_devices = True  # as Ray's: NCCL peers on one node see each other's GPUs
 
     def on_start(self, worker_group, backend_config: LoopbackTorchConfig) -> None:
         """Join the workers into one process group on 127.0.0.1; nothing for one worker."""
         world_size = len(worker_group)
+        worker_group.execute(set_rank_env)
         if world_size == 1:
-            worker_group.execute(set_rank_env, 0, 1)
             return
         backend = backend_config.backend
         if backend is None:
@@ -110,11 +117,14 @@ def loopback_interface() -> str | None:
     return next((name for name in LOOPBACK_INTERFACES if name in names), None)
 
 
-def set_rank_env(rank: int, world_size: int) -> None:
-    """Set torchrun's variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_*``, ``NODE_RANK``) for one node."""
+def set_rank_env() -> None:
+    """Ray Train worker: set torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+    ``LOCAL_WORLD_SIZE`` and ``NODE_RANK`` from the Train context, as Ray's backend does."""
+    context = ray.train.get_context()
     os.environ.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size),
-        NODE_RANK="0",
+        RANK=str(context.get_world_rank()), WORLD_SIZE=str(context.get_world_size()),
+        LOCAL_RANK=str(context.get_local_rank()), LOCAL_WORLD_SIZE=str(context.get_local_world_size()),
+        NODE_RANK=str(context.get_node_rank()),
     )  # fmt: skip
 
 
@@ -142,7 +152,6 @@ def join_process_group(rank: int, backend: str, world_size: int, port: int, time
         torch.distributed.DistStoreError: the ranks did not all arrive within ``timeout_s``.
     """
     global _store_socket
-    set_rank_env(rank, world_size)
     os.environ.update(MASTER_ADDR=LOOPBACK, MASTER_PORT=str(port))
     interface = loopback_interface()
     if interface:

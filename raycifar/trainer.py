@@ -28,7 +28,7 @@ from raycifar.errors import UserError
 from raycifar.leaderboard import find_entry
 from raycifar.space import load_space, sample_configs
 from raycifar.sweep import SweepOptions, make_trainer, scaling_config
-from raycifar.train_backend import is_local
+from raycifar.train_backend import ray_is_local
 
 RUNS_DIR = "runs"
 METRICS_FILE = "metrics.jsonl"
@@ -209,7 +209,7 @@ def run_training(config: TrialConfig, options: RunOptions, sink: EpochSink) -> R
     queue = Queue(actor_options={"num_cpus": 0})
     trainer = make_trainer(
         config.model_dump(mode="json"), options.name, folder.parent, scaling_config(trial, trial.gpus_per_trial),
-        [_ForwardMetrics(queue)], is_local(options.address),
+        [_ForwardMetrics(queue)], ray_is_local(options.address),
     )  # fmt: skip
     folder.mkdir(parents=True)
     try:

@@ -140,5 +140,8 @@ def test_a_local_run_listens_on_loopback_only(case: str, tmp_path: Path, cifar_d
     assert any("RayTrainWorker" in listener.process for listener in listeners), (
         "the poll saw no Ray Train worker's sockets:\n" + "\n".join(map(str, sorted(listeners, key=str)))
     )
-    exposed = sorted((str(listener) for listener in listeners if not is_loopback(listener.ip)))
+    print(
+        f"{case}:", *sorted(str(listener) for listener in listeners if "RayTrainWorker" in listener.process), sep="\n"
+    )
+    exposed = sorted(str(listener) for listener in listeners if not is_loopback(listener.ip))
     assert not exposed, "listening beyond loopback:\n" + "\n".join(exposed)

@@ -7,10 +7,11 @@ import multiprocessing
 import socket
 
 import psutil
+import ray
 from ray.train.torch import TorchConfig
 from test_loopback import is_loopback
 
-from raycifar.train_backend import LoopbackTorchBackend, is_local, torch_config
+from raycifar.train_backend import LoopbackTorchBackend, ray_is_local, torch_config
 
 
 def _other_interface() -> str | None:
@@ -68,7 +69,10 @@ def test_a_cluster_run_uses_ray_s_own_torch_backend() -> None:
     assert torch_config(local=True).backend_cls is LoopbackTorchBackend
 
 
-def test_local_means_no_address_or_a_loopback_one() -> None:
-    local = (None, "127.0.0.1:6379", "localhost:6379", "ray://127.0.0.1:10001", "[::1]:6379")
-    assert [is_local(address) for address in local] == [True] * len(local)
-    assert [is_local(address) for address in ("auto", "10.0.0.5:6379", "ray://head:10001")] == [False] * 3
+def test_ray_is_local_when_the_driver_started_it_or_every_node_is_on_loopback(monkeypatch) -> None:
+    nodes = [{"NodeManagerAddress": "127.0.0.1", "Alive": True}, {"NodeManagerAddress": "10.0.0.5", "Alive": False}]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    assert ray_is_local("auto"), "a fake multi-node cluster on 127.0.0.1 (a dead node does not count)"
+    nodes[1]["Alive"] = True
+    assert not ray_is_local("auto") and not ray_is_local("127.0.0.1:6379"), "a node on the network"
+    assert ray_is_local(None), "the driver started Ray itself"
