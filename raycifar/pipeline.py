@@ -208,7 +208,7 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
         os.environ["WANDB_MODE"] = "offline"
     options = sweep.SweepOptions(
         results_dir=request.results_dir, sweep_name=name, resources=request.resources,
-        local=request.address is None, max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb,
+        address=request.address, max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb,
     )  # fmt: skip
     try:
         _connect(request.address, request.dashboard, display)
@@ -303,6 +303,7 @@ def _run_training(request: TrainRequest, name: str, config: TrialConfig, display
 
     prepare_environment(request.address)
     from raycifar import train_run
+    from raycifar.train_backend import ray_is_local
 
     row = None
     try:
@@ -310,7 +311,8 @@ def _run_training(request: TrainRequest, name: str, config: TrialConfig, display
         gpus = resolve_gpus(request.resources, local=request.address is None)
         scaling = train_run.scaling_config(request.resources, gpus)
         with display.epoch_progress(config.train.epochs) as sink:
-            outcome = train_run.run_training(config, request.results_dir, name, scaling, sink)
+            local = ray_is_local(request.address)
+            outcome = train_run.run_training(config, request.results_dir, name, scaling, sink, local)
         display.info(
             f"trained in {outcome.wall_seconds:.0f} s: best val_acc {outcome.best_val_acc:.4f} at epoch "
             f"{outcome.best_epoch}; metrics {outcome.run_dir / train_run.METRICS_FILE}"

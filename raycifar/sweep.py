@@ -26,6 +26,7 @@ from raycifar.errors import Interrupted, RunFailed
 from raycifar.ray_session import RunResources, concurrent_runs, resolve_gpus
 from raycifar.selection import Selection, TrialHistory, select_best
 from raycifar.sweep_record import TRIAL_DIR_PREFIX, SweepRecorder, completion_state
+from raycifar.train_backend import ray_is_local
 from raycifar.train_run import make_trainer, scaling_config
 from raycifar.variants import model_name
 
@@ -40,7 +41,7 @@ class SweepOptions:
     results_dir: Path
     sweep_name: str
     resources: RunResources = RunResources()
-    local: bool = True  # a local Ray started by this process: requests it cannot meet are errors
+    address: str | None = None  # None: a local Ray this process started (requests it cannot meet are errors)
     max_concurrent_trials: int | None = None  # None: what the cluster fits when the sweep starts
     wandb: WandbMode = "offline"
 
@@ -149,11 +150,11 @@ class _ProgressCallback(tune.Callback):
 
 def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float):
     """The Tune function trial: fits one TorchTrainer on the trial's config."""
-    scaling = scaling_config(options.resources, gpus)
+    scaling, local = scaling_config(options.resources, gpus), ray_is_local(options.address)
 
     def run_trial(config: dict) -> None:
         trial_id = tune.get_context().get_trial_id()
-        make_trainer(config, trial_id, train_storage, scaling, [TuneReportCallback()]).fit()
+        make_trainer(config, trial_id, train_storage, scaling, [TuneReportCallback()], local).fit()
 
     return tune.with_resources(run_trial, DRIVER_RESOURCES)
 
@@ -191,7 +192,7 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run every config as a Tune trial under ASHA (Ray must be connected) and find the best epoch."""
     started = time.monotonic()
-    gpus = resolve_gpus(options.resources, options.local)
+    gpus = resolve_gpus(options.resources, local=options.address is None)
     concurrent = concurrent_runs(options.resources, gpus, options.max_concurrent_trials)
     storage = options.results_dir / "sweeps"
     recorder = SweepRecorder.start(storage / options.sweep_name, options.sweep_name, configs[0].space, len(configs))

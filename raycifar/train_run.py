@@ -28,6 +28,7 @@ from ray.util.queue import Empty, Queue
 from raycifar.config import TrialConfig
 from raycifar.errors import Interrupted, RunFailed, UserError
 from raycifar.ray_session import RunResources
+from raycifar.train_backend import torch_config
 from raycifar.worker import train_loop_per_worker
 
 RUNS_DIR = "runs"
@@ -46,13 +47,18 @@ def scaling_config(resources: RunResources, gpus: float) -> ray.train.ScalingCon
 
 
 def make_trainer(
-    config: dict, name: str, storage: Path, scaling: ray.train.ScalingConfig, callbacks: list
+    config: dict, name: str, storage: Path, scaling: ray.train.ScalingConfig, callbacks: list, local: bool
 ) -> TorchTrainer:
     """The Ray Train run of one trial config (a :class:`TrialConfig` as JSON values) under
-    ``storage/name``: a sweep trial or ``raycifar train``."""
+    ``storage/name``: a sweep trial or ``raycifar train``.
+
+    ``local``: Ray runs on this machine only; the workers' torch process group then listens
+    on loopback (:mod:`raycifar.train_backend`).
+    """
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
+        torch_config=torch_config(local),
         scaling_config=scaling,
         run_config=ray.train.RunConfig(
             name=name,
@@ -145,7 +151,7 @@ def _relay(queue: Queue, log: Path, sink: EpochSink) -> Iterator[None]:
 
 
 def run_training(
-    config: TrialConfig, results_dir: Path, name: str, scaling: ray.train.ScalingConfig, sink: EpochSink
+    config: TrialConfig, results_dir: Path, name: str, scaling: ray.train.ScalingConfig, sink: EpochSink, local: bool
 ) -> RunOutcome:
     """Train ``config`` as run ``name`` on Ray Train (Ray must be connected) and find its
     best checkpoint. Raises :class:`RunFailed` or :class:`RunInterrupted`."""
@@ -153,7 +159,7 @@ def run_training(
     check_new_run(results_dir, name)
     folder = run_dir(results_dir, name)
     queue = Queue(actor_options={"num_cpus": 0})
-    trainer = make_trainer(config.model_dump(mode="json"), name, folder.parent, scaling, [_ForwardMetrics(queue)])
+    trainer = make_trainer(config.model_dump(mode="json"), name, folder.parent, scaling, [_ForwardMetrics(queue)], local)
     folder.mkdir(parents=True)
     try:
         with _relay(queue, folder / METRICS_FILE, sink):
