@@ -34,7 +34,9 @@ def main() -> None:
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             if tensor.is_floating_point():
-                tensor.copy_(torch.rand_like(tensor) + 0.5 if name.endswith("running_var") else torch.randn_like(tensor) * 0.5)
+                tensor.copy_(
+                    torch.rand_like(tensor) + 0.5 if name.endswith("running_var") else torch.randn_like(tensor) * 0.5
+                )
     config = TrialConfig(
         space="pre_timm_fixture", data_dir="unused", params=sum(p.numel() for p in model.parameters()),
         model=MODEL, train=TrainConfig(),
