@@ -28,7 +28,7 @@ from torch import nn
 
 from raycifar.config import TestTimeAugmentation, TrainConfig, TrialConfig
 from raycifar.data.loaders import Loader
-from raycifar.export import load_weights, save_model_files
+from raycifar.export import load_weights, rename_legacy_keys, save_model_files
 from raycifar.loss import BatchLoss
 from raycifar.models import build_model
 
@@ -378,7 +378,7 @@ class Training:
         if self.average is not None:
             self.average.model.load_state_dict(exported)
             self.average.load_state_dict(state["average"])
-            self.net.load_state_dict(state["live_model"])
+            self.net.load_state_dict(rename_legacy_keys(state["live_model"]))
         else:
             self.net.load_state_dict(exported)
         self.optimizer.load_state_dict(state["optimizer"])

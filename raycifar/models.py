@@ -4,7 +4,10 @@ A :class:`~raycifar.config.ModelConfig` fully describes a network. :func:`block_
 it into one :class:`BlockSpec` per residual block, and :class:`CifarResNet` is nothing but
 ``stem -> blocks -> tail -> head``, each built by a ``make_*`` function of this module.
 :mod:`raycifar.budget` counts parameters and MACs by building the same parts, so the
-counts are exact by construction.
+counts are exact by construction. Squeeze-and-excitation and stochastic depth are timm's
+layers (:class:`timm.layers.SEModule`, :class:`timm.layers.DropPath`), configured to the
+plain SE (1x1 conv with bias, ReLU, 1x1 conv with bias, sigmoid) and per-sample drop scaled
+by ``1 / (1 - rate)``.
 
 Named variants (``resnet18``, ``seresnet56``, ``preact_resnet34`` ...) live in
 :data:`raycifar.variants.VARIANTS`; :func:`create_model` builds one with overrides.
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from timm.layers import DropPath, SEModule
 from torch import nn
 
 from raycifar.config import ModelConfig
@@ -51,36 +55,17 @@ class BlockSpec:
         return max(1, self.out_channels // self.se_ratio) if self.se_ratio else 0
 
 
-class SqueezeExcite(nn.Module):
-    """Channel attention: global pool, bottleneck MLP of ``hidden`` units, sigmoid gate."""
+def make_se(channels: int, hidden: int) -> SEModule:
+    """Squeeze-and-excitation on ``channels``: global average pool, 1x1 conv (with bias) to
+    ``hidden`` units, ReLU, 1x1 conv (with bias) back to ``channels``, sigmoid gate.
 
-    def __init__(self, channels: int, hidden: int) -> None:
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(channels, hidden, 1)
-        self.expand = nn.Conv2d(hidden, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = self.expand(torch.relu(self.reduce(self.pool(x))))
-        return x * torch.sigmoid(gate)
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: while training, zero a sample's residual branch with probability
-    ``rate`` and scale the kept ones by ``1 / (1 - rate)``."""
-
-    def __init__(self, rate: float) -> None:
-        super().__init__()
-        self.rate = rate
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.rate == 0.0:
-            return x
-        keep = torch.empty((x.shape[0], 1, 1, 1), device=x.device, dtype=x.dtype).bernoulli_(1 - self.rate)
-        return x * keep / (1 - self.rate)
-
-    def extra_repr(self) -> str:
-        return f"rate={self.rate:.3f}"
+    timm's :class:`~timm.layers.SEModule` with every option pinned: ``hidden`` is used as
+    given (no ``rd_divisor`` rounding), no norm layer, no max-pool; weights ``fc1``/``fc2``.
+    """
+    return SEModule(
+        channels, rd_channels=hidden, bias=True, act_layer=nn.ReLU, norm_layer=None,
+        gate_layer="sigmoid", add_maxpool=False,
+    )  # fmt: skip
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
@@ -93,9 +78,9 @@ class _Residual(nn.Module):
     def __init__(self, spec: BlockSpec) -> None:
         super().__init__()
         out = spec.out_channels
-        self.se = SqueezeExcite(out, spec.se_hidden) if spec.se_hidden else nn.Identity()
+        self.se = make_se(out, spec.se_hidden) if spec.se_hidden else nn.Identity()
         self.dropout = nn.Dropout(spec.dropout) if spec.dropout else nn.Identity()
-        self.drop_path = DropPath(spec.drop_path) if spec.drop_path else nn.Identity()
+        self.drop_path = DropPath(spec.drop_path, scale_by_keep=True) if spec.drop_path else nn.Identity()
         self.shortcut: nn.Module = nn.Identity()
         if spec.stride != 1 or spec.in_channels != out:
             projection = _conv(spec.in_channels, out, 1, spec.stride)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from timm.layers import DropPath, SEModule
 
 from raycifar.budget import count_macs, count_params
 from raycifar.config import ModelConfig
 from raycifar.errors import UserError
-from raycifar.models import DropPath, build_model, create_model
+from raycifar.models import build_model, create_model
 from raycifar.variants import VARIANTS, model_name, variant_config
 
 RESNET18 = ModelConfig(depths=(2, 2, 2, 2), widths=(64, 128, 256, 512))
@@ -88,7 +89,8 @@ def test_unknown_model_lists_the_known_ones() -> None:
 
 
 def test_drop_path_drops_whole_samples_only_while_training() -> None:
-    drop = DropPath(0.5)
+    drop = create_model("resnet20", drop_path=0.5).stages[2][2].drop_path  # the last block: rate 0.5
+    assert isinstance(drop, DropPath) and drop.drop_prob == 0.5
     x = torch.ones(64, 2, 3, 3)
     torch.manual_seed(0)
     out = drop(x)
@@ -100,7 +102,7 @@ def test_drop_path_drops_whole_samples_only_while_training() -> None:
 
 def test_drop_path_grows_linearly_over_blocks() -> None:
     model = create_model("resnet20", drop_path=0.2)
-    rates = [m.rate for m in model.modules() if isinstance(m, DropPath)]
+    rates = [m.drop_prob for m in model.modules() if isinstance(m, DropPath)]
     assert len(rates) == 8 and rates[-1] == pytest.approx(0.2)  # the first block's rate is 0: no module
     assert rates == sorted(rates)
 
@@ -120,7 +122,38 @@ def test_block_dropout_and_head_mlp_change_the_forward_pass() -> None:
 def test_se_sits_on_the_residual_branch_of_every_block() -> None:
     model = create_model("seresnet18", se_width=5)
     se_layers = [m for name, m in model.named_modules() if name.endswith(".se")]
-    assert len(se_layers) == 8 and all(layer.reduce.out_channels == 5 for layer in se_layers)
+    assert len(se_layers) == 8 and all(layer.fc1.out_channels == 5 for layer in se_layers)
+
+
+def reference_se(x: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Squeeze-and-excitation in plain torch ops: mean over H, W -> 1x1 conv (bias) -> ReLU
+    -> 1x1 conv (bias) -> sigmoid -> scale each channel of ``x``."""
+    f = torch.nn.functional
+    squeezed = x.mean((2, 3), keepdim=True)
+    hidden = torch.relu(f.conv2d(squeezed, weights["fc1.weight"], weights["fc1.bias"]))
+    return x * torch.sigmoid(f.conv2d(hidden, weights["fc2.weight"], weights["fc2.bias"]))
+
+
+@pytest.mark.parametrize(("overrides", "stage", "channels", "hidden"), [({"se_width": 3}, 1, 32, 3), ({}, 0, 16, 2)])
+def test_se_is_timms_module_with_the_hidden_width_as_given(
+    overrides: dict, stage: int, channels: int, hidden: int
+) -> None:
+    """Widths 16/32/64: se_width 3 stays 3 and ratio 8 on 16 channels gives 2, where timm's
+    defaults would round the hidden width to a multiple of 8; no norm layer in the SE path."""
+    se = create_model("seresnet20", **overrides).stages[stage][0].se
+    shapes = {name: tuple(p.shape) for name, p in se.named_parameters()}
+    assert isinstance(se, SEModule)
+    assert shapes == {
+        "fc1.weight": (hidden, channels, 1, 1), "fc1.bias": (hidden,),
+        "fc2.weight": (channels, hidden, 1, 1), "fc2.bias": (channels,),
+    }  # fmt: skip
+    torch.manual_seed(0)
+    weights = {name: torch.randn_like(p) for name, p in se.state_dict().items()}
+    se.load_state_dict(weights)
+    x = torch.randn(3, channels, 5, 5)
+    with torch.no_grad():
+        assert torch.allclose(se(x), reference_se(x, weights), rtol=1e-6, atol=1e-6)
+        assert torch.allclose(se.train()(x), reference_se(x, weights), rtol=1e-6, atol=1e-6)  # no batch norm
 
 
 def test_model_name_counts_weighted_layers() -> None:

@@ -1,0 +1,80 @@
+"""Model files written before raycifar's SE layers came from timm still load, to the same logits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from timm.layers import SEModule
+
+from raycifar.config import ModelConfig, TrainConfig, TrialConfig
+from raycifar.data import DeviceLoader, ImageSet
+from raycifar.export import MODEL_FILE, load_model_files, rename_legacy_keys
+from raycifar.loop import STATE_FILE, Training
+
+PRE_TIMM_ENTRY = Path(__file__).parent / "data" / "pre_timm_se_entry"  # see make_pre_timm_se_entry.py
+CPU = torch.device("cpu")
+
+
+def test_an_entry_written_before_timm_se_loads_and_gives_its_logits() -> None:
+    old_weights = load_file(str(PRE_TIMM_ENTRY / MODEL_FILE))
+    assert "stages.1.0.se.reduce.weight" in old_weights  # the fixture holds the old names
+    model, config = load_model_files(PRE_TIMM_ENTRY)
+    se = model.stages[1][0].se
+    assert isinstance(se, SEModule) and config.model.se_width == 2
+    assert torch.equal(se.fc1.weight, old_weights["stages.1.0.se.reduce.weight"])
+    assert torch.equal(se.fc2.bias, old_weights["stages.1.0.se.expand.bias"])
+    expected = load_file(str(PRE_TIMM_ENTRY / "expected.safetensors"))
+    with torch.no_grad():
+        logits = model(expected["inputs"])
+    assert torch.allclose(logits, expected["logits"], rtol=1e-5, atol=1e-5)
+
+
+def test_only_se_reduce_and_expand_keys_are_renamed() -> None:
+    state = {
+        "stages.0.1.se.reduce.weight": 1, "stages.0.1.se.expand.bias": 2, "head.reduce.weight": 3,
+        "stages.0.2.se.fc1.weight": 4, "stages.0.1.conv1.weight": 5,
+    }  # fmt: skip
+    assert rename_legacy_keys(state) == {
+        "stages.0.1.se.fc1.weight": 1, "stages.0.1.se.fc2.bias": 2, "head.reduce.weight": 3,
+        "stages.0.2.se.fc1.weight": 4, "stages.0.1.conv1.weight": 5,
+    }  # fmt: skip
+
+
+def _old_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Today's SE keys back to the pre-timm names (``se.fc1`` -> ``se.reduce``, ``se.fc2`` -> ``se.expand``)."""
+    return {k.replace(".se.fc1.", ".se.reduce.").replace(".se.fc2.", ".se.expand."): v for k, v in state.items()}
+
+
+def _training(seed: int) -> Training:
+    rng = np.random.default_rng(0)
+    images = ImageSet(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 16))
+    model = ModelConfig(depths=(1, 1), widths=(8, 16), se_width=3)
+    config = TrialConfig(
+        space="test", data_dir="unused", params=1, seed=seed, model=model, train=TrainConfig(ema_decay=0.9)
+    )
+    torch.manual_seed(seed)
+    loader = DeviceLoader(images, 8, CPU, train=True, seed=0)
+    return Training(config, loader, DeviceLoader(images, 8, CPU, train=False), CPU)
+
+
+def test_a_checkpoint_written_before_timm_se_resumes(tmp_path: Path) -> None:
+    """Both the exported (EMA) weights and the live weights in the resume state are renamed."""
+    first = _training(seed=0)
+    with torch.no_grad():
+        first.net.stages[1][0].se.fc1.weight.add_(1.0)  # live and averaged weights differ
+    first.save(tmp_path, epoch=1)
+    save_file(_old_names(load_file(str(tmp_path / MODEL_FILE))), str(tmp_path / MODEL_FILE))
+    state = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    state["live_model"] = _old_names(state["live_model"])
+    torch.save(state, tmp_path / STATE_FILE)
+    assert "stages.1.0.se.reduce.weight" in load_file(str(tmp_path / MODEL_FILE))
+    resumed = _training(seed=1)
+    assert resumed.load(tmp_path) == 1
+    for mine, theirs in ((resumed.net, first.net), (resumed.average.model, first.average.model)):
+        assert all(
+            torch.equal(a, b) for a, b in zip(mine.state_dict().values(), theirs.state_dict().values(), strict=True)
+        )
+    assert not torch.equal(resumed.net.stages[1][0].se.fc1.weight, resumed.average.model.stages[1][0].se.fc1.weight)
