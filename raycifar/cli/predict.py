@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.markup import escape
@@ -55,12 +55,15 @@ def predict(
     strict: Annotated[
         bool, typer.Option("--strict", help="Stop at the first unreadable file (exit 2) instead of skipping it.")
     ] = False,
+    threads: Annotated[
+        Optional[int],
+        typer.Option("--threads", min=1, help="CPU threads for the model. Default: all cores this process may use."),
+    ] = None,
     results_dir: ResultsDir = Path("raycifar_results"),
 ) -> None:
     """Predict the class of every image with a leaderboard entry's model and write id,label as CSV.
 
-    Rows are sorted by id in natural order (2 before 10). The model runs on the CPU in float32,
-    as `raycifar evaluate` runs it. Unreadable files are skipped and listed at the end.
+    Rows are sorted by id in natural order (2 before 10). The model runs on the CPU in float32, as `raycifar evaluate` runs it. Unreadable files are skipped and listed at the end (--strict: stop at the first).
     """
     from raycifar.evaluate import rebuild
     from raycifar.leaderboard import entry_dir, find_entry
@@ -74,7 +77,9 @@ def predict(
         inputs = find_inputs(images.expanduser(), config)
         views = tta_mode(config) if tta else "none"
         with _progress_bar(len(inputs)) as advance:
-            found = run_predictions(model, config, inputs, tta=views, resize=resize, strict=strict, progress=advance)
+            found = run_predictions(
+                model, config, inputs, tta=views, resize=resize, strict=strict, progress=advance, threads=threads
+            )
         for line in found.skipped:
             stderr.print(f"[yellow]skipped[/] {escape(line)}", highlight=False, soft_wrap=True)
         if not found.ids:

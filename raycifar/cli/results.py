@@ -57,8 +57,7 @@ def evaluate(
 ) -> None:
     """Re-run the test evaluation of a leaderboard entry from its exported files.
 
-    --data-dir defaults to the data folder the entry was trained on. Prints the accuracy
-    and a per-class table (class, n, correct, accuracy).
+    --data-dir defaults to the data folder the entry was trained on.
     """
     from raycifar.cli.predict import print_per_class
     from raycifar.evaluate import evaluate_on_test
