@@ -6,6 +6,7 @@ module         commands
 =============  ======================================================
 ``run``        ``sweep``, ``train``
 ``results``    ``leaderboard``, ``evaluate``
+``predict``    ``predict``
 ``catalog``    ``model list|info``, ``space show|sample``
 ``data``       ``data info|prepare``
 ``status``     ``status``
@@ -24,7 +25,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from raycifar.cli import catalog, data, results, run, status
+from raycifar.cli import catalog, data, predict, results, run, status
 from raycifar.cli.common import stderr
 
 
@@ -66,6 +67,7 @@ app.command()(run.sweep)
 app.command()(run.train)
 app.command()(results.leaderboard)
 app.command()(results.evaluate)
+app.command()(predict.predict)
 app.command()(status.status)
 app.add_typer(catalog.model_app, name="model")
 app.add_typer(catalog.space_app, name="space")

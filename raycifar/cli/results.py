@@ -59,14 +59,17 @@ def evaluate(
 
     --data-dir defaults to the data folder the entry was trained on.
     """
+    from raycifar.cli.predict import print_per_class
     from raycifar.evaluate import evaluate_on_test
     from raycifar.leaderboard import entry_dir, find_entry
+    from raycifar.predict import per_class_accuracy
 
     results_dir = results_dir.expanduser()
     with exit_codes():
         row = find_entry(results_dir, entry_id)
         recorded_data = Path(json.loads(row["config_json"])["data_dir"])
         scores = evaluate_on_test(entry_dir(results_dir, entry_id), (data_dir or recorded_data).expanduser().resolve())
+        per_class = per_class_accuracy(entry_dir(results_dir, entry_id), (data_dir or recorded_data).expanduser().resolve())
     report = {
         "entry_id": entry_id,
         **scores,
@@ -74,6 +77,7 @@ def evaluate(
         "matches_recorded": abs(scores["test_acc"] - row["test_acc"]) < 1e-9,
     }
     if output_format == "json":
-        print_json(report)
+        print_json({**report, "per_class": per_class})
     else:
         print_record(report)
+        print_per_class(per_class)
