@@ -46,7 +46,8 @@ def _numel(module: nn.Module) -> int:
 
 
 def _macs_and_output(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
-    """Multiply-accumulates of the convolutions and linear layers for one input, and the output shape."""
+    """Multiply-accumulates of the convolutions and linear layers of a meta-device ``module``
+    for one input of ``input_shape`` (C, H, W), and the output shape."""
     macs = 0
 
     def count(layer: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
@@ -59,8 +60,11 @@ def _macs_and_output(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[i
 
     layers = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     handles = [layer.register_forward_hook(count) for layer in layers]
+    # One image through uninitialised CPU copies of the weights: a forward on the meta device
+    # would import torch._dynamo for its decompositions (0.7 s), and the values do not matter.
+    module = module.to_empty(device="cpu")
     with torch.no_grad():
-        output = module(torch.empty((1, *input_shape), device="meta"))
+        output = module(torch.zeros((1, *input_shape)))
     for handle in handles:
         handle.remove()
     return macs, tuple(output.shape[1:])

@@ -7,7 +7,8 @@ it into one :class:`BlockSpec` per residual block, and :class:`CifarResNet` is n
 counts are exact by construction. Squeeze-and-excitation and stochastic depth are timm's
 layers (:class:`timm.layers.SEModule`, :class:`timm.layers.DropPath`), configured to the
 plain SE (1x1 conv with bias, ReLU, 1x1 conv with bias, sigmoid) and per-sample drop scaled
-by ``1 / (1 - rate)``.
+by ``1 / (1 - rate)``. timm (and the torchvision it loads) takes ~1.5 s to import, so it is
+imported only when a model has SE or stochastic depth: plain models build without it.
 
 Named variants (``resnet18``, ``seresnet56``, ``preact_resnet34`` ...) live in
 :data:`raycifar.variants.VARIANTS`; :func:`create_model` builds one with overrides.
@@ -16,14 +17,16 @@ Named variants (``resnet18``, ``seresnet56``, ``preact_resnet34`` ...) live in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from timm.layers import DropPath, SEModule
 from torch import nn
 
 from raycifar.config import ModelConfig
 from raycifar.variants import variant_config
+
+if TYPE_CHECKING:
+    from timm.layers import SEModule
 
 BOTTLENECK_EXPANSION = 4
 
@@ -62,10 +65,19 @@ def make_se(channels: int, hidden: int) -> SEModule:
     timm's :class:`~timm.layers.SEModule` with every option pinned: ``hidden`` is used as
     given (no ``rd_divisor`` rounding), no norm layer, no max-pool; weights ``fc1``/``fc2``.
     """
+    from timm.layers import SEModule
+
     return SEModule(
         channels, rd_channels=hidden, bias=True, act_layer=nn.ReLU, norm_layer=None,
         gate_layer="sigmoid", add_maxpool=False,
     )  # fmt: skip
+
+
+def make_drop_path(rate: float) -> nn.Module:
+    """timm's per-sample stochastic depth with drop probability ``rate``, scaled by ``1 / (1 - rate)``."""
+    from timm.layers import DropPath
+
+    return DropPath(rate, scale_by_keep=True)
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Conv2d:
@@ -80,7 +92,7 @@ class _Residual(nn.Module):
         out = spec.out_channels
         self.se = make_se(out, spec.se_hidden) if spec.se_hidden else nn.Identity()
         self.dropout = nn.Dropout(spec.dropout) if spec.dropout else nn.Identity()
-        self.drop_path = DropPath(spec.drop_path, scale_by_keep=True) if spec.drop_path else nn.Identity()
+        self.drop_path = make_drop_path(spec.drop_path) if spec.drop_path else nn.Identity()
         self.shortcut: nn.Module = nn.Identity()
         if spec.stride != 1 or spec.in_channels != out:
             projection = _conv(spec.in_channels, out, 1, spec.stride)

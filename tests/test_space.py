@@ -239,3 +239,41 @@ def test_missing_and_empty_sections_take_every_default(tmp_path: Path) -> None:
     explicit = spec("explicit", "arch: {model: resnet18}\ntrain: {lr: 0.05}\n")
     assert missing == empty == explicit
     assert missing.arch.model.args == ("resnet18",) and missing.train.lr.args == (0.05,)
+
+
+def test_space_show_lists_every_dimension_of_every_section_and_every_setting(tmp_path: Path) -> None:
+    """Reference: the keys of the resolved config sections, computed from the models."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from raycifar.cli import app
+    from raycifar.config import AugmentConfig, TrainConfig
+
+    space = write_space(tmp_path, "loader: torchvision\nclass_weights: {cat: 2.0}\naugment: {policy: {choice: [none, randaugment]}}\n")
+    shown = CliRunner().invoke(app, ["space", "show", str(space), "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.stdout)
+    expected = {f"train.{k}" for k in TrainConfig.model_fields} | {f"augment.{k}" for k in AugmentConfig.model_fields}
+    assert expected <= set(report["dimensions"])
+    assert report["dimensions"]["augment.policy"] == 'choice ["none", "randaugment"]'
+    assert "arch.model" in report["dimensions"]
+    assert (report["loader"], report["label_mode"], report["class_weights"]) == ("torchvision", "fine", {"cat": 2.0})
+    table = CliRunner().invoke(app, ["space", "show", str(space)])
+    assert all(key in table.stdout for key in ("augment.policy", "train.mix_switch_prob", "class_weights", "loader"))
+
+
+@pytest.mark.parametrize("section", ["arch", "train", "augment"])
+def test_raycifar_train_refuses_a_sampler_in_any_section_in_one_line(tmp_path: Path, section: str) -> None:
+    from typer.testing import CliRunner
+
+    from raycifar.cli import app
+
+    line = {"arch": "arch: {base_width: {choice: [8, 16]}}", "train": "train: {lr: {uniform: [0.1, 0.2]}}",
+            "augment": "augment: {cutout: {randint: [0, 8]}}"}[section]  # fmt: skip
+    space = write_space(tmp_path, f"{line}\n")
+    result = CliRunner().invoke(app, ["train", str(space), "--results-dir", str(tmp_path / "r"), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    (message,) = result.stderr.strip().splitlines()
+    assert f"{section}." in message and "raycifar train needs one value per key" in message
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,49 @@
+"""Read-only commands stay instant: what each command (and the single-run module) imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+RUN_COMMAND = """
+import runpy, sys
+sys.argv = ["raycifar", *{args!r}]
+try:
+    runpy.run_module("raycifar", run_name="__main__")
+except SystemExit as done:
+    assert done.code in (0, None), f"exit {{done.code}}"
+print(sorted(m for m in ("torch", "ray", "ray.tune", "timm") if m in sys.modules))
+"""
+
+
+def imported_by(*args: str) -> list[str]:
+    """Which of torch, ray, ray.tune, timm ``raycifar ARGS`` imported (in a fresh interpreter)."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(RUN_COMMAND.format(args=list(args)))],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--help",), ("space", "show", "smoke_space"), ("leaderboard", "--results-dir", "{empty}"),
+     ("status", "--results-dir", "{empty}"), ("sweep", "--help"), ("train", "--help")],
+    ids=lambda args: " ".join(args[:2]),
+)  # fmt: skip
+def test_read_only_commands_import_neither_torch_nor_ray(args: tuple[str, ...], tmp_path: Path) -> None:
+    assert imported_by(*(a.format(empty=tmp_path) for a in args)) == []
+
+
+def test_model_info_of_a_plain_model_imports_torch_only() -> None:
+    assert imported_by("model", "info", "resnet20") == ["torch"]
+
+
+def test_the_single_run_module_does_not_import_tune() -> None:
+    code = "import sys, raycifar.train_run, raycifar.worker; assert 'ray.tune' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, check=False).returncode == 0
