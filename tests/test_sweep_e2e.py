@@ -89,11 +89,11 @@ def test_ctrl_c_stops_the_sweep_without_promoting(tmp_path: Path, cifar_dir: Pat
 
 
 ASHA_SPACE = """
-description: two learnable configs and one whose learning rate cannot learn
+description: two learnable configs and one whose learning rate is too small to learn in 2 epochs
 budget: 100000
 arch: {model: resnet20, depths: [1, 1], base_width: 8}
 train:
-  lr: {choice: [0.1, 400.0]}
+  lr: {choice: [0.1, 1.0e-5]}
   batch_size: 64
   epochs: 2
   schedule: onecycle
@@ -109,7 +109,7 @@ def _seed_drawing_the_bad_config_last(space_file: Path, data_dir: Path) -> int:
     space = load_space(str(space_file))
     for seed in range(200):
         lrs = [c.train.lr for c in sample_configs(space, 3, seed, data_dir).configs]
-        if lrs == [0.1, 0.1, 400.0]:
+        if lrs == [0.1, 0.1, 1.0e-5]:
             return seed
     raise AssertionError("no seed in 0..199 draws good, good, bad")
 
@@ -128,9 +128,9 @@ def test_asha_stops_a_trial_that_cannot_learn_and_the_best_epoch_is_promoted(
     for path in (results / "sweeps").rglob("result.json"):
         reported = [json.loads(line) for line in path.read_text().splitlines()]
         trials[reported[0]["config"]["train"]["lr"], path.parent.name] = reported
-    bad = [reported for (lr, _), reported in trials.items() if lr == 400.0]
+    bad = [reported for (lr, _), reported in trials.items() if lr == 1.0e-5]
     assert len(trials) == 3 and len(bad) == 1
-    assert max(r["epoch"] for r in bad[0]) < 2, f"ASHA let the lr=400 trial run to the end: {sweep.stdout[-2000:]}"
+    assert max(r["epoch"] for r in bad[0]) < 2, f"ASHA let the lr=1e-5 trial run to the end: {sweep.stdout[-2000:]}"
     assert "1 stopped early by ASHA" in sweep.stdout or "2 stopped early by ASHA" in sweep.stdout
 
     (row,) = json.loads(raycifar("leaderboard", "--results-dir", str(results), "--format", "json", cwd=tmp_path).stdout)
