@@ -322,6 +322,8 @@ def _dimension(value_type: Any) -> BeforeValidator:
         low, high = (valid(a) for a in args)
         if low > high:
             raise ValueError(f"{sampler} low {low!r} is above high {high!r}")
+        if low == high:
+            raise ValueError(f"{sampler} [{low!r}, {high!r}] draws one value: write it as the constant {low!r}")
         if sampler == "loguniform" and low <= 0:
             raise ValueError(f"loguniform needs low > 0, got {low!r}")
         return Dimension(sampler, (low, high))
