@@ -19,6 +19,7 @@ This module imports neither torch nor Ray: read-only commands stay instant.
 
 from __future__ import annotations
 
+import difflib
 import math
 import random
 from collections.abc import Iterator
@@ -321,6 +322,8 @@ def _dimension(value_type: Any) -> BeforeValidator:
         low, high = (valid(a) for a in args)
         if low > high:
             raise ValueError(f"{sampler} low {low!r} is above high {high!r}")
+        if low == high:
+            raise ValueError(f"{sampler} [{low!r}, {high!r}] draws one value: write it as the constant {low!r}")
         if sampler == "loguniform" and low <= 0:
             raise ValueError(f"loguniform needs low > 0, got {low!r}")
         return Dimension(sampler, (low, high))
@@ -481,12 +484,52 @@ def samplers(spec: SpaceFile) -> list[str]:
     return [key for key, dimension in dimensions(spec) if dimension.sampler != "constant"]
 
 
-def format_validation_error(source: str, err: ValidationError) -> str:
-    """One line naming the source, the dotted key and the problem of the first error."""
+def _section_at(schema: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The model class reached from ``schema`` by the field names in ``path`` (None if a
+    step is not a model)."""
+    for part in path:
+        field = schema.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        schema = annotation
+    return schema
+
+
+def _unknown_key(schema: type[BaseModel] | None, loc: tuple) -> str:
+    """``unknown key (did you mean lr?)``: the closest known key of that section (difflib),
+    or the section's keys when none is close."""
+    section = _section_at(schema, loc[:-1]) if schema is not None else None
+    if section is None:
+        return "unknown key"
+    known = list(section.model_fields)
+    close = closest(str(loc[-1]), known)
+    return f"unknown key (did you mean {close}?)" if close else f"unknown key (known keys: {', '.join(known)})"
+
+
+def closest(word: str, known: list[str]) -> str | None:
+    """The known word closest to ``word`` (difflib ratio at least 0.6, or one that starts
+    with it), or None."""
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    return next((name for name in known if word and name.startswith(word)), None)
+
+
+def format_validation_error(source: str, err: ValidationError, schema: type[BaseModel] | None = None) -> str:
+    """One line naming the source, the dotted key and the problem of the first error.
+
+    ``schema`` is the model that was validated (default: the one named by ``err.title`` if it
+    is :class:`SpaceFile` or :class:`TrialConfig`); an unknown key is matched against its keys
+    for a did-you-mean.
+    """
     first = err.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
-    if first["type"] not in ("value_error", "missing", "extra_forbidden"):
+    if first["type"] == "extra_forbidden":
+        schema = schema or {"SpaceFile": SpaceFile, "TrialConfig": TrialConfig}.get(err.title)
+        message = _unknown_key(schema, tuple(first["loc"]))
+    elif first["type"] not in ("value_error", "missing"):
         message = f"{message} (got {first.get('input')!r})"
     extra = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
     return f"{source}: {key + ': ' if key else ''}{message}{extra}"
@@ -528,8 +571,14 @@ def with_settings(
     train = resolved["train"]
     for setting in settings:
         key, sep, value = setting.partition("=")
-        if not sep or key not in TrainConfig.model_fields:
+        if not sep:
             raise UserError(f"--set {setting!r}: expected KEY=VALUE with KEY a training key such as lr or ema_decay")
+        if key in ModelConfig.model_fields or key in ("model", "base_width"):
+            raise UserError(f"--set {setting!r}: {key!r} is a model key; --set sets training keys only")
+        if key not in TrainConfig.model_fields:
+            close = closest(key, list(TrainConfig.model_fields))
+            hint = f"did you mean {close}?" if close else "training keys: " + ", ".join(TrainConfig.model_fields)
+            raise UserError(f"--set {setting!r}: {key!r} is not a training key ({hint})")
         parsed = parse_yaml(value, f"--set {key}")
         if not _finite(parsed):
             raise UserError(f"--set {key}={value}: must be a finite number")

@@ -17,16 +17,15 @@ from raycifar.loop import EVAL_BATCH_SIZE, score
 
 
 def rebuild(model_folder: Path) -> tuple[torch.nn.Module, TrialConfig]:
-    """The model (eval mode, CPU) and config exported in ``model_folder``; a one-line
-    :class:`UserError` if a file is missing or damaged."""
+    """The model (eval mode, CPU) and config exported in ``model_folder``.
+
+    Raises a one-line :class:`UserError` if a file is missing, damaged, or the weights do
+    not fit the config (see :func:`raycifar.export.load_model_files`).
+    """
     missing = [name for name in (MODEL_FILE, CONFIG_FILE) if not (model_folder / name).is_file()]
     if missing:
         raise UserError(f"{model_folder}: missing {' and '.join(missing)}; the entry's exported files are gone")
-    try:
-        return load_model_files(model_folder)
-    except Exception as err:  # a damaged config.json or weights file: many error types
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise UserError(f"{model_folder}: cannot rebuild the model ({type(err).__name__}: {first_line[:200]})") from None
+    return load_model_files(model_folder)
 
 
 def test_scores(model: torch.nn.Module, config: TrialConfig, data_dir: Path) -> dict:

@@ -53,6 +53,10 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
+DAMAGED = (
+    "damaged, truncated or not Parquet; raycifar leaves it as it is: restore it from a copy, "
+    "or move it away to start a new leaderboard"
+)
 
 
 def table_path(results_dir: Path) -> Path:
@@ -92,8 +96,12 @@ def read_table(results_dir: Path) -> list[dict]:
         return []
     try:
         table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as err:
-        raise UserError(f"{path}: not a readable leaderboard table ({err})") from None
+    except OSError as err:
+        if err.strerror:  # the OS's reason (permission denied, a folder of that name, ...)
+            raise UserError(f"{path}: cannot read the leaderboard table ({err.strerror})") from None
+        raise UserError(f"{path}: not a readable leaderboard table ({DAMAGED})") from None
+    except pa.ArrowException:
+        raise UserError(f"{path}: not a readable leaderboard table ({DAMAGED})") from None
     missing = [name for name in COLUMNS if name not in table.column_names]
     if missing:
         raise UserError(f"{path}: not a raycifar leaderboard (missing columns: {', '.join(missing)})")

@@ -110,16 +110,71 @@ def check_data(data_dir: Path, download: bool, spec: Any, split_seed: int, displ
             display.info(f"wrote FFCV files to {prepared.folder}")
 
 
-def make_results_dir(results_dir: Path) -> None:
-    """Create ``results_dir``, and check that its leaderboard (if any) is readable, so that
-    neither fails only after a long run."""
+RESULT_FOLDERS = ("sweeps", "runs", "leaderboard", "wandb")  # what raycifar writes under --results-dir
+
+
+def check_results_dir(results_dir: Path) -> None:
+    """Refuse, before anything runs, a results folder raycifar could not write its results
+    in: a file where it or one of its folders (:data:`RESULT_FOLDERS`) should be, a folder
+    it may not write in, or an unreadable leaderboard. Creates and changes nothing."""
     from raycifar.leaderboard import read_table
 
+    existing = next((path for path in (results_dir, *results_dir.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "" if existing == results_dir else f"{existing}, a folder above it, "
+        raise UserError(f"--results-dir {results_dir}: {where}is a file, not a folder; choose another --results-dir")
+    for name in RESULT_FOLDERS:
+        if (results_dir / name).exists() and not (results_dir / name).is_dir():
+            raise UserError(
+                f"--results-dir {results_dir}: {results_dir / name} is a file where raycifar keeps its {name} folder; "
+                "move it away or choose another --results-dir"
+            )
+    if results_dir.is_dir():
+        _check_writable(results_dir)
+        read_table(results_dir)
+
+
+def _check_writable(folder: Path) -> None:
+    """Raise :class:`UserError` unless a file can be created in ``folder`` (tried with an
+    unnamed temporary file, which leaves nothing behind)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise UserError(f"--results-dir {folder}: cannot write in it ({err.strerror or 'not writable'})") from None
+
+
+def make_results_dir(results_dir: Path) -> None:
+    """Create ``results_dir`` and check it as :func:`check_results_dir` does, so that neither
+    fails only after a long run."""
+    check_results_dir(results_dir)
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"--results-dir {results_dir}: cannot create it ({err.strerror})") from None
-    read_table(results_dir)
+    _check_writable(results_dir)
+
+
+def check_resources(resources: RunResources, address: str | None) -> None:
+    """Refuse, before a local Ray starts, CPUs or GPUs the machine does not have.
+
+    A local Ray (``address`` None) gets :func:`~raycifar.ray_session.available_cpus` CPUs
+    and the GPUs torch sees; a cluster's resources are checked after joining it
+    (:func:`~raycifar.ray_session.resolve_gpus`), where the autoscaler may still add nodes.
+    """
+    from raycifar.ray_session import available_cpus
+
+    if address is not None:
+        return
+    cpus = available_cpus()
+    if resources.cpus > cpus:
+        raise UserError(f"{resources.cpu_request} is more than this machine's {cpus} CPUs")
+    if resources.gpus:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if resources.gpus > gpus:
+            raise UserError(f"{resources.gpu_request} is more than this machine's {gpus} GPUs")
 
 
 def _connect(address: str | None, dashboard: bool, display: Display) -> None:
@@ -184,6 +239,8 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
     name = check_name(request.name or f"{loaded.name}-{datetime.now():%Y%m%d-%H%M%S}")
     if (results_dir / "sweeps" / name).exists():
         raise UserError(f"a sweep named {name!r} already exists in {results_dir / 'sweeps'}: choose another --name")
+    check_resources(request.resources, request.address)
+    check_results_dir(results_dir)
     check_data(request.data_dir, request.download, loaded.spec, request.seed, display)
     draws = sample_configs(
         loaded, request.num_samples or loaded.spec.num_samples, request.seed, request.data_dir, request.max_epochs
@@ -289,6 +346,8 @@ def train_and_promote(request: TrainRequest, display: Display | None = None) -> 
     config = resolve_train_config(request)
     name = check_name(request.name or f"{config.space}-train-{datetime.now():%Y%m%d-%H%M%S}")
     check_new_run(request.results_dir, name)
+    check_resources(request.resources, request.address)
+    check_results_dir(request.results_dir)
     check_data(Path(config.data_dir), False, config, config.split_seed, display)
     make_results_dir(request.results_dir)
     display.info(

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from raycifar import __version__
+from raycifar.errors import UserError
 from raycifar.evaluate import rebuild, test_scores
 from raycifar.export import CONFIG_FILE, MODEL_FILE
 from raycifar.leaderboard import append_row, entry_dir, new_entry_id
@@ -36,7 +37,10 @@ def promote(
     try:
         for name in (MODEL_FILE, CONFIG_FILE):
             shutil.copy2(checkpoint_folder / name, staging / name)
-        model, config = rebuild(staging)
+        try:
+            model, config = rebuild(staging)
+        except UserError as err:  # name the checkpoint's files, not their staged copies
+            raise UserError(str(err).replace(str(staging), str(checkpoint_folder))) from None
         scores = test_scores(model, config, Path(config.data_dir))
         staging.rename(target)
     except BaseException:

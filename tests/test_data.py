@@ -205,7 +205,7 @@ def test_data_info_refuses_an_empty_validation_split_and_a_negative_seed_in_one_
     assert "cifar-10-batches-py: val_fraction 0.1 leaves 0 of its 30 images for validation" in tiny.stderr
     negative = _data_info("--data-dir", str(tmp_path), "--val-fraction", "0.3", "--seed", "-1")
     assert negative.exit_code == 2 and negative.stderr.strip().splitlines() == [
-        "error: Invalid value for '--seed': Input should be greater than or equal to 0 (see root data info --help)"
+        "error: Invalid value for '--seed': Input should be greater than or equal to 0 (got '-1') (see root data info --help)"
     ]
 
 

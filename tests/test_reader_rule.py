@@ -148,7 +148,7 @@ TRAIN_CASES: list[tuple[str, Writer, str]] = [
     ("python not a dict", _python_raw(pickle.dumps([_rows(1), [0]])),
      r"data_batch_1: not a CIFAR-10 batch \(the pickle holds a list, not a dict\)"),
     ("python truncated", _python_raw(pickle.dumps({b"data": _rows(1), b"labels": [0]})[:400]),
-     r"data_batch_1: not a readable CIFAR-10 batch \(truncated or not a pickle: "),
+     r"data_batch_1: not a readable CIFAR-10 batch \(truncated, damaged, or not a pickle\)$"),
     ("python pixels as text", _python(["ab"] * 2, [0, 1]),
      r"data_batch_1: the pixels must be numbers, got <U2 values"),
     # the same decoder behind the official .tar.gz
@@ -183,7 +183,7 @@ TRAIN_CASES: list[tuple[str, Writer, str]] = [
     ("npz two labels per image", _npz(x=_hwc(2), y=np.zeros((2, 2), int)),
      r"train\.npz: labels must be one integer per image, got an array of shape \(2, 2\)"),
     ("npz not a zip", lambda root: (root.mkdir(), (root / "train.npz").write_bytes(b"not a zip file")),
-     r"train\.npz: not a readable \.npz file \("),
+     r"train\.npz: not a readable \.npz file \(truncated, damaged, not a zip of \.npy arrays"),
     # labelled image folders
     ("png with a transparent pixel", _image(_rgba_with_one_transparent_pixel),
      r"train/cat/a\.png: 1 transparent pixel\(s\) \(alpha below 255\)"),
@@ -202,13 +202,13 @@ TRAIN_CASES: list[tuple[str, Writer, str]] = [
     ("image of the wrong size", _image(_pil("RGB", (32, 31))),
      r"train/cat/a\.png: images must be 32x32, got 32x31"),
     ("not an image", _image(lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n garbage")),
-     r"train/cat/a\.png: not a readable image \("),
+     r"train/cat/a\.png: not a readable image \(truncated, damaged, or not an image format Pillow reads\)$"),
     ("truncated png", _image(lambda p: (_pil("RGB", colour=(1, 2, 3))(p), p.write_bytes(p.read_bytes()[:60]))),
-     r"train/cat/a\.png: not a readable image \("),
+     r"train/cat/a\.png: not a readable image \(truncated, damaged, or not an image format Pillow reads\)$"),
     ("class folder out of range", lambda root: Image.new("RGB", (32, 32)).save(_made(root / "train" / "10") / "a.png"),
      r"train/10: folder name is not a class name"),
     ("broken archive", lambda root: (root.mkdir(), (root / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b broken")),
-     r"cifar-10-python\.tar\.gz: not a readable \.tar\.gz archive \("),
+     r"cifar-10-python\.tar\.gz: not a readable \.tar\.gz archive \(truncated, damaged, or not a gzip-compressed tar file\)$"),
 ]  # fmt: skip
 
 UNLABELED_CASES: list[tuple[str, Writer, str]] = [

@@ -82,7 +82,7 @@ def test_overrides_set_training_keys_epochs_seed_and_data(tmp_path: Path) -> Non
     ("setting", "message"),
     [
         ("lr", r"--set 'lr': expected KEY=VALUE with KEY a training key"),
-        ("depths=[1]", r"--set 'depths=\[1\]': expected KEY=VALUE"),
+        ("depths=[1]", r"--set 'depths=\[1\]': 'depths' is a model key; --set sets training keys only"),
         ("lr=-1", r"--set: train.lr: Input should be greater than 0"),
         ("lookahead=true", r"--set: train: lookahead: true .* needs ema_decay > 0"),
     ],
@@ -120,7 +120,7 @@ def test_a_run_name_is_used_once(tmp_path: Path) -> None:
     [
         ((), r"give either a CONFIG file or --from-entry ENTRY_ID \(exactly one\)"),
         (("CONFIG", "--from-entry", "x"), r"give either a CONFIG file or --from-entry"),
-        (("CONFIG", "--set", "nope=1"), r"--set 'nope=1': expected KEY=VALUE"),
+        (("CONFIG", "--set", "nope=1"), r"--set 'nope=1': 'nope' is not a training key \(training keys: optimizer"),
         (("CONFIG", "--name", "bad name"), r"--name 'bad name': use letters, digits"),
         ((str(TINY_SPACE),), r"arch.depths: raycifar train needs one value per key"),
         (("--from-entry", "missing"), r"no leaderboard entry 'missing'"),

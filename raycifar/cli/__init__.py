@@ -29,12 +29,23 @@ from raycifar.cli import catalog, data, predict, results, run, status
 from raycifar.cli.common import stderr
 
 
+def _given(error: TyperException, message: str) -> str:
+    """`` (got '-1')``: the value a bad option was given, where Typer's validation kept it
+    (the pydantic error it raised from) and ``message`` does not already show it."""
+    errors = getattr(error.__cause__, "errors", None)
+    first = errors()[0] if callable(errors) and errors() else {}
+    if "input" not in first or repr(first["input"]) in message:
+        return ""
+    return f" (got {first['input']!r})"
+
+
 def _one_line(error: TyperException) -> str:
-    """A usage error as one line: the problem, and where to read the command's help."""
+    """A usage error as one line: the problem, the value given, and where to read the
+    command's help."""
     message = " ".join(error.format_message().replace("Value error, ", "").split())
     context = getattr(error, "ctx", None)
     where = f" (see {context.command_path} --help)" if context is not None else ""
-    return f"{message}{where}"
+    return f"{message}{_given(error, message)}{where}"
 
 
 class _OneLineErrors(TyperGroup):

@@ -275,7 +275,8 @@ def _archive_members(
             ]
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise UserError(
-            f"{archive_path}: not a readable .tar.gz archive ({type(err).__name__}: {err})"
+            f"{archive_path}: not a readable .tar.gz archive "
+            f"({_reason(err, 'truncated, damaged, or not a gzip-compressed tar file')})"
         ) from None
 
 
@@ -313,12 +314,18 @@ def _official_files(source: Source, part: Part) -> list[tuple[str, bytes]]:
         raise UserError(f"{err.filename}: cannot read ({err.strerror})") from None
 
 
+def _reason(err: BaseException, default: str) -> str:
+    """The operating system's reason for an :class:`OSError` that has one (permission
+    denied, ...), else ``default``: a library's own message is never passed on."""
+    return err.strerror if isinstance(err, OSError) and err.strerror else default
+
+
 def _as_array(name: str, what: str, values: object) -> np.ndarray:
     """``values`` (an array or nested lists) as a numeric array; an error naming ``name`` if not."""
     try:
         array = np.asarray(values)
-    except (ValueError, TypeError) as err:
-        raise UserError(f"{name}: {what} are not an array of numbers ({err})") from None
+    except (ValueError, TypeError):
+        raise UserError(f"{name}: {what} are not an array of numbers (rows of unequal length or mixed values)") from None
     if array.dtype == object or not (array.size == 0 or np.issubdtype(array.dtype, np.number)):
         raise UserError(f"{name}: {what} must be numbers, got {array.dtype} values")
     return array
@@ -360,10 +367,8 @@ def _unpickle(name: str, blob: bytes, title: str) -> dict[object, object]:
     byte-string keys, batches re-saved by Python 3 have str keys; both are read."""
     try:
         batch = pickle.loads(blob, encoding="bytes")
-    except Exception as err:  # noqa: BLE001 - truncated or foreign pickles fail in many ways
-        raise UserError(
-            f"{name}: not a readable {title} batch (truncated or not a pickle: {type(err).__name__}: {err})"
-        ) from None
+    except Exception:  # noqa: BLE001 - truncated or foreign pickles fail in many ways
+        raise UserError(f"{name}: not a readable {title} batch (truncated, damaged, or not a pickle)") from None
     if not isinstance(batch, dict):
         raise UserError(f"{name}: not a {title} batch (the pickle holds a {type(batch).__name__}, not a dict)")
     return {(key.decode("latin-1") if isinstance(key, bytes) else key): value for key, value in batch.items()}
@@ -438,7 +443,8 @@ def _read_npz(source: Source, part: Part) -> tuple[np.ndarray, np.ndarray]:
         raise
     except Exception as err:  # noqa: BLE001 - zip, pickle and value errors
         raise UserError(
-            f"{path}: not a readable .npz file ({type(err).__name__}: {err})"
+            f"{path}: not a readable .npz file "
+            f"({_reason(err, 'truncated, damaged, not a zip of .npy arrays, or holding pickled objects')})"
         ) from None
     if images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise UserError(
@@ -539,7 +545,9 @@ def _load_image(path: Path) -> np.ndarray:
     except UserError:
         raise
     except Exception as err:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError, ...
-        raise UserError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+        raise UserError(
+            f"{path}: not a readable image ({_reason(err, 'truncated, damaged, or not an image format Pillow reads')})"
+        ) from None
     if pixels.shape != (32, 32, 3):
         raise UserError(
             f"{path}: images must be 32x32, got {pixels.shape[1]}x{pixels.shape[0]}"
