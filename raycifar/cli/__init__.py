@@ -5,7 +5,7 @@
 module         commands
 =============  ======================================================
 ``run``        ``sweep``, ``train``
-``results``    ``leaderboard``, ``evaluate``
+``results``    ``leaderboard [show]``, ``promote``, ``evaluate``
 ``catalog``    ``model list|info``, ``space show|sample``
 ``data``       ``data info|prepare``
 ``status``     ``status``
@@ -64,7 +64,8 @@ app = typer.Typer(
 )
 app.command()(run.sweep)
 app.command()(run.train)
-app.command()(results.leaderboard)
+app.add_typer(results.leaderboard_app, name="leaderboard")
+app.command()(results.promote)
 app.command()(results.evaluate)
 app.command()(status.status)
 app.add_typer(catalog.model_app, name="model")
