@@ -74,9 +74,9 @@ LEGACY_SCHEMA = pa.schema(
 )
 SCHEMA = pa.schema(
     [
-        ("schema_version", pa.int32()),
-        # Parquet has no second unit: version 1 wrote seconds and read back milliseconds.
+        # Version 1's columns first, in its order (Parquet has no second unit: created_at reads back in ms).
         *(pa.field("created_at", pa.timestamp("ms", tz="UTC")) if f.name == "created_at" else f for f in LEGACY_SCHEMA),
+        ("schema_version", pa.int32()),
         ("macs", pa.int64()),
         ("label_mode", pa.string()),
         ("test_images", pa.int64()),

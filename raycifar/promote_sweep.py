@@ -173,3 +173,12 @@ def promote_sweep(
     if record is not None and record.promoted_entry is None and chosen == choose(trials, None):
         SweepRecorder.reopen(sweep_dir).promoted(row["entry_id"])
     return row, chosen
+
+
+def sweep_costs(sweep_dir: Path, trial_id: str) -> tuple[float | None, float | None]:
+    """:func:`costs` of a sweep that just ended, (None, None) when its trial files cannot be
+    read: a promotion after a long sweep must not fail over its bookkeeping."""
+    try:
+        return costs(read_trials(sweep_dir), trial_id)
+    except UserError:
+        return None, None

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-import click
 import typer
 
 from raycifar.cli.common import (
@@ -120,7 +119,8 @@ def leaderboard(
 def _group_results_dir(ctx: typer.Context, results_dir: Path) -> Path:
     """``show``'s --results-dir, else the one given before ``show`` (``leaderboard --results-dir X show E``)."""
     parent = ctx.parent
-    if ctx.get_parameter_source("results_dir") == click.core.ParameterSource.DEFAULT and parent is not None:
+    source = ctx.get_parameter_source("results_dir")
+    if getattr(source, "name", None) == "DEFAULT" and parent is not None:  # Typer may bring its own click
         return parent.params.get("results_dir") or results_dir
     return results_dir
 
