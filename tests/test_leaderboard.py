@@ -35,6 +35,7 @@ from raycifar.leaderboard import (
 from raycifar.metrics import wilson_interval
 from raycifar.promote import promote
 
+
 def promote_once(checkpoint: Path, results: Path, sweep: str = "s1", **extra: object) -> dict:
     return promote(checkpoint, results, sweep=sweep, trial_id="t1", val_acc=0.5, epochs=1, source_checkpoint="x", **extra)
 

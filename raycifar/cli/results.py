@@ -131,8 +131,12 @@ def _entry_record(row: dict, folder: Path) -> dict:
     from raycifar.model_card import CARD_FILE
 
     record = {k: v for k, v in row.items() if k != "config_json"}
+    for key in ("params", "budget", "macs", "test_images"):
+        record[key] = _count(record.get(key))
     extra = record.get("extra_test_acc") or {}
     record["extra_test_acc"] = ", ".join(f"{k}: {v:.4f}" for k, v in sorted(extra.items())) or None
+    record["wall_s"] = None if row.get("wall_s") is None else f"{row['wall_s']:.1f} s"
+    record["device_hours"] = None if row.get("device_hours") is None else f"{row['device_hours']:.4f} h"
     record["files"] = str(folder)
     record["model card"] = str(folder / CARD_FILE) if (folder / CARD_FILE).is_file() else None
     record["predictions"] = str(folder / PREDICTIONS_FILE) if (folder / PREDICTIONS_FILE).is_file() else None
