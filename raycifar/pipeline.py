@@ -276,9 +276,12 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
             f"{outcome.stopped_early} stopped early by ASHA, {outcome.failed} failed; "
             f"best val_acc {outcome.best_val_acc:.4f} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
         )
+        from raycifar.promote_sweep import sweep_costs
+
+        wall_s, device_hours = sweep_costs(request.results_dir / "sweeps" / name, outcome.best_trial_id)
         row = _promote_checkpoint(
             outcome.best_checkpoint, request.results_dir, sweep=name, trial_id=outcome.best_trial_id,
-            val_acc=outcome.best_val_acc, epochs=outcome.best_epoch,
+            val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, wall_s=wall_s, device_hours=device_hours,
         )  # fmt: skip
         SweepRecorder.reopen(request.results_dir / "sweeps" / name).promoted(row["entry_id"])
     finally:
@@ -379,7 +382,8 @@ def _run_training(request: TrainRequest, name: str, config: TrialConfig, display
         if request.promote:
             row = _promote_checkpoint(
                 outcome.best_checkpoint, request.results_dir, sweep=name, trial_id=name,
-                val_acc=outcome.best_val_acc, epochs=outcome.best_epoch,
+                val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, wall_s=outcome.wall_seconds,
+                device_hours=outcome.wall_seconds * request.resources.workers / 3600,
             )  # fmt: skip
     finally:
         disconnect()

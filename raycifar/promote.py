@@ -1,21 +1,118 @@
 """Promotion: a checkpoint becomes a leaderboard entry (export, one test evaluation, one row).
 
-The entry folder appears only with its row: a failure on the way leaves neither.
+The entry folder (``model.safetensors``, ``config.json``, ``predictions.npz``, the model
+card ``README.md``) is staged under a hidden name and renamed into place, then its row file
+is created: a failure on the way leaves neither, and a row always points at complete files.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import socket
+import subprocess
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
 from raycifar import __version__
+from raycifar.budget import count_macs
+from raycifar.config import TrialConfig
 from raycifar.errors import UserError
-from raycifar.evaluate import rebuild, test_scores
+from raycifar.evaluate import PREDICTIONS_FILE, Predictions, rebuild, test_predictions, test_scores
 from raycifar.export import CONFIG_FILE, MODEL_FILE
-from raycifar.leaderboard import append_row, entry_dir, new_entry_id
+from raycifar.leaderboard import claim_entry, entry_dir, import_legacy_table, write_row
+from raycifar.metrics import wilson_interval
+from raycifar.model_card import CARD_FILE, render_card
 from raycifar.variants import model_name
+
+EXTRA_TEST_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+GIT_TIMEOUT_S = 10
+
+
+def source_revision() -> str | None:
+    """The git commit of the raycifar source checkout this code runs from, with ``-dirty``
+    when tracked files differ from it; None for an installed package (no checkout) or
+    without git."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=GIT_TIMEOUT_S
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "diff", "--quiet", "HEAD", "--", "raycifar"], capture_output=True,
+            timeout=GIT_TIMEOUT_S,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if sha.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}", sha.stdout.strip()):
+        return None
+    return sha.stdout.strip() + ("-dirty" if dirty.returncode == 1 else "")
+
+
+def check_extra_tests(extra_tests: Mapping[str, Path]) -> dict[str, Path]:
+    """The extra test sets as name -> absolute folder; a :class:`UserError` for a bad name
+    or a folder that does not exist."""
+    checked = {}
+    for name, folder in extra_tests.items():
+        if not re.fullmatch(EXTRA_TEST_NAME, name):
+            raise UserError(f"--extra-test {name}={folder}: name it with letters, digits, '.', '_' and '-' only")
+        path = Path(folder).expanduser().resolve()
+        if not path.is_dir():
+            raise UserError(f"--extra-test {name}={folder}: no such folder")
+        checked[name] = path
+    return checked
+
+
+def _row(
+    entry_id: str, target: Path, config: TrialConfig, predictions: Predictions, extra: dict[str, float], **fields
+) -> dict:
+    low, high = wilson_interval(predictions.correct, predictions.n)
+    return {
+        "entry_id": entry_id,
+        "created_at": datetime.now(timezone.utc).replace(microsecond=0),
+        "space": config.space,
+        "dataset": config.dataset,
+        "label_mode": config.label_mode,
+        "model": model_name(config.model),
+        "params": config.params,
+        "macs": count_macs(config.model),
+        "budget": config.budget,
+        "test_acc": predictions.acc,
+        "test_loss": predictions.loss,
+        "test_images": predictions.n,
+        "test_acc_tta": predictions.acc_tta,
+        "test_acc_ci_low": low,
+        "test_acc_ci_high": high,
+        "extra_test_acc": extra or None,
+        "config_json": json.dumps(config.model_dump(mode="json"), sort_keys=True),
+        "checkpoint_path": str(target),
+        "seed": config.seed,
+        "raycifar_version": __version__,
+        "git_sha": source_revision(),
+        "host": socket.gethostname(),
+        **fields,
+    }
+
+
+def _stage(staging: Path, checkpoint_folder: Path, extra_tests: dict[str, Path]) -> tuple:
+    """Copy the model files into ``staging``, evaluate them, save the predictions."""
+    for name in (MODEL_FILE, CONFIG_FILE):
+        source = checkpoint_folder / name
+        if not source.is_file():
+            raise UserError(f"{checkpoint_folder}: missing {name}; not a raycifar checkpoint")
+        shutil.copy2(source, staging / name)
+    try:
+        model, config = rebuild(staging)
+    except UserError as err:  # name the checkpoint's files, not their staged copies
+        raise UserError(str(err).replace(str(staging), str(checkpoint_folder))) from None
+    predictions = test_predictions(model, config, Path(config.data_dir))
+    extra = {name: test_scores(model, config, folder)["test_acc"] for name, folder in extra_tests.items()}
+    predictions.save(staging / PREDICTIONS_FILE)
+    return config, predictions, extra
 
 
 def promote(
@@ -27,47 +124,35 @@ def promote(
     val_acc: float,
     epochs: int,
     source_checkpoint: str,
+    extra_tests: Mapping[str, Path] | None = None,
+    wall_s: float | None = None,
+    device_hours: float | None = None,
 ) -> dict:
     """Export the model in ``checkpoint_folder`` to a new entry, evaluate it once on the
-    test set of its config's ``data_dir``, append its leaderboard row, and return the row."""
-    entry_id = new_entry_id(sweep)
+    test set of its config's ``data_dir`` (and on each labelled ``extra_tests`` folder, by
+    name), write its model card and its row, and return the row.
+
+    ``wall_s`` is the training run's wall-clock time (seconds) and ``device_hours`` the
+    device time spent to produce it (hours), where the caller knows them.
+    """
+    extra_tests = check_extra_tests(extra_tests or {})
+    import_legacy_table(results_dir)  # so that the new id is also new to an old table
+    entry_id, staging = claim_entry(results_dir, sweep)
     target = entry_dir(results_dir, entry_id)
-    staging = target.with_name(f".{entry_id}.partial")
-    staging.mkdir(parents=True)
     try:
-        for name in (MODEL_FILE, CONFIG_FILE):
-            shutil.copy2(checkpoint_folder / name, staging / name)
-        try:
-            model, config = rebuild(staging)
-        except UserError as err:  # name the checkpoint's files, not their staged copies
-            raise UserError(str(err).replace(str(staging), str(checkpoint_folder))) from None
-        scores = test_scores(model, config, Path(config.data_dir))
+        config, predictions, extra = _stage(staging, checkpoint_folder, extra_tests)
+        row = _row(
+            entry_id, target, config, predictions, extra, sweep=sweep, trial_id=trial_id, val_acc=val_acc,
+            epochs=epochs, source_checkpoint=source_checkpoint, wall_s=wall_s, device_hours=device_hours,
+        )  # fmt: skip
+        card = render_card(row, predictions.labels, predictions.predicted, predictions.class_names)
+        (staging / CARD_FILE).write_text(card)
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    row = {
-        "entry_id": entry_id,
-        "created_at": datetime.now(timezone.utc).replace(microsecond=0),
-        "sweep": sweep,
-        "space": config.space,
-        "dataset": config.dataset,
-        "model": model_name(config.model),
-        "params": config.params,
-        "budget": config.budget,
-        "val_acc": val_acc,
-        "test_acc": scores["test_acc"],
-        "test_loss": scores["test_loss"],
-        "epochs": epochs,
-        "trial_id": trial_id,
-        "config_json": json.dumps(config.model_dump(mode="json"), sort_keys=True),
-        "checkpoint_path": str(target),
-        "source_checkpoint": source_checkpoint,
-        "seed": config.seed,
-        "raycifar_version": __version__,
-    }
     try:
-        append_row(results_dir, row)
+        write_row(results_dir, row)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise

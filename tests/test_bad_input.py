@@ -146,7 +146,7 @@ def _missing_data_folder(w: Workspace) -> tuple[list[str], list[str]]:
 
 
 def _results_dir_is_a_file(w: Workspace) -> tuple[list[str], list[str]]:
-    target = w.results / "leaderboard.parquet"
+    target = next((w.results / "leaderboard" / "rows").glob("*.parquet"))
     args = ["sweep", str(w.space(GOOD_SPACE)), "--data-dir", str(w.data), "--results-dir", str(target)]
     return args, ["--results-dir", str(target), "is a file, not a folder"]
 
@@ -155,23 +155,6 @@ def _sweeps_is_a_file(w: Workspace) -> tuple[list[str], list[str]]:
     shutil.rmtree(w.results / "sweeps")
     (w.results / "sweeps").write_text("not a folder")
     return w.sweep(w.space(GOOD_SPACE)), ["--results-dir", str(w.results / "sweeps"), "is a file"]
-
-
-def _damage_table(w: Workspace) -> Path:
-    table = w.results / "leaderboard.parquet"
-    content = table.read_bytes()
-    table.write_bytes(content[: len(content) // 2] + content[-100:])
-    return table
-
-
-def _corrupt_leaderboard_listed(w: Workspace) -> tuple[list[str], list[str]]:
-    table = _damage_table(w)
-    return ["leaderboard", "--results-dir", str(w.results)], [str(table), "damaged, truncated or not Parquet"]
-
-
-def _corrupt_leaderboard_before_a_sweep(w: Workspace) -> tuple[list[str], list[str]]:
-    table = _damage_table(w)
-    return w.sweep(w.space(GOOD_SPACE)), [str(table), "damaged, truncated or not Parquet"]
 
 
 def _ddp_state_dict(w: Workspace) -> tuple[list[str], list[str]]:
@@ -210,12 +193,12 @@ def _entry_without_weights(w: Workspace) -> tuple[list[str], list[str]]:
 
 def _unknown_entry(w: Workspace) -> tuple[list[str], list[str]]:
     args = ["evaluate", "no-such-entry", "--results-dir", str(w.results)]
-    return args, ["'no-such-entry'", str(w.results / "leaderboard.parquet"), w.entry]
+    return args, ["'no-such-entry'", str(w.results / "leaderboard" / "rows"), w.entry]
 
 
 def _unknown_entry_to_retrain(w: Workspace) -> tuple[list[str], list[str]]:
     args = ["train", "--from-entry", "no-such-entry", "--results-dir", str(w.results)]
-    return args, ["'no-such-entry'", str(w.results / "leaderboard.parquet")]
+    return args, ["'no-such-entry'", str(w.results / "leaderboard" / "rows")]
 
 
 def _too_many_gpus(w: Workspace) -> tuple[list[str], list[str]]:
@@ -295,8 +278,6 @@ CASES: dict[str, Case] = {
     # the results folder and its entries
     "results folder is a file": _results_dir_is_a_file,
     "sweeps is a file": _sweeps_is_a_file,
-    "corrupt leaderboard.parquet (leaderboard)": _corrupt_leaderboard_listed,
-    "corrupt leaderboard.parquet (sweep)": _corrupt_leaderboard_before_a_sweep,
     "unknown entry id": _unknown_entry,
     "unknown entry to retrain": _unknown_entry_to_retrain,
     "entry missing its weights": _entry_without_weights,
@@ -413,3 +394,23 @@ def test_status_lists_a_damaged_sweep_folder_on_its_own_line(tmp_path: Path, tem
     damaged = [line for line in result.stdout.splitlines() if "broken-one" in line]
     assert len(damaged) == 1 and damaged[0].startswith("unreadable sweep broken-one: "), result.stdout
     assert "old-sweep" in result.stdout
+
+
+def test_a_corrupt_row_file_is_one_warning_and_the_other_rows_still_list(workspace: Workspace) -> None:
+    """With one Parquet file per entry, a damaged one is named on one stderr line and skipped;
+    the command still succeeds, lists the other rows, and leaves the damaged file as it was."""
+    w = workspace
+    rows = w.results / "leaderboard" / "rows"
+    good = next(rows.glob("*.parquet"))
+    damaged = rows / "damaged-entry.parquet"
+    damaged.write_bytes(good.read_bytes()[:200])
+    before = damaged.read_bytes()
+    listed = subprocess.run(
+        [sys.executable, "-m", "raycifar", "leaderboard", "--results-dir", str(w.results), "--format", "json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    (warning,) = listed.stderr.strip().splitlines()
+    assert warning.startswith("warning: ") and str(damaged) in warning and "damaged, truncated or not Parquet" in warning
+    assert [row["entry_id"] for row in json.loads(listed.stdout)] == [w.entry]
+    assert damaged.read_bytes() == before

@@ -313,7 +313,9 @@ def test_evaluate_reports_per_class_accuracy_on_a_labelled_image_folder(
         "test_acc",
         "test_loss",
         "n",
+        "test_acc_tta",
         "recorded_test_acc",
+        "recorded_test_acc_tta",
         "matches_recorded",
         "per_class",
     ]

@@ -5,7 +5,7 @@
 module         commands
 =============  ======================================================
 ``run``        ``sweep``, ``train``
-``results``    ``leaderboard``, ``evaluate``
+``results``    ``leaderboard [show]``, ``promote``, ``evaluate``
 ``predict``    ``predict``
 ``catalog``    ``model list|info``, ``space show|sample``
 ``data``       ``data info|prepare``
@@ -76,7 +76,8 @@ app = typer.Typer(
 )
 app.command()(run.sweep)
 app.command()(run.train)
-app.command()(results.leaderboard)
+app.add_typer(results.leaderboard_app, name="leaderboard")
+app.command()(results.promote)
 app.command()(results.evaluate)
 app.command()(predict.predict)
 app.command()(status.status)

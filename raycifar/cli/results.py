@@ -1,10 +1,11 @@
-"""``raycifar leaderboard`` and ``raycifar evaluate``: the promoted models and their test scores."""
+"""``raycifar leaderboard [show ENTRY]``, ``raycifar promote`` and ``raycifar evaluate``: the
+promoted models, how they get there from a sweep's files, and their test scores."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -12,9 +13,9 @@ from raycifar.cli.common import (
     DataDirOption,
     FormatOption,
     ResultsDir,
-    RowsFormat,
     console,
     exit_codes,
+    fail,
     jsonable,
     print_csv,
     print_json,
@@ -22,31 +23,198 @@ from raycifar.cli.common import (
     table,
 )
 
-TABLE_COLUMNS = ("entry_id", "model", "params", "val_acc", "test_acc", "epochs")
+BoardFormat = Literal["table", "json", "csv", "markdown"]
+TABLE_COLUMNS = ("entry_id", "model", "params", "val_acc", "test_acc", "95% CI", "tta", "epochs")
+MARKDOWN_COLUMNS = (
+    "#", "entry", "model", "params", "MACs", "test acc", "95% CI", "TTA acc", "val acc", "dataset", "epochs",
+)  # fmt: skip
+
+leaderboard_app = typer.Typer(
+    help="Show promoted models, best test accuracy first; `leaderboard show ENTRY` shows one in full.",
+    add_completion=False,
+)
 
 
-def leaderboard(
-    results_dir: ResultsDir = Path("raycifar_results"),
-    output_format: Annotated[RowsFormat, typer.Option("--format", help="table, json (a list of objects) or csv.")] = "table",
-) -> None:
-    """Show promoted models, best test accuracy first."""
-    from raycifar.leaderboard import COLUMNS, read_table, table_path
+def _acc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
-    with exit_codes():
-        rows = read_table(results_dir.expanduser())
-    rows.sort(key=lambda r: r["test_acc"], reverse=True)
+
+def _ci(row: dict) -> str:
+    low, high = row.get("test_acc_ci_low"), row.get("test_acc_ci_high")
+    return "-" if low is None or high is None else f"{low:.4f}–{high:.4f}"
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _markdown_cells(rank: int, row: dict) -> list[str]:
+    return [
+        str(rank), f"`{row['entry_id']}`", str(row["model"]), _count(row["params"]), _count(row.get("macs")),
+        _acc(row["test_acc"]), _ci(row), _acc(row.get("test_acc_tta")), _acc(row["val_acc"]),
+        str(row["dataset"]), str(row["epochs"]),
+    ]  # fmt: skip
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """``rows`` as a GitHub-flavoured Markdown pipe table (ranked as given), one line per row."""
+    escape = lambda cell: cell.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "---|" * len(MARKDOWN_COLUMNS)]
+    for rank, row in enumerate(rows, start=1):
+        lines.append("| " + " | ".join(escape(c) for c in _markdown_cells(rank, row)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv_ready(row: dict) -> dict:
+    """The map column as a JSON object string (CSV cells are text)."""
+    extra = row.get("extra_test_acc")
+    return {**row, "extra_test_acc": json.dumps(extra, sort_keys=True) if extra else None}
+
+
+def _print_rows(rows: list[dict], output_format: BoardFormat, where: Path) -> None:
+    from raycifar.leaderboard import COLUMNS, rows_dir
+
     if output_format == "json":
         print_json([jsonable(r) for r in rows])
     elif output_format == "csv":
-        print_csv(rows, COLUMNS)
+        print_csv([_csv_ready(r) for r in rows], COLUMNS)
+    elif output_format == "markdown":
+        typer.echo(markdown_table(rows), nl=False)
     elif not rows:
-        console.print(f"no leaderboard yet at {table_path(results_dir)}: run `raycifar sweep` first")
+        console.print(f"no leaderboard yet at {rows_dir(where)}: run `raycifar sweep` first", highlight=False)
     else:
         shown = table(*TABLE_COLUMNS)
         for row in rows:
-            cells = {**row, "params": f"{row['params']:,}", "val_acc": f"{row['val_acc']:.4f}", "test_acc": f"{row['test_acc']:.4f}"}
+            cells = {
+                **row, "params": _count(row["params"]), "val_acc": _acc(row["val_acc"]),
+                "test_acc": _acc(row["test_acc"]), "95% CI": _ci(row), "tta": _acc(row.get("test_acc_tta")),
+            }  # fmt: skip
             shown.add_row(*(str(cells[c]) for c in TABLE_COLUMNS))
         console.print(shown)
+
+
+@leaderboard_app.callback(invoke_without_command=True)
+def leaderboard(
+    ctx: typer.Context,
+    results_dir: ResultsDir = Path("raycifar_results"),
+    dataset: Annotated[Optional[str], typer.Option(help="Only entries of this dataset (cifar10, cifar100).")] = None,
+    space: Annotated[Optional[str], typer.Option(help="Only entries of this search space.")] = None,
+    top: Annotated[Optional[int], typer.Option(min=1, help="Only the best K entries.")] = None,
+    output_format: Annotated[BoardFormat, typer.Option("--format", help="table, json (a list of objects), csv, or markdown (a pipe table for a README).")] = "table",
+) -> None:
+    """Show promoted models, best test accuracy first.
+
+    `raycifar leaderboard show ENTRY` shows every column and the config of one entry.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from raycifar.leaderboard import ranked, read_table
+
+    results_dir = results_dir.expanduser()
+    with exit_codes():
+        rows = ranked(read_table(results_dir), dataset, space, top)
+    _print_rows(rows, output_format, results_dir)
+
+
+def _group_results_dir(ctx: typer.Context, results_dir: Path) -> Path:
+    """``show``'s --results-dir, else the one given before ``show`` (``leaderboard --results-dir X show E``)."""
+    parent = ctx.parent
+    source = ctx.get_parameter_source("results_dir")
+    if getattr(source, "name", None) == "DEFAULT" and parent is not None:  # Typer may bring its own click
+        return parent.params.get("results_dir") or results_dir
+    return results_dir
+
+
+def _entry_record(row: dict, folder: Path) -> dict:
+    """Every column of ``row`` (the config left out) and the entry's files, for reading."""
+    from raycifar.evaluate import PREDICTIONS_FILE
+    from raycifar.model_card import CARD_FILE
+
+    record = {k: v for k, v in row.items() if k != "config_json"}
+    for key in ("params", "budget", "macs", "test_images"):
+        record[key] = _count(record.get(key))
+    extra = record.get("extra_test_acc") or {}
+    record["extra_test_acc"] = ", ".join(f"{k}: {v:.4f}" for k, v in sorted(extra.items())) or None
+    record["wall_s"] = None if row.get("wall_s") is None else f"{row['wall_s']:.1f} s"
+    record["device_hours"] = None if row.get("device_hours") is None else f"{row['device_hours']:.4f} h"
+    record["files"] = str(folder)
+    record["model card"] = str(folder / CARD_FILE) if (folder / CARD_FILE).is_file() else None
+    record["predictions"] = str(folder / PREDICTIONS_FILE) if (folder / PREDICTIONS_FILE).is_file() else None
+    return record
+
+
+@leaderboard_app.command("show")
+def show(
+    ctx: typer.Context,
+    entry_id: Annotated[str, typer.Argument(help="The leaderboard entry to show.")],
+    results_dir: ResultsDir = Path("raycifar_results"),
+    output_format: FormatOption = "table",
+) -> None:
+    """Every column of one leaderboard entry, its files, and its config."""
+    from raycifar.leaderboard import entry_dir, find_entry
+
+    results_dir = _group_results_dir(ctx, results_dir).expanduser()
+    with exit_codes():
+        row = find_entry(results_dir, entry_id)
+    config = json.loads(row["config_json"]) if row["config_json"] else None
+    if output_format == "json":
+        print_json({**jsonable({k: v for k, v in row.items() if k != "config_json"}), "config": config})
+        return
+    print_record({k: "-" if v is None else v for k, v in _entry_record(row, entry_dir(results_dir, entry_id)).items()})
+    console.print("config:", highlight=False)
+    console.print_json(json.dumps(config, sort_keys=True))
+
+
+def _extra_tests(values: list[str]) -> dict[str, Path]:
+    """``NAME=DIR`` options as a dict; a one-line error for a malformed or repeated one."""
+    tests: dict[str, Path] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not folder:
+            fail(f"--extra-test {value!r}: write NAME=DIR (e.g. cifar10_1=data/cifar10.1)")
+        if name in tests:
+            fail(f"--extra-test {name}: given twice")
+        tests[name] = Path(folder)
+    return tests
+
+
+def promote(
+    sweep: Annotated[str, typer.Argument(help="The sweep's name (its folder under <results-dir>/sweeps/).")],
+    trial: Annotated[Optional[str], typer.Option("--trial", help="Promote this trial's best epoch instead of the sweep's best.")] = None,
+    extra_test: Annotated[Optional[list[str]], typer.Option("--extra-test", help="NAME=DIR: also score a labelled test set (an image folder of class folders, or any supported layout) as NAME. Repeatable.")] = None,
+    results_dir: ResultsDir = Path("raycifar_results"),
+    output_format: FormatOption = "table",
+) -> None:
+    """Promote the best trial (or --trial ID) of a finished or interrupted sweep from its files (no Ray).
+
+    The best epoch is the highest val_acc among the epochs whose checkpoint is still on disk.
+    """
+    from raycifar.promote_sweep import promote_sweep
+
+    tests = _extra_tests(extra_test or [])
+    results_dir = results_dir.expanduser().resolve()
+    with exit_codes():
+        row, chosen = promote_sweep(results_dir, sweep, trial, tests)
+    if output_format == "json":
+        print_json(jsonable(row))
+        return
+    tta = f" (with TTA {row['test_acc_tta']:.4f})" if row["test_acc_tta"] is not None else ""
+    extra = "".join(f", {k} {v:.4f}" for k, v in sorted((row["extra_test_acc"] or {}).items()))
+    console.print(f"promoted to the leaderboard: [bold]{row['entry_id']}[/]", highlight=False)
+    lines = {
+        "from": f"sweep {sweep}, trial {chosen.trial_id}, epoch {chosen.epoch}",
+        "model": f"{row['model']}, {row['params']:,} params (budget {row['budget']:,}), {row['macs']:,} MACs",
+        "accuracy": f"val_acc {row['val_acc']:.4f}, test_acc {row['test_acc']:.4f} "
+        f"(95% CI {_ci(row)}){tta}{extra}",
+        "files": row["checkpoint_path"],
+        "next": f"raycifar leaderboard show {row['entry_id']} --results-dir {results_dir}",
+    }
+    for key, value in lines.items():
+        console.print(f"  {key:<9}{value}", highlight=False, soft_wrap=True)
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and abs(a - b) < 1e-9
 
 
 def evaluate(
@@ -57,7 +225,8 @@ def evaluate(
 ) -> None:
     """Re-run the test evaluation of a leaderboard entry from its exported files.
 
-    --data-dir defaults to the data folder the entry was trained on.
+    --data-dir defaults to the data folder the entry was trained on. With the config's
+    train.tta on, the test-time-augmented accuracy is reported and compared too.
     """
     from raycifar.cli.predict import print_per_class
     from raycifar.evaluate import evaluate_on_test
@@ -70,14 +239,20 @@ def evaluate(
         recorded_data = Path(json.loads(row["config_json"])["data_dir"])
         scores = evaluate_on_test(entry_dir(results_dir, entry_id), (data_dir or recorded_data).expanduser().resolve())
         per_class = per_class_accuracy(entry_dir(results_dir, entry_id), (data_dir or recorded_data).expanduser().resolve())
+    recorded_tta = row.get("test_acc_tta")
+    if scores["test_acc_tta"] is None or (recorded_tta is None and row.get("schema_version") == 1):
+        tta_matches = recorded_tta is None  # no TTA, or an imported entry that never measured it
+    else:
+        tta_matches = _same(scores["test_acc_tta"], recorded_tta)
     report = {
         "entry_id": entry_id,
         **scores,
         "recorded_test_acc": row["test_acc"],
-        "matches_recorded": abs(scores["test_acc"] - row["test_acc"]) < 1e-9,
+        "recorded_test_acc_tta": recorded_tta,
+        "matches_recorded": _same(scores["test_acc"], row["test_acc"]) and tta_matches,
     }
     if output_format == "json":
         print_json({**report, "per_class": per_class})
     else:
-        print_record(report)
+        print_record({k: "-" if v is None else v for k, v in report.items()})
         print_per_class(per_class)

@@ -1,0 +1,184 @@
+"""``raycifar promote SWEEP``: promote the best (or a chosen) trial of a sweep from its files,
+without Ray.
+
+It reads what Tune wrote in ``<results>/sweeps/<SWEEP>/trial_<id>/`` (``params.json``,
+``result.json``: one JSON result per reported epoch, each with the epoch's
+``checkpoint_path``; ``error.txt`` for a trial that failed), as ``raycifar status`` does, and
+picks the epoch with :mod:`raycifar.selection`'s rules among those whose checkpoint folder
+is still on disk. A checkpoint is a plain folder (``model.safetensors``, ``config.json``);
+a results folder that was moved is followed to ``train_runs/<trial_id>/<checkpoint>``.
+
+A sweep whose driver is still running is refused (it promotes its best itself when it
+ends); a finished, failed or interrupted one is fine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from raycifar.errors import UserError
+from raycifar.leaderboard import read_table
+from raycifar.selection import Candidate, TrialHistory, select_best
+from raycifar.status import _read_params, _result_rows
+from raycifar.sweep_record import TRIAL_DIR_PREFIX, SweepRecord, SweepRecorder, read_record, utc_now
+
+SWEEPS_DIR = "sweeps"
+TRAIN_RUNS_DIR = "train_runs"
+
+
+@dataclass(frozen=True)
+class SweepTrials:
+    """A sweep folder's trials: each one's history and its last reported result."""
+
+    sweep_dir: Path
+    histories: list[TrialHistory]
+    last_results: dict[str, dict]
+
+
+def sweep_folder(results_dir: Path, sweep: str) -> Path:
+    """``<results_dir>/sweeps/<sweep>``; a :class:`UserError` naming the sweeps there if absent."""
+    folder = results_dir / SWEEPS_DIR / sweep
+    if not folder.is_dir():
+        parent = results_dir / SWEEPS_DIR
+        known = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+        listed = ", ".join(known[-8:]) if known else "none"
+        raise UserError(f"no sweep {sweep!r} in {parent} (sweeps there: {listed})")
+    return folder
+
+
+def local_checkpoint(sweep_dir: Path, trial_id: str, reported: str) -> Path | None:
+    """The checkpoint folder a result names, where it is on disk: the reported path, or the
+    same checkpoint under this sweep folder's ``train_runs/<trial_id>/`` (a moved folder)."""
+    for path in (Path(reported), sweep_dir / TRAIN_RUNS_DIR / trial_id / Path(reported).name):
+        if path.is_dir():
+            return path
+    return None
+
+
+def read_trials(sweep_dir: Path) -> SweepTrials:
+    """Every ``trial_<id>`` folder of ``sweep_dir``, in name order (:class:`UserError` for
+    an unreadable ``result.json`` or ``params.json``)."""
+    histories, last = [], {}
+    for folder in sorted(p for p in sweep_dir.glob(f"{TRIAL_DIR_PREFIX}*") if p.is_dir()):
+        trial_id = folder.name.removeprefix(TRIAL_DIR_PREFIX)
+        results = _result_rows(folder / "result.json") if (folder / "result.json").is_file() else []
+        config = _read_params(folder) or (results[0].get("config") if results else None) or {}
+        planned = int((config.get("train") or {}).get("epochs") or 0)
+        histories.append(TrialHistory(trial_id, planned, results, failed=(folder / "error.txt").is_file()))
+        last[trial_id] = results[-1] if results else {}
+    return SweepTrials(sweep_dir, histories, last)
+
+
+def _driver_alive(record: SweepRecord) -> bool:
+    """False when the driver ran on this machine and its process is gone."""
+    if record.driver_host != socket.gethostname():
+        return True
+    try:
+        os.kill(record.driver_pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def refuse_running(sweep_dir: Path, record: SweepRecord | None) -> None:
+    """A :class:`UserError` when the sweep's driver is still running."""
+    if record is None or record.ended_at is not None or record.promoted_entry is not None:
+        return
+    if not record.is_stale(utc_now()) and _driver_alive(record):
+        raise UserError(
+            f"sweep {record.name} in {sweep_dir} is still running (heartbeat {record.heartbeat_at:%H:%M:%S} UTC); "
+            "it promotes its best trial when it ends: wait, or stop it first"
+        )
+
+
+def choose(trials: SweepTrials, trial_id: str | None) -> Candidate:
+    """The best epoch of the sweep, or of trial ``trial_id``, whose checkpoint is on disk."""
+    histories = trials.histories
+    if trial_id is not None:
+        histories = [h for h in histories if h.trial_id == trial_id]
+        if not histories:
+            known = ", ".join(h.trial_id for h in trials.histories) or "none"
+            raise UserError(f"no trial {trial_id!r} in {trials.sweep_dir} (trials: {known})")
+    exists = {
+        str(r["checkpoint_path"]): local_checkpoint(trials.sweep_dir, h.trial_id, str(r["checkpoint_path"])) is not None
+        for h in histories
+        for r in h.results
+        if r.get("checkpoint_path")
+    }
+    best = select_best(histories, lambda path: exists.get(path, False)).best
+    if best is None:
+        which = f"trial {trial_id}" if trial_id else "no trial"
+        raise UserError(
+            f"{trials.sweep_dir}: {which} left a checkpoint folder on disk to promote "
+            f"({len(exists)} reported, none found under {trials.sweep_dir / TRAIN_RUNS_DIR})"
+        )
+    return best
+
+
+def costs(trials: SweepTrials, trial_id: str) -> tuple[float | None, float | None]:
+    """``wall_s``: the promoted trial's wall-clock seconds (Tune's ``time_total_s`` at its last
+    result); ``device_hours``: the sum over the sweep's trials of ``time_total_s`` times the
+    trial's Ray Train workers (``world_size``), in hours. None where a result lacks them."""
+    wall = trials.last_results.get(trial_id, {}).get("time_total_s")
+    spent = 0.0
+    for result in trials.last_results.values():
+        if not result:
+            continue
+        seconds, workers = result.get("time_total_s"), result.get("world_size")
+        if seconds is None or workers is None:
+            return (float(wall) if wall is not None else None), None
+        spent += float(seconds) * int(workers)
+    hours = spent / 3600 if math.isfinite(spent) else None
+    return (float(wall) if wall is not None else None), hours
+
+
+def refuse_duplicate(results_dir: Path, checkpoint: str) -> None:
+    """A :class:`UserError` when ``checkpoint`` is already on the leaderboard."""
+    for row in read_table(results_dir):
+        if row["source_checkpoint"] == checkpoint:
+            raise UserError(f"{checkpoint}: already on the leaderboard as entry {row['entry_id']}")
+
+
+def promote_sweep(
+    results_dir: Path,
+    sweep: str,
+    trial_id: str | None = None,
+    extra_tests: Mapping[str, Path] | None = None,
+) -> tuple[dict, Candidate]:
+    """Promote the best epoch of ``sweep`` (or of its trial ``trial_id``); returns the new
+    leaderboard row and the epoch promoted. Records the entry in the sweep record when the
+    sweep's own best was promoted."""
+    from raycifar.promote import check_extra_tests, promote
+
+    extra = check_extra_tests(extra_tests or {})
+    sweep_dir = sweep_folder(results_dir, sweep)
+    record = read_record(sweep_dir)
+    refuse_running(sweep_dir, record)
+    trials = read_trials(sweep_dir)
+    chosen = choose(trials, trial_id)
+    refuse_duplicate(results_dir, chosen.checkpoint)
+    wall_s, device_hours = costs(trials, chosen.trial_id)
+    row = promote(
+        local_checkpoint(sweep_dir, chosen.trial_id, chosen.checkpoint), results_dir, sweep=sweep,
+        trial_id=chosen.trial_id, val_acc=chosen.val_acc, epochs=chosen.epoch, source_checkpoint=chosen.checkpoint,
+        extra_tests=extra, wall_s=wall_s, device_hours=device_hours,
+    )  # fmt: skip
+    if record is not None and record.promoted_entry is None and chosen == choose(trials, None):
+        SweepRecorder.reopen(sweep_dir).promoted(row["entry_id"])
+    return row, chosen
+
+
+def sweep_costs(sweep_dir: Path, trial_id: str) -> tuple[float | None, float | None]:
+    """:func:`costs` of a sweep that just ended, (None, None) when its trial files cannot be
+    read: a promotion after a long sweep must not fail over its bookkeeping."""
+    try:
+        return costs(read_trials(sweep_dir), trial_id)
+    except UserError:
+        return None, None
