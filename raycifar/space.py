@@ -12,19 +12,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from raycifar.config import (
-    ARCH_OVERRIDES,
-    FIT,
-    AugmentConfig,
-    ModelConfig,
-    SpaceFile,
-    TrainConfig,
-    TrialConfig,
-    dimensions,
-    load_space_file,
-)
+from raycifar.config import AugmentConfig, ModelConfig, TrainConfig, TrialConfig
 from raycifar.data.catalog import num_classes
 from raycifar.errors import UserError
+from raycifar.space_file import ARCH_OVERRIDES, FIT, SpaceFile, dimensions, load_space_file
 from raycifar.variants import VARIANTS, variant_config
 
 MAX_DRAWS_PER_SAMPLE = 1000
@@ -66,7 +57,7 @@ class Space:
 
 def load_space(name_or_path: str, overrides: dict[str, Any] | None = None) -> Space:
     """Find and validate a space (see :func:`resolve_space_path`), with top-level keys
-    replaced by ``overrides`` (see :func:`raycifar.config.load_space_file`)."""
+    replaced by ``overrides`` (see :func:`raycifar.space_file.load_space_file`)."""
     path = resolve_space_path(name_or_path)
     spec = load_space_file(path, overrides)
     unknown = [name for name in spec.arch.model.values() if name not in VARIANTS]

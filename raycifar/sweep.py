@@ -21,10 +21,11 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
-from raycifar.config import SchedulerSettings, TrialConfig
+from raycifar.config import TrialConfig
 from raycifar.errors import Interrupted, RunFailed
 from raycifar.ray_session import RunResources, concurrent_runs, resolve_gpus
 from raycifar.selection import Selection, TrialHistory, select_best
+from raycifar.space_file import SchedulerSettings
 from raycifar.sweep_record import TRIAL_DIR_PREFIX, SweepRecorder, completion_state
 from raycifar.train_backend import ray_is_local
 from raycifar.train_run import make_trainer, scaling_config

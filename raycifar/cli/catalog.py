@@ -74,8 +74,8 @@ def space_show(
 ) -> None:
     """Show a space's settings (budget, dataset, loader, scheduler ...) and every dimension
     of every section (constant or sampler)."""
-    from raycifar.config import SECTION_KEYS, dimensions
     from raycifar.space import load_space
+    from raycifar.space_file import SECTION_KEYS, dimensions
 
     with exit_codes():
         loaded = load_space(space)
