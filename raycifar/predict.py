@@ -37,7 +37,7 @@ from raycifar.config import TestTimeAugmentation, TrialConfig
 from raycifar.data.augment import Normalizer
 from raycifar.data.catalog import CATALOG, class_names
 from raycifar.data.device_loader import cpu_threads
-from raycifar.data.readers import IMAGE_SUFFIXES, ImageSet, _exact_rgb, detect_source, read_part
+from raycifar.data.readers import IMAGE_SUFFIXES, ImageSet, detect_source, read_image_file, read_part
 from raycifar.errors import UserError
 from raycifar.evaluate import rebuild
 from raycifar.loop import EVAL_BATCH_SIZE, tta_views
@@ -133,13 +133,7 @@ def load_image(path: Path, resize: bool) -> np.ndarray:
     reader's rules), :class:`WrongSize` if it is not 32 x 32 and ``resize`` is off."""
     from PIL import Image
 
-    try:
-        with Image.open(path) as image:
-            pixels = _exact_rgb(path, image)
-    except UserError:
-        raise
-    except Exception as err:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError, ...
-        raise UserError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+    pixels = read_image_file(path)
     if pixels.shape[:2] == (SIDE, SIDE):
         return pixels
     if not resize:

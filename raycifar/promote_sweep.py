@@ -15,8 +15,6 @@ ends); a finished, failed or interrupted one is fine.
 from __future__ import annotations
 
 import math
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,24 +72,11 @@ def read_trials(sweep_dir: Path) -> SweepTrials:
     return SweepTrials(sweep_dir, histories, last)
 
 
-def _driver_alive(record: SweepRecord) -> bool:
-    """False when the driver ran on this machine and its process is gone."""
-    if record.driver_host != socket.gethostname():
-        return True
-    try:
-        os.kill(record.driver_pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def refuse_running(sweep_dir: Path, record: SweepRecord | None) -> None:
     """A :class:`UserError` when the sweep's driver is still running."""
     if record is None or record.ended_at is not None or record.promoted_entry is not None:
         return
-    if not record.is_stale(utc_now()) and _driver_alive(record):
+    if not record.is_stale(utc_now()) and not record.driver_gone():
         raise UserError(
             f"sweep {record.name} in {sweep_dir} is still running (heartbeat {record.heartbeat_at:%H:%M:%S} UTC); "
             "it promotes its best trial when it ends: wait, or stop it first"

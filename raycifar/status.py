@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -263,24 +261,11 @@ def iso_time(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds") if moment else None
 
 
-def _driver_gone(record: SweepRecord) -> bool:
-    """True when the record's driver ran on this machine and its process no longer exists."""
-    if record.driver_host != socket.gethostname():
-        return False
-    try:
-        os.kill(record.driver_pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def _is_live(record: SweepRecord | None, now: datetime, stale_after_s: float) -> bool:
     """Whether the sweep's driver is still running: a fresh heartbeat and not ended."""
     if record is None or record.ended_at is not None:
         return False
-    return not record.is_stale(now, stale_after_s) and not _driver_gone(record)
+    return not record.is_stale(now, stale_after_s) and not record.driver_gone()
 
 
 def _sweep_state(record: SweepRecord | None, trials: list[TrialStatus], promoted: str | None, live: bool) -> str:

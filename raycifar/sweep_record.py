@@ -92,6 +92,19 @@ class SweepRecord(BaseModel):
         """
         return self.ended_at is None and (now - self.heartbeat_at).total_seconds() > stale_after_s
 
+    def driver_gone(self) -> bool:
+        """True when the driver ran on this machine and its process no longer exists (on
+        another machine, or when the process is another user's, it cannot be told: False)."""
+        if self.driver_host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.driver_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
 
 def record_path(sweep_dir: Path) -> Path:
     return sweep_dir / RECORD_FILE

@@ -249,7 +249,7 @@ def test_unreadable_files_are_listed_at_the_end_or_stop_a_strict_run(
     assert [row["id"] for row in csv.DictReader(io.StringIO(output.read_text()))] == ["0", "1", "3"]
     skipped = result.stderr.strip().splitlines()
     assert len(skipped) == 2
-    assert skipped[0].startswith(f"skipped {folder / '2.png'}: not a readable image (UnidentifiedImageError")
+    assert skipped[0].startswith(f"skipped {folder / '2.png'}: not a readable image (truncated, damaged, or not an image format Pillow reads)")
     assert skipped[1].startswith(f"skipped {folder / 'sub' / '0.jpg'}: not a readable image")
     assert "2 skipped" in result.stdout
 

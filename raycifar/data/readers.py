@@ -535,19 +535,26 @@ def _exact_rgb(path: Path, image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def _load_image(path: Path) -> np.ndarray:
-    """One image file as 32 x 32 x 3 uint8, exactly as stored (see :func:`_exact_rgb`)."""
+def read_image_file(path: Path) -> np.ndarray:
+    """One image file of any size as H x W x 3 uint8, exactly as stored (see :func:`_exact_rgb`).
+
+    Raises :class:`UserError` naming the file if Pillow cannot read it or it would change."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            pixels = _exact_rgb(path, image)
+            return _exact_rgb(path, image)
     except UserError:
         raise
     except Exception as err:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError, ...
         raise UserError(
             f"{path}: not a readable image ({_reason(err, 'truncated, damaged, or not an image format Pillow reads')})"
         ) from None
+
+
+def _load_image(path: Path) -> np.ndarray:
+    """One image file as 32 x 32 x 3 uint8, exactly as stored (see :func:`read_image_file`)."""
+    pixels = read_image_file(path)
     if pixels.shape != (32, 32, 3):
         raise UserError(
             f"{path}: images must be 32x32, got {pixels.shape[1]}x{pixels.shape[0]}"
