@@ -15,6 +15,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+COUNTS_SHOWN_UP_TO = 20  # classes
 FONT = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
 PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d")
 SECTIONS = (
@@ -177,13 +178,16 @@ def importance_figure(values: dict[str, float]) -> go.Figure:
 
 
 def confusion_figure(entry: dict) -> go.Figure:
+    """Counts by true (rows) and predicted (columns) class; written in the cells up to
+    ``COUNTS_SHOWN_UP_TO`` classes (CIFAR-100's 100 show them on hover only)."""
     names = entry["class_names"]
+    few = len(names) <= COUNTS_SHOWN_UP_TO
     fig = go.Figure(go.Heatmap(
-        z=entry["confusion"], x=names, y=names, colorscale="Blues", texttemplate="%{z}", showscale=False,
-        hovertemplate="true %{y} → predicted %{x}: %{z}<extra></extra>",
+        z=entry["confusion"], x=names, y=names, colorscale="Blues", texttemplate="%{z}" if few else None,
+        showscale=not few, hovertemplate="true %{y} → predicted %{x}: %{z}<extra></extra>",
     ))  # fmt: skip
     fig.update_yaxes(autorange="reversed")
-    size = max(420, 36 * len(names) + 140)
+    size = max(420, 36 * len(names) + 140) if few else 900
     return _layout(fig, "confusion matrix (test images)", "predicted", "true", size)
 
 
