@@ -225,6 +225,7 @@ class SweepResult:
     name: str
     outcome: Any  # raycifar.sweep.SweepOutcome
     row: dict
+    report: Path | None = None  # sweeps/<name>/report.html, None if it could not be written
 
 
 def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> SweepResult:
@@ -286,7 +287,19 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
         SweepRecorder.reopen(request.results_dir / "sweeps" / name).promoted(row["entry_id"])
     finally:
         disconnect()
-    return SweepResult(name, outcome, row)
+    return SweepResult(name, outcome, row, _write_sweep_report(request.results_dir, name, display))
+
+
+def _write_sweep_report(results_dir: Path, name: str, display: Display) -> Path | None:
+    """Write the sweep's HTML report to ``sweeps/<name>/report.html``. A failure is told, not
+    raised: the model is promoted by then, and ``raycifar report`` rebuilds the page."""
+    from raycifar.report import REPORT_FILE, write_report
+
+    try:
+        return write_report(results_dir, name, results_dir / "sweeps" / name / REPORT_FILE)
+    except Exception as err:  # noqa: BLE001 - a page that failed must not fail a finished sweep
+        display.info(f"no report written ({err}); write it with: raycifar report {name} --results-dir {results_dir}")
+        return None
 
 
 # --- train and promote --------------------------------------------------------------------

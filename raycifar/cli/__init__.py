@@ -10,6 +10,7 @@ module         commands
 ``catalog``    ``model list|info``, ``space show|sample``
 ``data``       ``data info|prepare``
 ``status``     ``status``
+``report``     ``report``
 ``common``     consoles, one-line errors, shared options, tables
 =============  ======================================================
 
@@ -25,7 +26,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from raycifar.cli import catalog, data, predict, results, run, status
+from raycifar.cli import catalog, data, predict, report, results, run, status
 from raycifar.cli.common import stderr
 
 
@@ -81,6 +82,7 @@ app.command()(results.promote)
 app.command()(results.evaluate)
 app.command()(predict.predict)
 app.command()(status.status)
+app.command()(report.report)
 app.add_typer(catalog.model_app, name="model")
 app.add_typer(catalog.space_app, name="space")
 app.add_typer(data.data_app, name="data")

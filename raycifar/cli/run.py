@@ -85,7 +85,7 @@ class RichDisplay:
             yield _EpochLines(progress, epochs)
 
 
-def _summary(row: dict, files: Path) -> None:
+def _summary(row: dict, files: Path, report: Path | None = None) -> None:
     """The promoted entry in a few lines."""
     tta = f" (with TTA {row['test_acc_tta']:.4f})" if row.get("test_acc_tta") is not None else ""
     console.print(f"promoted to the leaderboard: [bold]{row['entry_id']}[/]", highlight=False)
@@ -95,6 +95,8 @@ def _summary(row: dict, files: Path) -> None:
         "files": str(files),
         "next": f"raycifar evaluate {row['entry_id']} --results-dir {files.parent.parent}",
     }
+    if report is not None:
+        lines["report"] = str(report)
     for key, value in lines.items():
         console.print(f"  {key:<9}{value}", highlight=False, soft_wrap=True)
 
@@ -138,14 +140,14 @@ def sweep(
     display = RichDisplay(stderr if output_format == "json" else console)
     with exit_codes():
         result = sweep_and_promote(request, display)
-    _finish(result.row, output_format)
+    _finish(result.row, output_format, result.report)
 
 
-def _finish(row: dict | None, output_format: str) -> None:
+def _finish(row: dict | None, output_format: str, report: Path | None = None) -> None:
     if output_format == "json":
         print_json(jsonable(row) if row is not None else None)
     elif row is not None:
-        _summary(row, Path(row["checkpoint_path"]))
+        _summary(row, Path(row["checkpoint_path"]), report)
 
 
 def train(
