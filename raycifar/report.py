@@ -57,7 +57,7 @@ def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
 def scheduler_settings(space: str) -> tuple[dict, str]:
     """The ASHA settings of the space a sweep ran (``grace_period``, ``reduction_factor``)
     and where they came from; ASHA's defaults when the space file is not found."""
-    from raycifar.config import SchedulerSettings
+    from raycifar.space_file import SchedulerSettings
     from raycifar.space import load_space
 
     try:
