@@ -57,8 +57,8 @@ def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
 def scheduler_settings(space: str) -> tuple[dict, str]:
     """The ASHA settings of the space a sweep ran (``grace_period``, ``reduction_factor``)
     and where they came from; ASHA's defaults when the space file is not found."""
-    from raycifar.space_file import SchedulerSettings
     from raycifar.space import load_space
+    from raycifar.space_file import SchedulerSettings
 
     try:
         loaded = load_space(space)
@@ -182,7 +182,10 @@ def gather_sweep(sweep_dir: Path) -> dict:
     folders = sorted(p for p in sweep_dir.glob(f"{TRIAL_DIR_PREFIX}*") if p.is_dir())
     trials = [read_trial(f, states.get(f.name.removeprefix(TRIAL_DIR_PREFIX))) for f in folders]
     space = record.space if record else "?"
-    settings, source = scheduler_settings(space)
+    if record is not None and record.scheduler:
+        settings, source = record.scheduler, "the sweep record"
+    else:
+        settings, source = scheduler_settings(space)
     max_t = max((t["planned_epochs"] for t in trials), default=0)
     scored = [(i, t) for i, t in enumerate(trials) if t["best_val_acc"] is not None and t["params"] is not None]
     front = pareto_front([(t["params"], t["best_val_acc"]) for _, t in scored])

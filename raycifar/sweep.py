@@ -196,7 +196,9 @@ def run_sweep(
     gpus = resolve_gpus(options.resources, local=options.address is None)
     concurrent = concurrent_runs(options.resources, gpus, options.max_concurrent_trials)
     storage = options.results_dir / "sweeps"
-    recorder = SweepRecorder.start(storage / options.sweep_name, options.sweep_name, configs[0].space, len(configs))
+    recorder = SweepRecorder.start(
+        storage / options.sweep_name, options.sweep_name, configs[0].space, len(configs), scheduler=scheduler.model_dump()
+    )
     tracker = _ProgressCallback(progress, recorder)
     max_epochs = max(c.train.epochs for c in configs)
     asha = ASHAScheduler(

@@ -79,6 +79,7 @@ class SweepRecord(BaseModel):
     ended_at: datetime | None = None
     outcome: Outcome | None = None
     promoted_entry: str | None = None
+    scheduler: dict | None = None  # the scheduler's settings (e.g. ASHA's grace_period, reduction_factor)
     trials: dict[str, TrialEntry] = {}
 
     def done_trials(self) -> int:
@@ -175,9 +176,16 @@ class SweepRecorder:
 
     @classmethod
     def start(
-        cls, sweep_dir: Path, name: str, space: str, planned_trials: int, now: Callable[[], datetime] = utc_now
+        cls,
+        sweep_dir: Path,
+        name: str,
+        space: str,
+        planned_trials: int,
+        now: Callable[[], datetime] = utc_now,
+        scheduler: dict | None = None,
     ) -> SweepRecorder:
-        """Write a fresh record for a sweep that starts now in this process."""
+        """Write a fresh record for a sweep that starts now in this process (``scheduler``:
+        its settings, kept so that reports need not find the space file again)."""
         moment = now()
         record = SweepRecord(
             name=name,
@@ -187,6 +195,7 @@ class SweepRecorder:
             driver_pid=os.getpid(),
             driver_host=socket.gethostname(),
             heartbeat_at=moment,
+            scheduler=scheduler,
         )
         recorder = cls(sweep_dir, record, now)
         recorder._save()

@@ -148,3 +148,17 @@ def test_the_sweep_writes_its_report_and_a_failure_is_told(tmp_path: Path, cifar
 
     assert _write_sweep_report(results, "gone", Recording()) is None
     assert told and "raycifar report gone --results-dir" in told[0]
+
+
+def test_the_rungs_come_from_the_sweep_record_when_the_space_file_is_gone(tmp_path: Path) -> None:
+    """A sweep of a custom space file keeps its scheduler settings in its record."""
+    from raycifar.report import gather_sweep
+    from raycifar.sweep_record import SweepRecorder, read_record
+
+    sweep_dir = tmp_path / "sweeps" / "custom"
+    sweep_dir.mkdir(parents=True)
+    SweepRecorder.start(sweep_dir, "custom", "a-space-file-deleted-since", 0, scheduler={"grace_period": 2, "reduction_factor": 3})
+    assert read_record(sweep_dir).scheduler == {"grace_period": 2, "reduction_factor": 3}
+    gathered = gather_sweep(sweep_dir)
+    assert "the sweep record" in str(gathered)
+    assert "grace_period" in str(gathered) and "'reduction_factor': 3" in str(gathered)
