@@ -41,13 +41,21 @@ def _on_meta(make, argument) -> nn.Module:
         return make(argument).eval()
 
 
+def _on_cpu(make, argument) -> nn.Module:
+    """The part on the CPU, for one forward pass that measures it. A forward on the meta
+    device (or ``to_empty`` from it) would import torch's symbolic machinery (~0.4-0.7 s);
+    initialising one part's weights takes milliseconds."""
+    with torch.device("cpu"):
+        return make(argument).eval()
+
+
 def _numel(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
 def _macs_and_output(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
-    """Multiply-accumulates of the convolutions and linear layers of a meta-device ``module``
-    for one input of ``input_shape`` (C, H, W), and the output shape."""
+    """Multiply-accumulates of the convolutions and linear layers of a CPU ``module`` for one
+    input of ``input_shape`` (C, H, W), and the output shape."""
     macs = 0
 
     def count(layer: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
@@ -60,9 +68,6 @@ def _macs_and_output(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[i
 
     layers = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     handles = [layer.register_forward_hook(count) for layer in layers]
-    # One image through uninitialised CPU copies of the weights: a forward on the meta device
-    # would import torch._dynamo for its decompositions (0.7 s), and the values do not matter.
-    module = module.to_empty(device="cpu")
     with torch.no_grad():
         output = module(torch.zeros((1, *input_shape)))
     for handle in handles:
@@ -106,17 +111,17 @@ def _head_params(key: ModelConfig) -> int:
 
 @lru_cache(maxsize=8192)
 def _block_macs(spec: BlockSpec, shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
-    return _macs_and_output(_on_meta(make_block, spec), shape)
+    return _macs_and_output(_on_cpu(make_block, spec), shape)
 
 
 @lru_cache(maxsize=1024)
 def _stem_macs(key: ModelConfig) -> tuple[int, tuple[int, ...]]:
-    return _macs_and_output(_on_meta(make_stem, key), (3, IMAGE_SIZE, IMAGE_SIZE))
+    return _macs_and_output(_on_cpu(make_stem, key), (3, IMAGE_SIZE, IMAGE_SIZE))
 
 
 @lru_cache(maxsize=1024)
 def _head_macs(key: ModelConfig, shape: tuple[int, ...]) -> int:
-    return _macs_and_output(_on_meta(Head, key), shape)[0]
+    return _macs_and_output(_on_cpu(Head, key), shape)[0]
 
 
 def count_params(config: ModelConfig) -> int:
