@@ -66,8 +66,12 @@ def connect(address: str | None, dashboard: bool = True) -> str | None:
     if address:
         try:
             context = ray.init(address=address, log_to_driver=False, runtime_env=runtime_env, logging_level="ERROR")
-        except ConnectionError as err:
-            raise UserError(f"--address {address}: cannot join the Ray cluster ({err.__cause__ or err})") from None
+        except ConnectionError:
+            raise UserError(
+                f"--address {address}: cannot join the Ray cluster (nothing answers there, or it refused the "
+                "connection: check the address, that Ray runs there, and its auth token in RAY_AUTH_TOKEN or "
+                "~/.ray/auth_token)"
+            ) from None
     else:
         _refuse_a_second_local_ray()
         context = ray.init(

@@ -144,7 +144,11 @@ def read_record(sweep_dir: Path) -> SweepRecord | None:
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise UserError(f"{path}: not a readable sweep record ({where + ': ' if where else ''}{first['msg']})") from None
+        if first["type"] == "json_invalid":  # half-written or not JSON
+            problem = "not complete JSON: half-written, truncated or edited"
+        else:
+            problem = f"{where + ': ' if where else ''}{first['msg']}"
+        raise UserError(f"{path}: not a readable sweep record ({problem})") from None
     if record.format > RECORD_FORMAT:
         raise UserError(f"{path}: sweep record format {record.format} is newer than this raycifar reads ({RECORD_FORMAT})")
     return record

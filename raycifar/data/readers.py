@@ -627,7 +627,14 @@ def download(data_dir: Path, dataset: str = "cifar10") -> None:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         fetch(root=str(data_dir), train=True, download=True)
-    except Exception as err:  # noqa: BLE001 - network errors come in many types
+    except OSError as err:  # the network or the disk: name the reason the OS gives
+        reason = getattr(err, "reason", None) or err.strerror or "no connection"
         raise UserError(
-            f"downloading {CATALOG[dataset].title} into {data_dir} failed: {err}"
+            f"downloading {CATALOG[dataset].title} into {data_dir} failed ({reason}); without internet, "
+            "put the official archive or folder there yourself and leave out --download"
+        ) from None
+    except Exception:  # noqa: BLE001 - a broken or partial download (checksum, archive) comes in many types
+        raise UserError(
+            f"downloading {CATALOG[dataset].title} into {data_dir} failed (the download was incomplete or "
+            "did not match its checksum); delete the partial files there and try again"
         ) from None
