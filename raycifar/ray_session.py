@@ -59,7 +59,14 @@ def prepare_environment(address: str | None) -> None:
 
 
 def connect(address: str | None, dashboard: bool = True) -> str | None:
-    """Join the Ray cluster at ``address``, or start a local Ray; returns the dashboard URL."""
+    """Join the Ray cluster at ``address``, or start a local Ray; returns the dashboard URL
+    (None when ``dashboard`` is off).
+
+    A local Ray always runs its dashboard process (on 127.0.0.1): Ray Train's placement-group
+    cleaner asks the state API it serves whether a trial's controller is gone, and without it
+    the CPUs of every trial that the scheduler stops stay reserved, so later trials wait
+    forever. ``dashboard=False`` only keeps the URL out of the output.
+    """
     import ray
 
     runtime_env = {"env_vars": TRAIN_ENV}
@@ -76,14 +83,14 @@ def connect(address: str | None, dashboard: bool = True) -> str | None:
         _refuse_a_second_local_ray()
         context = ray.init(
             num_cpus=available_cpus(),
-            include_dashboard=dashboard,
+            include_dashboard=True,
             dashboard_host="127.0.0.1",
             log_to_driver=False,
             runtime_env=runtime_env,
             logging_level="ERROR",  # raycifar prints the dashboard URL and the progress itself
         )
     url = getattr(context, "dashboard_url", None)
-    return f"http://{url}" if url else None
+    return f"http://{url}" if url and dashboard else None
 
 
 def running_local_ray() -> str | None:

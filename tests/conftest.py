@@ -69,7 +69,9 @@ def short_tmpdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 HOLD_RAY = """
 import sys, ray
-context = ray.init(num_cpus=2, include_dashboard=False)
+# The dashboard serves the state API that Ray Train's placement-group cleaner needs to free
+# the CPUs of trials the scheduler stops (see raycifar.ray_session.connect).
+context = ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1")
 print(context.address_info["gcs_address"], flush=True)
 sys.stdin.read()  # hold the cluster until the test process closes our stdin (or dies)
 ray.shutdown()
@@ -77,7 +79,7 @@ ray.shutdown()
 
 
 class SharedRay:
-    """One local Ray (2 CPUs, 127.0.0.1, no dashboard) held by a child process of pytest.
+    """One local Ray (2 CPUs, 127.0.0.1, dashboard on loopback) held by a child process of pytest.
 
     The child starts it with ``ray.init`` and shuts it down when its stdin closes, so the
     Ray ends with the test process even if pytest is killed. Its session folder lives in a
