@@ -27,7 +27,8 @@ from raycifar.budget import count_macs, count_params, fit_widths
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
 from raycifar.data import read_part
 from raycifar.models import build_model
-from raycifar.predict import all_cores, find_inputs, predict
+from raycifar.predict import find_inputs, predict
+from raycifar.ray_session import available_cpus
 from raycifar.variants import model_name, variant_config
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--budget", type=int, default=5_000_000)
     parser.add_argument("--tta", action="store_true", help="flip TTA (two forward passes per image)")
-    parser.add_argument("--threads", type=int, default=all_cores())
+    parser.add_argument("--threads", type=int, default=available_cpus())
     parser.add_argument("--format", choices=("table", "json"), default="table")
     args = parser.parse_args()
     images, origin = source_images(args.data_dir)

@@ -41,6 +41,7 @@ from raycifar.data.readers import IMAGE_SUFFIXES, ImageSet, detect_source, read_
 from raycifar.errors import UserError
 from raycifar.evaluate import rebuild
 from raycifar.loop import EVAL_BATCH_SIZE, tta_views
+from raycifar.ray_session import available_cpus
 
 SIDE = 32
 # layouts read as whole test parts, whose ids are image indices
@@ -51,11 +52,6 @@ Progress = Callable[[int], None]  # called with the number of images just handle
 
 class WrongSize(UserError):
     """An image that is not 32 x 32 while resizing is off (never skipped: the whole run stops)."""
-
-
-def all_cores() -> int:
-    """The CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def tta_mode(config: TrialConfig) -> TestTimeAugmentation:
@@ -235,7 +231,7 @@ def predict(
     probabilities: list[torch.Tensor] = []
     skipped: list[str] = []
     decode_seconds = model_seconds = 0.0
-    with cpu_threads(torch.device("cpu"), threads or all_cores()):
+    with cpu_threads(torch.device("cpu"), threads or available_cpus()):
         for batch_ids, images, read_seconds, handled in _batches(inputs, resize, strict, skipped):
             decode_seconds += read_seconds
             started = time.perf_counter()
