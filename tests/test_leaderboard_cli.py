@@ -179,6 +179,22 @@ def test_load_model_by_entry_id_or_folder(tta_entry: tuple[Path, dict], cifar_di
         raycifar.load_model("nope", results_dir=results)
 
 
+def test_timm_loads_a_promoted_entry_with_its_weights(tta_entry: tuple[Path, dict], cifar_dir: Path) -> None:
+    import timm
+
+    import raycifar.timm_models  # noqa: F401  (registers raycifar_entry)
+
+    results, row = tta_entry
+    folder = results / "leaderboard" / row["entry_id"]
+    through_timm = timm.create_model("raycifar_entry", pretrained=True, entry=row["entry_id"], results_dir=str(results))
+    images = normalized(read_part(cifar_dir, "test").images[:8])
+    saved = np.load(folder / "predictions.npz")
+    with torch.no_grad():
+        assert np.array_equal(through_timm(images).argmax(1).numpy(), saved["predicted"][:8])
+    with pytest.raises(ValueError, match="raycifar_entry needs entry="):
+        timm.create_model("raycifar_entry")
+
+
 def test_import_raycifar_stays_light() -> None:
     probe = "import sys, raycifar; print('torch' in sys.modules, callable(raycifar.load_model), 'torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
