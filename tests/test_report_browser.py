@@ -61,3 +61,32 @@ def test_the_report_draws_in_a_browser(tmp_path: Path, cifar_dir: Path) -> None:
     assert console_errors(shot.stderr) == []
     colours = Image.open(screenshot).convert("RGB").getcolors(maxcolors=1_000_000)
     assert colours is not None and len(colours) > 50, "the page is painted, not blank"
+
+
+@pytest.mark.slow
+def test_the_report_of_a_real_sweep_on_real_cifar10_draws_in_a_browser(
+    tmp_path: Path, ray_address: str, raycifar
+) -> None:
+    """A real sweep (two tiny trials on the real CIFAR-10 subset), whose report `raycifar
+    sweep` writes itself: every section present, charts drawn, no console error, the
+    misclassified real images and their heat maps embedded."""
+    from conftest import SHARED_CIFAR10, TINY_SPACE
+
+    if shutil.which("chromium") is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")
+    if not (SHARED_CIFAR10 / "cifar-10-batches-py").is_dir():
+        pytest.skip(f"the real CIFAR-10 subset is not at {SHARED_CIFAR10}")
+    results = tmp_path / "results"
+    sweep = raycifar("sweep", str(TINY_SPACE), "--data-dir", str(SHARED_CIFAR10), "--results-dir", str(results),
+                     "--num-samples", "2", "--max-epochs", "1", "--wandb", "off", "--address", ray_address,
+                     "--name", "real", cwd=tmp_path, timeout=900)  # fmt: skip
+    page = results / "sweeps" / "real" / "report.html"
+    assert f"report   {page}" in sweep.stdout.replace("\n", " ") or str(page) in sweep.stdout
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") >= 2, "misclassified test images with their Grad-CAM maps"
+
+    dumped = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile-dom")
+    assert dumped.returncode == 0 and console_errors(dumped.stderr) == [], dumped.stderr[-2000:]
+    for section_id, _ in SECTIONS:
+        assert f'<section id="{section_id}">' in dumped.stdout
+    assert dumped.stdout.count('class="main-svg"') >= len(list(charts(html)))
