@@ -230,8 +230,10 @@ class SweepResult:
 
 def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> SweepResult:
     """Validate, draw configs, run the sweep on Ray, and promote its best checkpoint."""
+    from raycifar.ray_session import prepare_environment
     from raycifar.space import load_space, sample_configs
 
+    prepare_environment(request.address)  # before anything imports Ray: it reads these settings once
     display = display or Quiet()
     results_dir = request.results_dir
     loaded = load_space(request.space, request.overrides)
@@ -256,10 +258,8 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
 
 
 def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], scheduler: Any, display: Display) -> SweepResult:
-    from raycifar.ray_session import disconnect, prepare_environment
-
-    prepare_environment(request.address)
     from raycifar import sweep
+    from raycifar.ray_session import disconnect
     from raycifar.sweep_record import SweepRecorder
 
     if request.wandb == "offline":
@@ -356,6 +356,9 @@ def resolve_train_config(request: TrainRequest) -> TrialConfig:
 
 def train_and_promote(request: TrainRequest, display: Display | None = None) -> TrainResult:
     """Validate, train one config on Ray Train (no Tune), and promote it if asked."""
+    from raycifar.ray_session import prepare_environment
+
+    prepare_environment(request.address)  # before anything imports Ray: it reads these settings once
     from raycifar.train_run import check_new_run
 
     display = display or Quiet()
@@ -374,10 +377,8 @@ def train_and_promote(request: TrainRequest, display: Display | None = None) -> 
 
 
 def _run_training(request: TrainRequest, name: str, config: TrialConfig, display: Display) -> TrainResult:
-    from raycifar.ray_session import disconnect, prepare_environment, resolve_gpus
-
-    prepare_environment(request.address)
     from raycifar import train_run
+    from raycifar.ray_session import disconnect, resolve_gpus
     from raycifar.train_backend import ray_is_local
 
     row = None
