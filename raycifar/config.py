@@ -56,6 +56,7 @@ Policy = Literal["none", "autoaugment", "randaugment", "trivialaugment"]
 Block = Literal["basic", "bottleneck"]
 Stem = Literal["cifar", "imagenet"]
 CompileSwitch = StrictBool | Literal["auto"]
+TrainOn = Literal["train", "train+val"]  # what a run trains on: the split's train part, or train and val together
 
 
 def choices(literal: Any) -> tuple[str, ...]:
@@ -204,6 +205,10 @@ class TrialConfig(_Strict):
     loader: LoaderName = "device"
     augment: AugmentConfig = AugmentConfig()
     class_weights: dict[str, float] = {}
+    # "train+val": train on the whole official training part (the split's train and val parts
+    # together). The val part is still scored every epoch but is no held-out score then: the
+    # run keeps its last epoch, not its best val_acc (``raycifar train --train-on``).
+    train_on: TrainOn = "train"
 
 
 # --- dimensions ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import os
 import re
 import tempfile
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from raycifar.config import TrialConfig, with_settings
 from raycifar.errors import UserError
 from raycifar.ray_session import RunResources
+from raycifar.wandb_log import check_mode
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 
@@ -185,6 +186,16 @@ def _connect(address: str | None, dashboard: bool, display: Display) -> None:
         display.info(f"Ray dashboard: {url}")
 
 
+def _log_promoted(row: dict, results_dir: Path, wandb: str, display: Display) -> None:
+    """Log the promoted entry to W&B as a ``model`` artifact aliased ``best`` (unless off)."""
+    from raycifar.leaderboard import entry_dir
+    from raycifar.wandb_log import log_model_artifact
+
+    artifact = log_model_artifact(row, entry_dir(results_dir, row["entry_id"]), results_dir, wandb)
+    if artifact:
+        display.info(f"W&B ({wandb}): model artifact {artifact}:best in {results_dir / 'wandb'}")
+
+
 def _promote_checkpoint(checkpoint_path: str, results_dir: Path, **row_fields: Any) -> dict:
     """Fetch a Ray Train checkpoint and promote it to the leaderboard; returns the new row."""
     from raycifar.promote import promote
@@ -234,8 +245,7 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
     display = display or Quiet()
     results_dir = request.results_dir
     loaded = load_space(request.space, request.overrides)
-    if request.wandb == "online" and not os.environ.get("WANDB_API_KEY"):
-        raise UserError("--wandb online needs WANDB_API_KEY in the environment (or use --wandb offline)")
+    check_mode(request.wandb)
     name = check_name(request.name or f"{loaded.name}-{datetime.now():%Y%m%d-%H%M%S}")
     if (results_dir / "sweeps" / name).exists():
         raise UserError(f"a sweep named {name!r} already exists in {results_dir / 'sweeps'}: choose another --name")
@@ -284,6 +294,7 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
             val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, wall_s=wall_s, device_hours=device_hours,
         )  # fmt: skip
         SweepRecorder.reopen(request.results_dir / "sweeps" / name).promoted(row["entry_id"])
+        _log_promoted(row, request.results_dir, request.wandb, display)
     finally:
         disconnect()
     return SweepResult(name, outcome, row)
@@ -308,16 +319,35 @@ class TrainRequest:
     dashboard: bool = True
     name: str | None = None
     promote: bool = False
+    seeds: int = 1  # runs with the trial seeds seed, seed + 1, ..., seed + seeds - 1
+    train_on: str | None = None  # "train" or "train+val"; None: the config's (train)
+    wandb: str = "offline"
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """One run of a several-seed ``raycifar train``: its trial seed, run name and outcome, and
+    its test accuracy (the CPU float32 evaluation of promotion; None when not promoted)."""
+
+    seed: int
+    name: str
+    outcome: Any  # raycifar.train_run.RunOutcome
+    test_acc: float | None = None
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a finished run produced: its outcome and, when promoted, the leaderboard row."""
+    """What a finished run produced: its outcome and, when promoted, the leaderboard row.
+
+    With several seeds, ``outcome`` is the first seed's run (the one promoted) and
+    ``seed_runs`` lists every run in seed order; with one, ``seed_runs`` holds that run.
+    """
 
     name: str
     config: TrialConfig
     outcome: Any  # raycifar.train_run.RunOutcome
     row: dict | None
+    seed_runs: list[SeedRun] = field(default_factory=list)
 
 
 def config_from_entry(results_dir: Path, entry_id: str) -> TrialConfig:
@@ -336,9 +366,35 @@ def resolve_train_config(request: TrainRequest) -> TrialConfig:
         raise UserError("give either a CONFIG file or --from-entry ENTRY_ID (exactly one)")
     if request.from_entry:
         entry = config_from_entry(request.results_dir, request.from_entry)
-        return with_settings(entry, request.settings, request.epochs, request.seed, request.data_dir)
-    base = trial_config_from_file(request.config, request.data_dir or default_data_dir().resolve(), request.seed or 0)
-    return with_settings(base, request.settings, request.epochs)
+        config = with_settings(entry, request.settings, request.epochs, request.seed, request.data_dir)
+    else:
+        data_dir = request.data_dir or default_data_dir().resolve()
+        base = trial_config_from_file(request.config, data_dir, request.seed or 0)
+        config = with_settings(base, request.settings, request.epochs)
+    return _with_train_on(config, request.train_on)
+
+
+def _with_train_on(config: TrialConfig, train_on: str | None) -> TrialConfig:
+    """``config`` training on ``train_on`` (None: as it is); a :class:`UserError` for a value
+    other than train or train+val, or train+val with the ffcv loader."""
+    if train_on is not None:
+        if train_on not in ("train", "train+val"):
+            raise UserError(f"--train-on {train_on!r}: use train or train+val")
+        config = config.model_copy(update={"train_on": train_on})
+    if config.train_on == "train+val" and config.loader == "ffcv":
+        raise UserError(
+            "--train-on train+val needs the device or torchvision loader; this config's loader is ffcv, "
+            "whose files keep train and val apart"
+        )
+    return config
+
+
+def seed_run_names(name: str, first_seed: int, seeds: int) -> list[tuple[int, str]]:
+    """(trial seed, run name) of each run: ``name`` itself for one seed, else
+    ``<name>-seed<k>`` for k = first_seed, first_seed + 1, ..., first_seed + seeds - 1."""
+    if seeds == 1:
+        return [(first_seed, name)]
+    return [(first_seed + index, f"{name}-seed{first_seed + index}") for index in range(seeds)]
 
 
 def train_and_promote(request: TrainRequest, display: Display | None = None) -> TrainResult:
@@ -346,45 +402,113 @@ def train_and_promote(request: TrainRequest, display: Display | None = None) -> 
     from raycifar.train_run import check_new_run
 
     display = display or Quiet()
+    if request.seeds < 1:
+        raise UserError(f"--seeds {request.seeds}: must be 1 or more")
+    check_mode(request.wandb)
     config = resolve_train_config(request)
     name = check_name(request.name or f"{config.space}-train-{datetime.now():%Y%m%d-%H%M%S}")
-    check_new_run(request.results_dir, name)
+    for _, run_name in seed_run_names(name, config.seed, request.seeds):
+        check_new_run(request.results_dir, run_name)
     check_resources(request.resources, request.address)
     check_results_dir(request.results_dir)
     check_data(Path(config.data_dir), False, config, config.split_seed, display)
     make_results_dir(request.results_dir)
+    runs = seed_run_names(name, config.seed, request.seeds)
+    seeds = f", seeds {', '.join(str(seed) for seed, _ in runs)}" if len(runs) > 1 else ""
+    data = "train+val (the val part is seen: the last epoch is kept)" if config.train_on == "train+val" else "train"
     display.info(
         f"run {name}: {config.params:,} params, {config.train.epochs} epochs, "
-        f"{request.resources.workers} worker(s), data {config.data_dir}"
+        f"{request.resources.workers} worker(s), data {config.data_dir} ({data}){seeds}"
     )
     return _run_training(request, name, config, display)
 
 
 def _run_training(request: TrainRequest, name: str, config: TrialConfig, display: Display) -> TrainResult:
-    from raycifar.ray_session import disconnect, prepare_environment, resolve_gpus
+    from raycifar.ray_session import disconnect, prepare_environment
 
     prepare_environment(request.address)
-    from raycifar import train_run
-    from raycifar.train_backend import ray_is_local
-
-    row = None
+    if request.wandb == "offline":
+        os.environ["WANDB_MODE"] = "offline"
     try:
         _connect(request.address, request.dashboard, display)
-        gpus = resolve_gpus(request.resources, local=request.address is None)
-        scaling = train_run.scaling_config(request.resources, gpus)
-        with display.epoch_progress(config.train.epochs) as sink:
-            local = ray_is_local(request.address)
-            outcome = train_run.run_training(config, request.results_dir, name, scaling, sink, local)
-        display.info(
-            f"trained in {outcome.wall_seconds:.0f} s: best val_acc {outcome.best_val_acc:.4f} at epoch "
-            f"{outcome.best_epoch}; metrics {outcome.run_dir / train_run.METRICS_FILE}"
-        )
+        runs = [
+            SeedRun(seed, run_name, _train_one(request, name, run_name, config.model_copy(update={"seed": seed}), display))
+            for seed, run_name in seed_run_names(name, config.seed, request.seeds)
+        ]  # fmt: skip
+        row = None
         if request.promote:
-            row = _promote_checkpoint(
-                outcome.best_checkpoint, request.results_dir, sweep=name, trial_id=name,
-                val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, wall_s=outcome.wall_seconds,
-                device_hours=outcome.wall_seconds * request.resources.workers / 3600,
-            )  # fmt: skip
+            runs, row = _promote_seed_runs(request, name, runs)
+            _log_promoted(row, request.results_dir, request.wandb, display)
     finally:
         disconnect()
-    return TrainResult(name, config, outcome, row)
+    return TrainResult(name, config, runs[0].outcome, row, runs)
+
+
+def _train_one(request: TrainRequest, group: str, run_name: str, config: TrialConfig, display: Display) -> Any:
+    """One Ray Train run of ``config`` named ``run_name`` (Ray connected), its epochs drawn
+    by ``display`` and logged to W&B in ``group``; returns its RunOutcome."""
+    from raycifar import train_run
+    from raycifar.ray_session import resolve_gpus
+    from raycifar.train_backend import ray_is_local
+    from raycifar.wandb_log import train_run_logger
+
+    gpus = resolve_gpus(request.resources, local=request.address is None)
+    scaling = train_run.scaling_config(request.resources, gpus)
+    wandb_config = config.model_dump(mode="json")
+    with (
+        train_run_logger(request.wandb, request.results_dir, group, run_name, wandb_config) as log,
+        display.epoch_progress(config.train.epochs) as sink,
+    ):
+        local = ray_is_local(request.address)
+        outcome = train_run.run_training(config, request.results_dir, run_name, scaling, _Tee(sink, log), local)
+    metrics = outcome.run_dir / train_run.METRICS_FILE
+    if outcome.selected_on == "epoch":
+        display.info(
+            f"{run_name} trained in {outcome.wall_seconds:.0f} s: kept the last epoch {outcome.best_epoch} "
+            f"(val_acc {outcome.best_val_acc:.4f} on the val part it trained on: not a held-out score); metrics {metrics}"
+        )
+    else:
+        display.info(
+            f"{run_name} trained in {outcome.wall_seconds:.0f} s: best val_acc {outcome.best_val_acc:.4f} at epoch "
+            f"{outcome.best_epoch}; metrics {metrics}"
+        )
+    return outcome
+
+
+class _Tee:
+    """An epoch sink that hands every epoch's metrics to ``sink`` and to ``log``."""
+
+    def __init__(self, sink: EpochSink, log: Any) -> None:
+        self.sink, self.log = sink, log
+
+    def epoch(self, metrics: dict) -> None:
+        self.sink.epoch(metrics)
+        self.log(metrics)
+
+
+def _promote_seed_runs(request: TrainRequest, name: str, runs: list[SeedRun]) -> tuple[list[SeedRun], dict]:
+    """Score every run but the first on the test set (the CPU float32 evaluation of
+    promotion), then promote the first run with the seeds' mean and standard deviation.
+    Returns the runs with their test accuracies, and the new row."""
+    others = [replace(run, test_acc=_test_acc(run.outcome.best_checkpoint)) for run in runs[1:]]
+    first = runs[0].outcome
+    held_out = first.selected_on == "val_acc"
+    row = _promote_checkpoint(
+        first.best_checkpoint, request.results_dir, sweep=name, trial_id=runs[0].name,
+        val_acc=first.best_val_acc if held_out else None, epochs=first.best_epoch, wall_s=first.wall_seconds,
+        device_hours=sum(run.outcome.wall_seconds for run in runs) * request.resources.workers / 3600,
+        other_seed_test_accs=[run.test_acc for run in others],
+    )  # fmt: skip
+    return [replace(runs[0], test_acc=row["test_acc"]), *others], row
+
+
+def _test_acc(checkpoint_path: str) -> float:
+    """The test accuracy of a run's checkpoint on its config's data, measured as promotion
+    measures it (:func:`raycifar.evaluate.evaluate_on_test`: CPU, float32)."""
+    from raycifar.evaluate import evaluate_on_test, rebuild
+    from raycifar.train_run import fetch_checkpoint
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = fetch_checkpoint(checkpoint_path, Path(scratch) / "checkpoint")
+        data_dir = Path(rebuild(folder)[1].data_dir)
+        return float(evaluate_on_test(folder, data_dir)["test_acc"])
