@@ -41,6 +41,7 @@ Policy = Literal["none", "autoaugment", "randaugment", "trivialaugment"]
 Block = Literal["basic", "bottleneck"]
 Stem = Literal["cifar", "imagenet"]
 CompileSwitch = StrictBool | Literal["auto"]
+TrainOn = Literal["train", "train+val"]  # what a run trains on: the split's train part, or train and val together
 
 
 def finite(value: Any) -> bool:
@@ -198,6 +199,10 @@ class TrialConfig(_Strict):
     loader: LoaderName = "device"
     augment: AugmentConfig = AugmentConfig()
     class_weights: dict[str, float] = {}
+    # "train+val": train on the whole official training part (the split's train and val parts
+    # together). The val part is still scored every epoch but is no held-out score then: the
+    # run keeps its last epoch, not its best val_acc (``raycifar train --train-on``).
+    train_on: TrainOn = "train"
 
 
 def _section_at(schema: type[BaseModel], path: tuple) -> type[BaseModel] | None:

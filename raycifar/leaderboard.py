@@ -21,7 +21,9 @@ skipped; the other rows are still listed, and the file is left as it is.
 The single-file table of older raycifars (``leaderboard.parquet``, schema version 1) is
 imported once, automatically, on the first read: each row becomes a row file (schema_version
 1: the columns added since are null) and the old file is kept as
-``leaderboard.parquet.v1-backup``. This module imports neither torch nor Ray.
+``leaderboard.parquet.v1-backup``. Row files of an older schema version read with the columns
+added since as null (version 3 added ``test_acc_mean``, ``test_acc_std`` and ``seeds``).
+This module imports neither torch nor Ray.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ TABLE_FILE = "leaderboard.parquet"  # the single-file table of raycifar before s
 BACKUP_SUFFIX = ".v1-backup"
 LOCK_FILE = ".leaderboard.lock"  # held only while importing the single-file table
 LOCK_TIMEOUT_S = 120.0
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: test_acc_mean, test_acc_std, seeds (null in rows of versions 1 and 2)
 
 # Schema version 1: the single-file table (leaderboard.parquet) of older raycifars.
 LEGACY_SCHEMA = pa.schema(
@@ -88,6 +90,11 @@ SCHEMA = pa.schema(
         ("wall_s", pa.float64()),
         ("git_sha", pa.string()),
         ("host", pa.string()),
+        # Version 3: the test accuracy over the runs of several seeds (raycifar train --seeds):
+        # mean and sample standard deviation (n - 1; null for one seed) of their test_acc, and their number.
+        ("test_acc_mean", pa.float64()),
+        ("test_acc_std", pa.float64()),
+        ("seeds", pa.int64()),
     ]
 )
 COLUMNS = tuple(SCHEMA.names)

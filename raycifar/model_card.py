@@ -37,7 +37,18 @@ def _metrics(row: dict) -> list[str]:
     ]
     for name, acc in sorted((row.get("extra_test_acc") or {}).items()):
         lines.append(f"| extra test set `{name}` accuracy | {_pct(acc)} |")
+    if (row.get("seeds") or 0) > 1:
+        spread = f"{_pct(row['test_acc_mean'])} ± {_pct(row['test_acc_std'])}"
+        lines.append(f"| test accuracy over {row['seeds']} seeds (mean ± sample std) | {spread} |")
     return lines
+
+
+def _training_line(config: dict) -> str:
+    """What the model trained on and how its epoch was chosen (``train_on``, by default train)."""
+    split = f"a validation split of {config['val_fraction']:.0%} (split seed {config['split_seed']})"
+    if config.get("train_on", "train") == "train+val":
+        return f"- training: the whole train part, {split} included; the last epoch was kept (no held-out selection)"
+    return f"- training: the train part less {split}; the epoch was selected on that validation split"
 
 
 def _confusions(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...]) -> list[str]:
@@ -84,8 +95,7 @@ def render_card(row: dict, labels: np.ndarray, predicted: np.ndarray, class_name
         "## Data",
         "",
         f"- dataset: {stats.title} ({row['dataset']}{label_mode}), from `{config['data_dir']}`",
-        f"- training: the train part less a validation split of {config['val_fraction']:.0%} "
-        f"(split seed {config['split_seed']}); the epoch was selected on that validation split",
+        _training_line(config),
         f"- test: the dataset's test part, {row['test_images']:,} images, scored once at promotion",
         f"- inputs: RGB 32x32, scaled to 0..1, then normalised with mean {stats.mean} and std {stats.std}",
         "",

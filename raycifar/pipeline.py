@@ -13,168 +13,18 @@ be known then), :class:`~raycifar.errors.RunFailed` when nothing is left to prom
 from __future__ import annotations
 
 import os
-import re
 import tempfile
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from raycifar.config import TrialConfig, with_settings
+from raycifar.display import Display, EpochSink, Quiet
 from raycifar.errors import UserError
+from raycifar.preflight import check_data, check_name, check_resources, check_results_dir, make_results_dir
 from raycifar.ray_session import RunResources
-
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-
-
-class ProgressSink(Protocol):
-    """Sweep progress: trials done and running, the best ``val_acc`` so far, failures."""
-
-    def update(self, done: int, running: int, best_val_acc: float | None) -> None: ...
-
-    def trial_failed(self, trial_id: str, error_file: str | None) -> None: ...
-
-
-class EpochSink(Protocol):
-    """A training run's metrics after every epoch."""
-
-    def epoch(self, metrics: dict) -> None: ...
-
-
-class Display(Protocol):
-    """What a job tells its caller: lines of information and live progress."""
-
-    def info(self, message: str) -> None: ...
-
-    def sweep_progress(self, trials: int) -> AbstractContextManager[ProgressSink]: ...
-
-    def epoch_progress(self, epochs: int) -> AbstractContextManager[EpochSink]: ...
-
-
-class _Silent:
-    def update(self, done: int, running: int, best_val_acc: float | None) -> None:
-        pass
-
-    def trial_failed(self, trial_id: str, error_file: str | None) -> None:
-        pass
-
-    def epoch(self, metrics: dict) -> None:
-        pass
-
-
-class Quiet:
-    """A :class:`Display` that shows nothing (the default for Python callers)."""
-
-    def info(self, message: str) -> None:
-        pass
-
-    def sweep_progress(self, trials: int) -> AbstractContextManager[ProgressSink]:
-        return nullcontext(_Silent())
-
-    def epoch_progress(self, epochs: int) -> AbstractContextManager[EpochSink]:
-        return nullcontext(_Silent())
-
-
-# --- checks before Ray --------------------------------------------------------------------
-
-
-def check_name(name: str, option: str = "--name") -> str:
-    """``name`` if it is a valid sweep/run name (letters, digits, '.', '_', '-')."""
-    if not re.fullmatch(NAME_PATTERN, name):
-        raise UserError(f"{option} {name!r}: use letters, digits, '.', '_' and '-' only")
-    return name
-
-
-def check_data(data_dir: Path, download: bool, spec: Any, split_seed: int, display: Display) -> None:
-    """Make sure the dataset ``spec`` names (``dataset``, ``label_mode``, ``loader``,
-    ``val_fraction``) is readable and labelled before Ray starts, downloading it if asked;
-    for the ffcv loader, write the split's .beton files unless they are already there."""
-    from raycifar.data import CATALOG, detect_source, split_image_set
-    from raycifar.data import download as download_dataset
-
-    if download:
-        display.info(f"downloading {CATALOG[spec.dataset].title} into {data_dir} …")
-        download_dataset(data_dir, spec.dataset)
-    source = detect_source(data_dir, spec.dataset, spec.label_mode)
-    parts = {part: source.read(part) for part in ("train", "test")}
-    for part, images in parts.items():
-        if not images.labeled:
-            raise UserError(f"{source.path}: the {part} images are unlabeled; a sweep needs labels")
-    split_image_set(parts["train"], spec.val_fraction, split_seed, str(source.path))  # as data info splits
-    if spec.loader == "ffcv":
-        from raycifar.data.ffcv_loader import prepare_ffcv
-
-        prepared = prepare_ffcv(data_dir, spec.dataset, spec.label_mode, spec.val_fraction, split_seed, workers=2)
-        if prepared.written:
-            display.info(f"wrote FFCV files to {prepared.folder}")
-
-
-RESULT_FOLDERS = ("sweeps", "runs", "leaderboard", "wandb")  # what raycifar writes under --results-dir
-
-
-def check_results_dir(results_dir: Path) -> None:
-    """Refuse, before anything runs, a results folder raycifar could not write its results
-    in: a file where it or one of its folders (:data:`RESULT_FOLDERS`) should be, a folder
-    it may not write in, or an unreadable leaderboard. Creates and changes nothing."""
-    from raycifar.leaderboard import read_table
-
-    existing = next((path for path in (results_dir, *results_dir.parents) if path.exists()), None)
-    if existing is not None and not existing.is_dir():
-        where = "" if existing == results_dir else f"{existing}, a folder above it, "
-        raise UserError(f"--results-dir {results_dir}: {where}is a file, not a folder; choose another --results-dir")
-    for name in RESULT_FOLDERS:
-        if (results_dir / name).exists() and not (results_dir / name).is_dir():
-            raise UserError(
-                f"--results-dir {results_dir}: {results_dir / name} is a file where raycifar keeps its {name} folder; "
-                "move it away or choose another --results-dir"
-            )
-    if results_dir.is_dir():
-        _check_writable(results_dir)
-        read_table(results_dir)
-
-
-def _check_writable(folder: Path) -> None:
-    """Raise :class:`UserError` unless a file can be created in ``folder`` (tried with an
-    unnamed temporary file, which leaves nothing behind)."""
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise UserError(f"--results-dir {folder}: cannot write in it ({err.strerror or 'not writable'})") from None
-
-
-def make_results_dir(results_dir: Path) -> None:
-    """Create ``results_dir`` and check it as :func:`check_results_dir` does, so that neither
-    fails only after a long run."""
-    check_results_dir(results_dir)
-    try:
-        results_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"--results-dir {results_dir}: cannot create it ({err.strerror})") from None
-    _check_writable(results_dir)
-
-
-def check_resources(resources: RunResources, address: str | None) -> None:
-    """Refuse, before a local Ray starts, CPUs or GPUs the machine does not have.
-
-    A local Ray (``address`` None) gets :func:`~raycifar.ray_session.available_cpus` CPUs
-    and the GPUs torch sees; a cluster's resources are checked after joining it
-    (:func:`~raycifar.ray_session.resolve_gpus`), where the autoscaler may still add nodes.
-    """
-    from raycifar.ray_session import available_cpus
-
-    if address is not None:
-        return
-    cpus = available_cpus()
-    if resources.cpus > cpus:
-        raise UserError(f"{resources.cpu_request} is more than this machine's {cpus} CPUs")
-    if resources.gpus:
-        import torch
-
-        gpus = torch.cuda.device_count()
-        if resources.gpus > gpus:
-            raise UserError(f"{resources.gpu_request} is more than this machine's {gpus} GPUs")
+from raycifar.wandb_log import check_mode
 
 
 def _connect(address: str | None, dashboard: bool, display: Display) -> None:
@@ -183,6 +33,16 @@ def _connect(address: str | None, dashboard: bool, display: Display) -> None:
     url = connect(address, dashboard)
     if url:
         display.info(f"Ray dashboard: {url}")
+
+
+def _log_promoted(row: dict, results_dir: Path, wandb: str, display: Display) -> None:
+    """Log the promoted entry to W&B as a ``model`` artifact aliased ``best`` (unless off)."""
+    from raycifar.leaderboard import entry_dir
+    from raycifar.wandb_log import log_model_artifact
+
+    artifact = log_model_artifact(row, entry_dir(results_dir, row["entry_id"]), results_dir, wandb)
+    if artifact:
+        display.info(f"W&B ({wandb}): model artifact {artifact}:best in {results_dir / 'wandb'}")
 
 
 def _promote_checkpoint(checkpoint_path: str, results_dir: Path, **row_fields: Any) -> dict:
@@ -237,8 +97,7 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
     display = display or Quiet()
     results_dir = request.results_dir
     loaded = load_space(request.space, request.overrides)
-    if request.wandb == "online" and not os.environ.get("WANDB_API_KEY"):
-        raise UserError("--wandb online needs WANDB_API_KEY in the environment (or use --wandb offline)")
+    check_mode(request.wandb)
     name = check_name(request.name or f"{loaded.name}-{datetime.now():%Y%m%d-%H%M%S}")
     if (results_dir / "sweeps" / name).exists():
         raise UserError(f"a sweep named {name!r} already exists in {results_dir / 'sweeps'}: choose another --name")
@@ -285,6 +144,7 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
             val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, wall_s=wall_s, device_hours=device_hours,
         )  # fmt: skip
         SweepRecorder.reopen(request.results_dir / "sweeps" / name).promoted(row["entry_id"])
+        _log_promoted(row, request.results_dir, request.wandb, display)
     finally:
         disconnect()
     return SweepResult(name, outcome, row, _write_sweep_report(request.results_dir, name, display))
@@ -321,16 +181,35 @@ class TrainRequest:
     dashboard: bool = True
     name: str | None = None
     promote: bool = False
+    seeds: int = 1  # runs with the trial seeds seed, seed + 1, ..., seed + seeds - 1
+    train_on: str | None = None  # "train" or "train+val"; None: the config's (train)
+    wandb: str = "offline"
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """One run of a several-seed ``raycifar train``: its trial seed, run name and outcome, and
+    its test accuracy (the CPU float32 evaluation of promotion; None when not promoted)."""
+
+    seed: int
+    name: str
+    outcome: Any  # raycifar.train_run.RunOutcome
+    test_acc: float | None = None
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a finished run produced: its outcome and, when promoted, the leaderboard row."""
+    """What a finished run produced: its outcome and, when promoted, the leaderboard row.
+
+    With several seeds, ``outcome`` is the first seed's run (the one promoted) and
+    ``seed_runs`` lists every run in seed order; with one, ``seed_runs`` holds that run.
+    """
 
     name: str
     config: TrialConfig
     outcome: Any  # raycifar.train_run.RunOutcome
     row: dict | None
+    seed_runs: list[SeedRun] = field(default_factory=list)
 
 
 def config_from_entry(results_dir: Path, entry_id: str) -> TrialConfig:
@@ -349,9 +228,35 @@ def resolve_train_config(request: TrainRequest) -> TrialConfig:
         raise UserError("give either a CONFIG file or --from-entry ENTRY_ID (exactly one)")
     if request.from_entry:
         entry = config_from_entry(request.results_dir, request.from_entry)
-        return with_settings(entry, request.settings, request.epochs, request.seed, request.data_dir)
-    base = trial_config_from_file(request.config, request.data_dir or default_data_dir().resolve(), request.seed or 0)
-    return with_settings(base, request.settings, request.epochs)
+        config = with_settings(entry, request.settings, request.epochs, request.seed, request.data_dir)
+    else:
+        data_dir = request.data_dir or default_data_dir().resolve()
+        base = trial_config_from_file(request.config, data_dir, request.seed or 0)
+        config = with_settings(base, request.settings, request.epochs)
+    return _with_train_on(config, request.train_on)
+
+
+def _with_train_on(config: TrialConfig, train_on: str | None) -> TrialConfig:
+    """``config`` training on ``train_on`` (None: as it is); a :class:`UserError` for a value
+    other than train or train+val, or train+val with the ffcv loader."""
+    if train_on is not None:
+        if train_on not in ("train", "train+val"):
+            raise UserError(f"--train-on {train_on!r}: use train or train+val")
+        config = config.model_copy(update={"train_on": train_on})
+    if config.train_on == "train+val" and config.loader == "ffcv":
+        raise UserError(
+            "--train-on train+val needs the device or torchvision loader; this config's loader is ffcv, "
+            "whose files keep train and val apart"
+        )
+    return config
+
+
+def seed_run_names(name: str, first_seed: int, seeds: int) -> list[tuple[int, str]]:
+    """(trial seed, run name) of each run: ``name`` itself for one seed, else
+    ``<name>-seed<k>`` for k = first_seed, first_seed + 1, ..., first_seed + seeds - 1."""
+    if seeds == 1:
+        return [(first_seed, name)]
+    return [(first_seed + index, f"{name}-seed{first_seed + index}") for index in range(seeds)]
 
 
 def train_and_promote(request: TrainRequest, display: Display | None = None) -> TrainResult:
@@ -362,43 +267,112 @@ def train_and_promote(request: TrainRequest, display: Display | None = None) -> 
     from raycifar.train_run import check_new_run
 
     display = display or Quiet()
+    if request.seeds < 1:
+        raise UserError(f"--seeds {request.seeds}: must be 1 or more")
+    check_mode(request.wandb)
     config = resolve_train_config(request)
     name = check_name(request.name or f"{config.space}-train-{datetime.now():%Y%m%d-%H%M%S}")
-    check_new_run(request.results_dir, name)
+    for _, run_name in seed_run_names(name, config.seed, request.seeds):
+        check_new_run(request.results_dir, run_name)
     check_resources(request.resources, request.address)
     check_results_dir(request.results_dir)
     check_data(Path(config.data_dir), False, config, config.split_seed, display)
     make_results_dir(request.results_dir)
+    runs = seed_run_names(name, config.seed, request.seeds)
+    seeds = f", seeds {', '.join(str(seed) for seed, _ in runs)}" if len(runs) > 1 else ""
+    data = "train+val (the val part is seen: the last epoch is kept)" if config.train_on == "train+val" else "train"
     display.info(
         f"run {name}: {config.params:,} params, {config.train.epochs} epochs, "
-        f"{request.resources.workers} worker(s), data {config.data_dir}"
+        f"{request.resources.workers} worker(s), data {config.data_dir} ({data}){seeds}"
     )
     return _run_training(request, name, config, display)
 
 
 def _run_training(request: TrainRequest, name: str, config: TrialConfig, display: Display) -> TrainResult:
-    from raycifar import train_run
-    from raycifar.ray_session import disconnect, resolve_gpus
-    from raycifar.train_backend import ray_is_local
+    from raycifar.ray_session import disconnect
 
-    row = None
+    if request.wandb == "offline":
+        os.environ["WANDB_MODE"] = "offline"
     try:
         _connect(request.address, request.dashboard, display)
-        gpus = resolve_gpus(request.resources, local=request.address is None)
-        scaling = train_run.scaling_config(request.resources, gpus)
-        with display.epoch_progress(config.train.epochs) as sink:
-            local = ray_is_local(request.address)
-            outcome = train_run.run_training(config, request.results_dir, name, scaling, sink, local)
-        display.info(
-            f"trained in {outcome.wall_seconds:.0f} s: best val_acc {outcome.best_val_acc:.4f} at epoch "
-            f"{outcome.best_epoch}; metrics {outcome.run_dir / train_run.METRICS_FILE}"
-        )
+        runs = [
+            SeedRun(seed, run_name, _train_one(request, name, run_name, config.model_copy(update={"seed": seed}), display))
+            for seed, run_name in seed_run_names(name, config.seed, request.seeds)
+        ]  # fmt: skip
+        row = None
         if request.promote:
-            row = _promote_checkpoint(
-                outcome.best_checkpoint, request.results_dir, sweep=name, trial_id=name,
-                val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, wall_s=outcome.wall_seconds,
-                device_hours=outcome.wall_seconds * request.resources.workers / 3600,
-            )  # fmt: skip
+            runs, row = _promote_seed_runs(request, name, runs)
+            _log_promoted(row, request.results_dir, request.wandb, display)
     finally:
         disconnect()
-    return TrainResult(name, config, outcome, row)
+    return TrainResult(name, config, runs[0].outcome, row, runs)
+
+
+def _train_one(request: TrainRequest, group: str, run_name: str, config: TrialConfig, display: Display) -> Any:
+    """One Ray Train run of ``config`` named ``run_name`` (Ray connected), its epochs drawn
+    by ``display`` and logged to W&B in ``group``; returns its RunOutcome."""
+    from raycifar import train_run
+    from raycifar.ray_session import resolve_gpus
+    from raycifar.train_backend import ray_is_local
+    from raycifar.wandb_log import train_run_logger
+
+    gpus = resolve_gpus(request.resources, local=request.address is None)
+    scaling = train_run.scaling_config(request.resources, gpus)
+    wandb_config = config.model_dump(mode="json")
+    with (
+        train_run_logger(request.wandb, request.results_dir, group, run_name, wandb_config) as log,
+        display.epoch_progress(config.train.epochs) as sink,
+    ):
+        local = ray_is_local(request.address)
+        outcome = train_run.run_training(config, request.results_dir, run_name, scaling, _Tee(sink, log), local)
+    metrics = outcome.run_dir / train_run.METRICS_FILE
+    if outcome.selected_on == "epoch":
+        display.info(
+            f"{run_name} trained in {outcome.wall_seconds:.0f} s: kept the last epoch {outcome.best_epoch} "
+            f"(val_acc {outcome.best_val_acc:.4f} on the val part it trained on: not a held-out score); metrics {metrics}"
+        )
+    else:
+        display.info(
+            f"{run_name} trained in {outcome.wall_seconds:.0f} s: best val_acc {outcome.best_val_acc:.4f} at epoch "
+            f"{outcome.best_epoch}; metrics {metrics}"
+        )
+    return outcome
+
+
+class _Tee:
+    """An epoch sink that hands every epoch's metrics to ``sink`` and to ``log``."""
+
+    def __init__(self, sink: EpochSink, log: Any) -> None:
+        self.sink, self.log = sink, log
+
+    def epoch(self, metrics: dict) -> None:
+        self.sink.epoch(metrics)
+        self.log(metrics)
+
+
+def _promote_seed_runs(request: TrainRequest, name: str, runs: list[SeedRun]) -> tuple[list[SeedRun], dict]:
+    """Score every run but the first on the test set (the CPU float32 evaluation of
+    promotion), then promote the first run with the seeds' mean and standard deviation.
+    Returns the runs with their test accuracies, and the new row."""
+    others = [replace(run, test_acc=_test_acc(run.outcome.best_checkpoint)) for run in runs[1:]]
+    first = runs[0].outcome
+    held_out = first.selected_on == "val_acc"
+    row = _promote_checkpoint(
+        first.best_checkpoint, request.results_dir, sweep=name, trial_id=runs[0].name,
+        val_acc=first.best_val_acc if held_out else None, epochs=first.best_epoch, wall_s=first.wall_seconds,
+        device_hours=sum(run.outcome.wall_seconds for run in runs) * request.resources.workers / 3600,
+        other_seed_test_accs=[run.test_acc for run in others],
+    )  # fmt: skip
+    return [replace(runs[0], test_acc=row["test_acc"]), *others], row
+
+
+def _test_acc(checkpoint_path: str) -> float:
+    """The test accuracy of a run's checkpoint on its config's data, measured as promotion
+    measures it (:func:`raycifar.evaluate.evaluate_on_test`: CPU, float32)."""
+    from raycifar.evaluate import evaluate_on_test, rebuild
+    from raycifar.train_run import fetch_checkpoint
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = fetch_checkpoint(checkpoint_path, Path(scratch) / "checkpoint")
+        data_dir = Path(rebuild(folder)[1].data_dir)
+        return float(evaluate_on_test(folder, data_dir)["test_acc"])

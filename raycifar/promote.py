@@ -11,8 +11,9 @@ import json
 import re
 import shutil
 import socket
+import statistics
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -65,6 +66,19 @@ def check_extra_tests(extra_tests: Mapping[str, Path]) -> dict[str, Path]:
             raise UserError(f"--extra-test {name}={folder}: no such folder")
         checked[name] = path
     return checked
+
+
+def seed_statistics(test_accs: Sequence[float]) -> dict:
+    """The leaderboard's seed columns of the test accuracies (fractions) of ``n >= 1`` runs
+    that differ only in their seed: ``test_acc_mean``, ``test_acc_std`` (the sample standard
+    deviation, dividing by n - 1; None for one run) and ``seeds`` (n)."""
+    if not test_accs:
+        raise ValueError("seed_statistics needs the test accuracy of at least one run")
+    return {
+        "test_acc_mean": statistics.fmean(test_accs),
+        "test_acc_std": statistics.stdev(test_accs) if len(test_accs) > 1 else None,
+        "seeds": len(test_accs),
+    }
 
 
 def _row(
@@ -127,6 +141,7 @@ def promote(
     extra_tests: Mapping[str, Path] | None = None,
     wall_s: float | None = None,
     device_hours: float | None = None,
+    other_seed_test_accs: Sequence[float] | None = None,
 ) -> dict:
     """Export the model in ``checkpoint_folder`` to a new entry, evaluate it once on the
     test set of its config's ``data_dir`` (and on each labelled ``extra_tests`` folder, by
@@ -134,6 +149,11 @@ def promote(
 
     ``wall_s`` is the training run's wall-clock time (seconds) and ``device_hours`` the
     device time spent to produce it (hours), where the caller knows them.
+
+    ``other_seed_test_accs``: the test accuracies of the runs that repeated this one with
+    other seeds (``raycifar train --seeds``), measured by the same evaluation; the row's
+    ``test_acc_mean``, ``test_acc_std`` and ``seeds`` then cover this run and those
+    (:func:`seed_statistics`). None (a sweep's promotion): they stay null.
     """
     extra_tests = check_extra_tests(extra_tests or {})
     import_legacy_table(results_dir)  # so that the new id is also new to an old table
@@ -145,6 +165,8 @@ def promote(
             entry_id, target, config, predictions, extra, sweep=sweep, trial_id=trial_id, val_acc=val_acc,
             epochs=epochs, source_checkpoint=source_checkpoint, wall_s=wall_s, device_hours=device_hours,
         )  # fmt: skip
+        if other_seed_test_accs is not None:
+            row.update(seed_statistics([predictions.acc, *other_seed_test_accs]))
         card = render_card(row, predictions.labels, predictions.predicted, predictions.class_names)
         (staging / CARD_FILE).write_text(card)
         staging.rename(target)

@@ -46,11 +46,18 @@ def scaling_config(resources: RunResources, gpus: float) -> ray.train.ScalingCon
     )
 
 
+def selection_metric(config: dict) -> str:
+    """What picks a run's checkpoint (a :class:`TrialConfig` as JSON values): ``val_acc``, or
+    ``epoch`` (the last one) when it trains on train+val, whose val part is then no held-out score."""
+    return "epoch" if config.get("train_on", "train") == "train+val" else "val_acc"
+
+
 def make_trainer(
     config: dict, name: str, storage: Path, scaling: ray.train.ScalingConfig, callbacks: list, local: bool
 ) -> TorchTrainer:
     """The Ray Train run of one trial config (a :class:`TrialConfig` as JSON values) under
-    ``storage/name``: a sweep trial or ``raycifar train``.
+    ``storage/name``: a sweep trial or ``raycifar train``. It keeps the
+    :data:`CHECKPOINTS_KEPT` best checkpoints by :func:`selection_metric`.
 
     ``local``: Ray runs on this machine only; the workers' torch process group then listens
     on loopback (:mod:`raycifar.train_backend`).
@@ -67,7 +74,9 @@ def make_trainer(
             # A crashed worker group restarts once from the run's last checkpoint.
             failure_config=ray.train.FailureConfig(max_failures=1),
             checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=CHECKPOINTS_KEPT, checkpoint_score_attribute="val_acc", checkpoint_score_order="max"
+                num_to_keep=CHECKPOINTS_KEPT,
+                checkpoint_score_attribute=selection_metric(config),
+                checkpoint_score_order="max",
             ),
         ),
     )
@@ -93,7 +102,9 @@ def check_new_run(results_dir: Path, name: str) -> None:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """The best epoch of a finished run."""
+    """The selected epoch of a finished run: the best ``val_acc``, or the last epoch when
+    ``selected_on`` is ``"epoch"`` (train+val: ``best_val_acc`` is then that epoch's score
+    on the val part it trained on, not a held-out score)."""
 
     best_val_acc: float
     best_epoch: int
@@ -101,6 +112,7 @@ class RunOutcome:
     epochs: int
     run_dir: Path
     wall_seconds: float
+    selected_on: str = "val_acc"
 
 
 class EpochSink(Protocol):
@@ -154,7 +166,7 @@ def run_training(
     config: TrialConfig, results_dir: Path, name: str, scaling: ray.train.ScalingConfig, sink: EpochSink, local: bool
 ) -> RunOutcome:
     """Train ``config`` as run ``name`` on Ray Train (Ray must be connected) and find its
-    best checkpoint. Raises :class:`RunFailed` or :class:`RunInterrupted`."""
+    selected checkpoint (:func:`selection_metric`). Raises :class:`RunFailed` or :class:`RunInterrupted`."""
     started = time.monotonic()
     check_new_run(results_dir, name)
     folder = run_dir(results_dir, name)
@@ -170,7 +182,8 @@ def run_training(
         raise RunInterrupted(f"training run {name} stopped; its checkpoints so far are in {folder}") from None
     finally:
         queue.shutdown(force=True)
-    ranked = sorted(result.best_checkpoints or [], key=lambda pair: (pair[1]["val_acc"], pair[1]["epoch"]))
+    metric = selection_metric(config.model_dump(mode="json"))
+    ranked = sorted(result.best_checkpoints or [], key=lambda pair: (pair[1][metric], pair[1]["epoch"]))
     if not ranked:
         raise RunFailed(f"training run {name} left no checkpoint in {folder}")
     checkpoint, metrics = ranked[-1]
@@ -181,4 +194,5 @@ def run_training(
         epochs=int(result.metrics["epoch"]),
         run_dir=folder,
         wall_seconds=time.monotonic() - started,
+        selected_on=metric,
     )

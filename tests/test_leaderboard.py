@@ -62,7 +62,7 @@ def test_the_row_holds_the_new_columns(tmp_path: Path, cifar_dir: Path) -> None:
     row = promote_once(exported_checkpoint(tmp_path / "ckpt", cifar_dir), tmp_path / "res", wall_s=90.0, device_hours=0.05)
     stored = find_entry(tmp_path / "res", row["entry_id"])
     correct = round(stored["test_acc"] * 200)
-    assert stored["schema_version"] == 2 and stored["test_images"] == 200
+    assert stored["schema_version"] == 3 and stored["test_images"] == 200
     assert (stored["test_acc_ci_low"], stored["test_acc_ci_high"]) == wilson_interval(correct, 200)
     assert stored["macs"] == 32 * 32 * (3 * 8 * 9 + 8 * 8 * 9 * 2) + 8 * 10  # stem conv + one basic block + head
     assert (stored["label_mode"], stored["test_acc_tta"], stored["extra_test_acc"]) == ("fine", None, None)

@@ -11,6 +11,7 @@ from typing import Annotated, Literal, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from raycifar.cli.common import (
     DataDirOption,
@@ -23,7 +24,7 @@ from raycifar.cli.common import (
     resolve_data_dir,
     stderr,
 )
-from raycifar.config import LoaderName
+from raycifar.config import LoaderName, TrainOn
 from raycifar.data.catalog import DatasetName, LabelMode
 
 WandbMode = Literal["offline", "online", "off"]
@@ -88,10 +89,14 @@ class RichDisplay:
 def _summary(row: dict, files: Path, report: Path | None = None) -> None:
     """The promoted entry in a few lines."""
     tta = f" (with TTA {row['test_acc_tta']:.4f})" if row.get("test_acc_tta") is not None else ""
+    val = "val_acc - (trained on train+val)" if row["val_acc"] is None else f"val_acc {row['val_acc']:.4f}"
+    seeds = ""
+    if (row.get("seeds") or 0) > 1:
+        seeds = f"; over {row['seeds']} seeds {row['test_acc_mean']:.4f} ± {row['test_acc_std']:.4f} (mean ± std)"
     console.print(f"promoted to the leaderboard: [bold]{row['entry_id']}[/]", highlight=False)
     lines = {
         "model": f"{row['model']}, {row['params']:,} params (budget {row['budget']:,}), {row['epochs']} epochs",
-        "accuracy": f"val_acc {row['val_acc']:.4f}, test_acc {row['test_acc']:.4f}{tta}",
+        "accuracy": f"{val}, test_acc {row['test_acc']:.4f}{tta}{seeds}",
         "files": str(files),
         "next": f"raycifar evaluate {row['entry_id']} --results-dir {files.parent.parent}",
     }
@@ -165,6 +170,9 @@ def train(
     dashboard: Annotated[bool, typer.Option(help="Print the local Ray's dashboard URL (the dashboard runs either way: Ray Train needs its state API to free the CPUs of stopped trials).")] = True,
     name: Annotated[Optional[str], typer.Option(help="Run name (its folder under runs/). Default: <space>-train-<date>-<time>.")] = None,
     promote: Annotated[bool, typer.Option("--promote", help="Add the best checkpoint to the leaderboard (test evaluation + export).")] = False,
+    seeds: Annotated[int, typer.Option(min=1, help="Train this many runs, with trial seeds seed, seed+1, ... (named <name>-seed<k>); --promote then promotes the first and records the test accuracy's mean and std over all.")] = 1,
+    train_on: Annotated[Optional[TrainOn], typer.Option(help="train: the split's train part, keeping the best val_acc epoch. train+val: train and val together (val is then seen), keeping the last epoch. Default: the config's (train).")] = None,
+    wandb: Annotated[WandbMode, typer.Option(help="W&B logging of the run(s) and the promoted model: offline (default, no network), online (needs WANDB_API_KEY), off.")] = "offline",
     output_format: FormatOption = "table",
 ) -> None:
     """Train one config on Ray Train (no Tune) with per-epoch metrics; optionally promote it."""
@@ -176,6 +184,7 @@ def train(
         results_dir=results_dir.expanduser().resolve(), config=config, from_entry=from_entry,
         data_dir=data_dir.expanduser().resolve() if data_dir else None, epochs=epochs, seed=seed,
         settings=settings or [], address=address, dashboard=dashboard, name=name, promote=promote,
+        seeds=seeds, train_on=train_on, wandb=wandb,
         resources=RunResources(
             workers=workers, cpus=cpus_per_worker * workers, gpus=gpus,
             cpu_request=f"--workers {workers} x --cpus-per-worker {cpus_per_worker:g}",
@@ -190,8 +199,34 @@ def train(
         print_json({
             "run": result.name, "best_val_acc": outcome.best_val_acc, "best_epoch": outcome.best_epoch,
             "best_checkpoint": outcome.best_checkpoint, "run_dir": str(outcome.run_dir),
-            "row": jsonable(result.row) if result.row else None,
+            "selected_on": outcome.selected_on, "row": jsonable(result.row) if result.row else None,
+            "seed_runs": [_seed_json(run) for run in result.seed_runs],
         })  # fmt: skip
         return
-    console.print(f"best checkpoint: {result.outcome.best_checkpoint}", highlight=False, soft_wrap=True)
+    console.print(f"selected checkpoint: {result.outcome.best_checkpoint}", highlight=False, soft_wrap=True)
     _finish(result.row, output_format)
+    if len(result.seed_runs) > 1:
+        console.print(_seed_table(result.seed_runs, result.row))
+
+
+def _seed_json(run) -> dict:  # noqa: ANN001 - a raycifar.pipeline.SeedRun
+    outcome = run.outcome
+    return {
+        "seed": run.seed, "run": run.name, "epoch": outcome.best_epoch, "val_acc": outcome.best_val_acc,
+        "selected_on": outcome.selected_on, "test_acc": run.test_acc, "checkpoint": outcome.best_checkpoint,
+    }  # fmt: skip
+
+
+def _seed_table(runs: list, row: dict | None) -> Table:
+    """Per-seed results (``runs``: SeedRun), the promoted run marked, and the mean ± std row."""
+    held_out = runs[0].outcome.selected_on == "val_acc"
+    table = Table(title="runs by seed", title_justify="left")
+    for column in ("seed", "run", "epoch", "val_acc" if held_out else "val_acc (seen)", "test_acc", ""):
+        table.add_column(column, justify="left" if column in ("run", "") else "right")
+    for index, run in enumerate(runs):
+        test = "-" if run.test_acc is None else f"{run.test_acc:.4f}"
+        mark = "promoted" if index == 0 and row is not None else ""
+        table.add_row(str(run.seed), run.name, str(run.outcome.best_epoch), f"{run.outcome.best_val_acc:.4f}", test, mark)
+    if row is not None and row.get("test_acc_mean") is not None:
+        table.add_row("", "mean ± std", "", "", f"{row['test_acc_mean']:.4f} ± {row['test_acc_std']:.4f}", "")
+    return table

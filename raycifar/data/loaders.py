@@ -9,11 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 import torch
 
 from raycifar.data.catalog import CATALOG
 from raycifar.data.device_loader import DeviceLoader
+from raycifar.data.readers import ImageSet
 from raycifar.data.splits import train_val_split
+from raycifar.errors import UserError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -32,6 +35,13 @@ class Loader(Protocol):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
+def union(first: ImageSet, second: ImageSet) -> ImageSet:
+    """The images of ``first`` followed by those of ``second`` (same class names)."""
+    return ImageSet(
+        np.concatenate([first.images, second.images]), np.concatenate([first.labels, second.labels]), first.class_names
+    )
+
+
 def make_loaders(
     config: TrialConfig,
     device: torch.device,
@@ -42,6 +52,11 @@ def make_loaders(
 ) -> tuple[Loader, Loader]:
     """(train, val) loaders of ``config.loader`` for this worker: train sharded by rank, val whole.
 
+    With ``config.train_on == "train+val"`` the train loader reads the split's train and val
+    parts together (the whole official training part; never a test image) and the val loader
+    still reads the val part, which the model has then seen. The ffcv loader refuses
+    train+val (:class:`UserError`): its files hold the two parts apart.
+
     ``workers`` is the number of CPUs for loading: FFCV's threads, or the torchvision
     loader's worker processes (the device loader needs none).
     """
@@ -49,6 +64,8 @@ def make_loaders(
     augment, batch_size, seed = config.augment, config.train.batch_size, config.seed
     common = {"mean": stats.mean, "std": stats.std}
     if config.loader == "ffcv":
+        if config.train_on != "train":
+            raise UserError(f"train_on {config.train_on!r} needs the device or torchvision loader, not ffcv")
         from raycifar.data.ffcv_loader import FfcvLoader, beton_dir, check_prepared
 
         folder = beton_dir(
@@ -75,6 +92,8 @@ def make_loaders(
         config.dataset,
         config.label_mode,
     )
+    if config.train_on == "train+val":
+        train_set = union(train_set, val_set)
     if config.loader == "torchvision":
         from raycifar.data.torchvision_loader import TorchvisionLoader
 

@@ -1,0 +1,58 @@
+"""What a long job tells its caller while it runs: lines of information and live progress.
+
+The CLI draws a :class:`Display` with Rich (:mod:`raycifar.cli.run`); Python callers may
+pass :class:`Quiet`, which shows nothing.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Protocol
+
+
+class ProgressSink(Protocol):
+    """Sweep progress: trials done and running, the best ``val_acc`` so far, failures."""
+
+    def update(self, done: int, running: int, best_val_acc: float | None) -> None: ...
+
+    def trial_failed(self, trial_id: str, error_file: str | None) -> None: ...
+
+
+class EpochSink(Protocol):
+    """A training run's metrics after every epoch."""
+
+    def epoch(self, metrics: dict) -> None: ...
+
+
+class Display(Protocol):
+    """What a job tells its caller: lines of information and live progress."""
+
+    def info(self, message: str) -> None: ...
+
+    def sweep_progress(self, trials: int) -> AbstractContextManager[ProgressSink]: ...
+
+    def epoch_progress(self, epochs: int) -> AbstractContextManager[EpochSink]: ...
+
+
+class _Silent:
+    def update(self, done: int, running: int, best_val_acc: float | None) -> None:
+        pass
+
+    def trial_failed(self, trial_id: str, error_file: str | None) -> None:
+        pass
+
+    def epoch(self, metrics: dict) -> None:
+        pass
+
+
+class Quiet:
+    """A :class:`Display` that shows nothing (the default for Python callers)."""
+
+    def info(self, message: str) -> None:
+        pass
+
+    def sweep_progress(self, trials: int) -> AbstractContextManager[ProgressSink]:
+        return nullcontext(_Silent())
+
+    def epoch_progress(self, epochs: int) -> AbstractContextManager[EpochSink]:
+        return nullcontext(_Silent())
