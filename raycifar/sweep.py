@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import pyarrow.fs
 import ray
@@ -30,8 +30,8 @@ from raycifar.sweep_record import TRIAL_DIR_PREFIX, SweepRecorder, completion_st
 from raycifar.train_backend import ray_is_local
 from raycifar.train_run import make_trainer, scaling_config
 from raycifar.variants import model_name
+from raycifar.wandb_log import WandbMode
 
-WandbMode = Literal["offline", "online", "off"]
 DRIVER_RESOURCES = {"cpu": 0, "memory": 100 * 1024**2}  # the Tune function only waits on its trainer
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -26,8 +26,7 @@ from raycifar.cli.common import (
 )
 from raycifar.config import LoaderName, TrainOn
 from raycifar.data.catalog import DatasetName, LabelMode
-
-WandbMode = Literal["offline", "online", "off"]
+from raycifar.wandb_log import WandbMode
 
 
 class _SweepLine:
