@@ -295,6 +295,11 @@ def model(entry: dict | None) -> str:
     head = (f"<p><strong>Test accuracy {pct(entry['acc'], 2)}</strong> ({count(entry['correct'])} of "
             f"{count(entry['total'])} test images), 95% confidence interval {pct(low, 2)}–{pct(high, 2)} "
             f"(Wilson){escape(tta)}.</p>")  # fmt: skip
+    row = entry.get("row") or {}
+    if row.get("seeds") and row.get("test_acc_mean") is not None:
+        spread = f" ± {pct(row['test_acc_std'], 2)}" if row.get("test_acc_std") is not None else ""
+        head += (f"<p>Retrained with {row['seeds']} seeds (<code>raycifar train --seeds</code>): test accuracy "
+                 f"{pct(row['test_acc_mean'], 2)}{spread} (mean ± standard deviation over the seeds).</p>")  # fmt: skip
     confused = _table(("true class", "predicted as", "images", "rate"),
                       [(c["true"], c["predicted"], f"{c['count']} of {c['total']}", pct(c["rate"])) for c in entry["confused"]])  # fmt: skip
     charts = chart("chart-per-class", per_class_figure(entry)) + chart("chart-confusion", confusion_figure(entry))

@@ -117,6 +117,19 @@ def test_an_entry_trained_without_a_sweep(tmp_path: Path, cifar_dir: Path) -> No
     assert np.asarray(charts(html)["chart-confusion"]["data"][0]["z"]).sum() == 200
 
 
+def test_an_entry_retrained_over_seeds_shows_their_mean_and_spread(tmp_path: Path, cifar_dir: Path) -> None:
+    import statistics
+
+    results = tmp_path / "results"
+    checkpoint = exported_checkpoint(tmp_path / "checkpoint", cifar_dir)
+    row = promote(checkpoint, results, sweep="final", trial_id="final-seed0", val_acc=0.5, epochs=1,
+                  source_checkpoint="c", other_seed_test_accs=[0.30, 0.34])  # fmt: skip
+    accuracies = [row["test_acc"], 0.30, 0.34]
+    model = section(report_of(row["entry_id"], results, tmp_path / "r.html"), "model")
+    assert "Retrained with 3 seeds" in model
+    assert f"{100 * statistics.mean(accuracies):.2f}% ± {100 * statistics.stdev(accuracies):.2f}%" in model
+
+
 def test_importance_is_skipped_with_fewer_than_three_trials(tmp_path: Path, cifar_dir: Path) -> None:
     sweep = write_sweep(tmp_path / "results", cifar_dir)
     for trial_id in ("t1", "t2", "t5"):
