@@ -37,7 +37,8 @@ from raycifar.config import TestTimeAugmentation, TrialConfig
 from raycifar.data.augment import Normalizer
 from raycifar.data.catalog import CATALOG, class_names
 from raycifar.data.device_loader import cpu_threads
-from raycifar.data.readers import IMAGE_SUFFIXES, ImageSet, detect_source, read_image_file, read_part
+from raycifar.data.image_files import IMAGE_SUFFIXES, read_image_file
+from raycifar.data.readers import ImageSet, detect_source, read_part
 from raycifar.errors import UserError
 from raycifar.evaluate import rebuild
 from raycifar.loop import EVAL_BATCH_SIZE, tta_views

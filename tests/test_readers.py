@@ -33,7 +33,7 @@ from raycifar.data.catalog import (
     CIFAR100_COARSE_CLASSES,
     CIFAR100_FINE_CLASSES,
 )
-from raycifar.data.readers import ignored_files
+from raycifar.data.official import ignored_files
 from raycifar.errors import UserError
 
 

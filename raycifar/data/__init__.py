@@ -5,6 +5,8 @@ module                 holds
 =====================  =============================================================
 ``catalog``            class names, label modes, channel statistics, official file names
 ``readers``            every on-disk layout to one :class:`ImageSet` per part
+``official``           the official python and binary layouts (folder or .tar.gz): batch names, decoding
+``image_files``        image files: which count, and the exact 8-bit RGB conversion
 ``splits``             the stratified, seeded train/val split
 ``augment``            batched augmentation (device loader), per-image pipeline (torchvision)
 ``device_loader``      the whole split as one tensor on the training device (default)

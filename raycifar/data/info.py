@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from raycifar.data.readers import ImageSet, detect_source, ignored_files
+from raycifar.data.official import ignored_files
+from raycifar.data.readers import ImageSet, detect_source
 from raycifar.data.splits import split_image_set
 
 CHUNK = 4096  # images per step when summing squares in float64
