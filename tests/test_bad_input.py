@@ -105,6 +105,18 @@ def flag_case(*options: str, expected: tuple[str, ...], command: str = "sweep") 
     return build
 
 
+SHADOWS = "shadowed-packages"  # a folder of the case put first on the CLI's PYTHONPATH
+
+
+def _without_ffcv(w: Workspace, case: Case) -> tuple[list[str], list[str]]:
+    """``case`` on a machine without FFCV, also where it is installed (CI builds it): an
+    ``ffcv`` package that cannot be imported shadows the real one for the command."""
+    shadow = w.tmp / SHADOWS / "ffcv"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("FFCV is not installed (a test shadows it)")\n')
+    return case(w)
+
+
 def _truncated_pickle(w: Workspace) -> tuple[list[str], list[str]]:
     folder = w.cifar10("data")
     batch = folder / "cifar-10-batches-py" / "data_batch_1"
@@ -261,7 +273,7 @@ CASES: dict[str, Case] = {
     "truncated pickle": _truncated_pickle,
     "labels out of range": _labels_out_of_range,
     "images not 32x32": _images_not_32x32,
-    "--loader ffcv without FFCV": flag_case("--loader", "ffcv", expected=("ffcv loader", "FFCV", "not installed")),
+    "--loader ffcv without FFCV": lambda w: _without_ffcv(w, flag_case("--loader", "ffcv", expected=("ffcv loader", "FFCV", "not installed"))),
     # flags
     "negative --seed": flag_case("--seed", "-1", expected=("--seed", "'-1'", "greater than or equal to 0")),
     "--num-samples abc": flag_case("--num-samples", "abc", expected=("--num-samples", "'abc'", "integer")),
@@ -318,10 +330,13 @@ def tree_digest(folder: Path) -> dict[str, str]:
     }
 
 
-def run_cli(args: list[str], tmpdir: Path) -> subprocess.CompletedProcess:
-    """``python -m raycifar ARGS`` with its own TMPDIR (where a Ray would put its session)."""
+def run_cli(args: list[str], tmpdir: Path, shadows: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m raycifar ARGS`` with its own TMPDIR (where a Ray would put its session),
+    and ``shadows`` first on its import path when given."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RAY_ADDRESS"))}
     env.update(COLUMNS="200", TMPDIR=str(tmpdir), RAY_TMPDIR=str(tmpdir))
+    if shadows is not None and shadows.is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shadows), env.get("PYTHONPATH", "")]))
     return subprocess.run(
         [sys.executable, "-m", "raycifar", *args], env=env, capture_output=True, text=True, timeout=300, check=False
     )
@@ -333,7 +348,7 @@ def test_bad_input_is_one_line_exit_2_changing_nothing(case: str, workspace: Wor
     before = tree_digest(workspace.results)
     tmpdir = workspace.tmp / "tmpdir"
     tmpdir.mkdir()
-    result = run_cli(args, tmpdir)
+    result = run_cli(args, tmpdir, workspace.tmp / SHADOWS)
     output = result.stdout + result.stderr
     lines = result.stderr.splitlines()
     assert result.returncode == 2, output
