@@ -44,7 +44,7 @@ def test_sweep_promotes_a_model_that_evaluate_reproduces(tmp_path: Path, cifar_d
     assert csv_text.splitlines()[0].startswith("entry_id,created_at,sweep,space,dataset,model,params")
 
     offline_runs = list((results / "wandb" / "wandb").glob("offline-run-*"))
-    assert len(offline_runs) == 3, "one offline W&B run per trial"
+    assert len(offline_runs) == 3 + 1, "one offline W&B run per trial, and one logging the promoted model"
     assert all(any(run.glob("*.wandb")) for run in offline_runs)
 
 
