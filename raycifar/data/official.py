@@ -20,26 +20,16 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from raycifar.data.catalog import (
-    CATALOG,
-)
-from raycifar.data.image_files import (
-    reason,
-)
+from raycifar.data.catalog import CATALOG
+from raycifar.data.image_files import reason
 from raycifar.errors import UserError
 
 if TYPE_CHECKING:
-    pass
+    from raycifar.data.readers import Source
 
 Part = Literal["train", "test"]
 PARTS: tuple[Part, ...] = ("train", "test")
-# the suffixes torchvision's ImageFolder reads
-# Pillow modes that become 8-bit RGB exactly (alpha only when every pixel is opaque)
-PIXELS = 32 * 32 * 3
-UNLABELED = -1
-
-if TYPE_CHECKING:
-    from raycifar.data.readers import Part, Source
+PIXELS = 32 * 32 * 3  # one image of a batch: 1024 red, 1024 green, 1024 blue values
 
 
 # --- the official python and binary layouts, in a folder or a .tar.gz --------------------------

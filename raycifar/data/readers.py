@@ -37,7 +37,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -55,17 +54,9 @@ from raycifar.data.image_files import (
     reason,
     stack_images,
 )
-from raycifar.data.official import as_array, as_uint8, has_official_part, read_official
+from raycifar.data.official import PARTS, Part, as_array, as_uint8, has_official_part, read_official
 from raycifar.errors import UserError
 
-if TYPE_CHECKING:
-    pass
-
-Part = Literal["train", "test"]
-PARTS: tuple[Part, ...] = ("train", "test")
-# the suffixes torchvision's ImageFolder reads
-# Pillow modes that become 8-bit RGB exactly (alpha only when every pixel is opaque)
-PIXELS = 32 * 32 * 3
 UNLABELED = -1
 
 
