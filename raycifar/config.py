@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -51,11 +51,6 @@ def finite(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(finite(item) for item in value)
     return True
-
-
-def choices(literal: Any) -> tuple[str, ...]:
-    """The values of a ``Literal`` enumeration, e.g. ``choices(LoaderName)``."""
-    return get_args(literal)
 
 
 # --- value types ---------------------------------------------------------------------------

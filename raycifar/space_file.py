@@ -306,11 +306,6 @@ def dimensions(spec: SpaceFile) -> Iterator[tuple[str, Dimension]]:
                     yield f"{section}.{key}", dimension
 
 
-def samplers(spec: SpaceFile) -> list[str]:
-    """The keys of ``spec`` that are searched (a sampler, not a constant)."""
-    return [key for key, dimension in dimensions(spec) if dimension.sampler != "constant"]
-
-
 def load_space_file(path: Path, overrides: dict[str, Any] | None = None) -> SpaceFile:
     """Read and validate a space file; raise :class:`UserError` with a one-line reason.
 

@@ -11,7 +11,6 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import pyarrow.fs
 import ray
@@ -22,6 +21,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
 from raycifar.config import TrialConfig
+from raycifar.display import ProgressSink
 from raycifar.errors import Interrupted, RunFailed
 from raycifar.ray_session import RunResources, concurrent_runs, resolve_gpus
 from raycifar.selection import Selection, TrialHistory, select_best
@@ -45,14 +45,6 @@ class SweepOptions:
     address: str | None = None  # None: a local Ray this process started (requests it cannot meet are errors)
     max_concurrent_trials: int | None = None  # None: what the cluster fits when the sweep starts
     wandb: WandbMode = "offline"
-
-
-class ProgressSink(Protocol):
-    """What the sweep tells its caller while it runs (the CLI draws it)."""
-
-    def update(self, done: int, running: int, best_val_acc: float | None) -> None: ...
-
-    def trial_failed(self, trial_id: str, error_file: str | None) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import ray
 import ray.train
@@ -26,6 +25,7 @@ from ray.train.torch import TorchTrainer
 from ray.util.queue import Empty, Queue
 
 from raycifar.config import TrialConfig
+from raycifar.display import EpochSink
 from raycifar.errors import Interrupted, RunFailed, UserError
 from raycifar.ray_session import RunResources
 from raycifar.train_backend import torch_config
@@ -113,12 +113,6 @@ class RunOutcome:
     run_dir: Path
     wall_seconds: float
     selected_on: str = "val_acc"
-
-
-class EpochSink(Protocol):
-    """What the run tells its caller after every epoch (the CLI prints it)."""
-
-    def epoch(self, metrics: dict) -> None: ...
 
 
 class RunInterrupted(Interrupted):
