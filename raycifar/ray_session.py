@@ -12,6 +12,7 @@ This module imports Ray only inside its functions: call :func:`prepare_environme
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import time
 from dataclasses import dataclass
@@ -31,9 +32,19 @@ def available_cpus() -> int:
 
 
 def is_loopback(address: str | None) -> bool:
-    """Whether a Ray address (``None`` = a local Ray) is on this machine's loopback."""
-    host = (address or "127.0.0.1").split("://")[-1].rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """Whether a Ray address (``host``, ``host:port``, ``scheme://host:port``, ``[::1]:port``;
+    ``None`` = a local Ray) is on this machine's loopback."""
+    host = (address or "127.0.0.1").split("://")[-1]
+    if host.startswith("["):  # [IPv6]:port
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:  # host:port (a bare IPv6 address has several colons)
+        host = host.rsplit(":", 1)[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # another host name
+        return False
 
 
 def prepare_environment(address: str | None) -> None:

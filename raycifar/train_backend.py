@@ -20,7 +20,6 @@ This module imports ``ray.train`` and ``torch`` only (no Ray Tune).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
@@ -33,6 +32,8 @@ import torch.distributed as dist
 from ray.train.backend import Backend
 from ray.train.torch import TorchConfig
 
+from raycifar.ray_session import is_loopback
+
 LOOPBACK = "127.0.0.1"
 LOOPBACK_INTERFACES = ("lo", "lo0")  # Linux, macOS
 
@@ -43,14 +44,7 @@ def ray_is_local(address: str | None) -> bool:
     """Whether the connected Ray runs on this machine only: ``address`` is None (the driver
     started it) or every live node's address is a loopback one (a Ray started on 127.0.0.1,
     such as ``cluster.local.yaml``'s fake nodes). Ray must be connected."""
-    return address is None or all(_is_loopback(node["NodeManagerAddress"]) for node in ray.nodes() if node["Alive"])
-
-
-def _is_loopback(ip: str) -> bool:
-    try:
-        return ipaddress.ip_address(ip).is_loopback
-    except ValueError:  # a host name
-        return False
+    return address is None or all(is_loopback(node["NodeManagerAddress"]) for node in ray.nodes() if node["Alive"])
 
 
 def torch_config(local: bool) -> LoopbackTorchConfig:

@@ -49,3 +49,12 @@ def test_local_requests_beyond_the_machine_name_the_option(monkeypatch) -> None:
     gpu = RunResources(gpus=1.0, gpu_request="--gpus-per-trial 1")
     with pytest.raises(UserError, match=r"^--gpus-per-trial 1 is more than this machine's 0 GPUs$"):
         ray_session.resolve_gpus(gpu, local=True)
+
+
+@pytest.mark.parametrize(
+    ("address", "local"),
+    [(None, True), ("127.0.0.1:6379", True), ("ray://127.0.0.1:10001", True), ("[::1]:6379", True), ("::1", True),
+     ("localhost:6379", True), ("10.0.0.1:6379", False), ("auto", False), ("head.example:6379", False)],
+)  # fmt: skip
+def test_loopback_addresses_are_told_from_the_network_ones(address: str | None, local: bool) -> None:
+    assert ray_session.is_loopback(address) is local
