@@ -6,8 +6,8 @@ Finding and validating a space imports neither torch nor Ray; drawing counts par
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,19 +15,17 @@ from typing import Any
 from raycifar.config import AugmentConfig, ModelConfig, TrainConfig, TrialConfig
 from raycifar.data.catalog import num_classes
 from raycifar.errors import UserError
-from raycifar.space_file import ARCH_OVERRIDES, FIT, SpaceFile, dimensions, load_space_file
+from raycifar.space_file import FIT, Dimension, SpaceFile, dimensions, load_space_file, ordered_dimensions
 from raycifar.variants import VARIANTS, variant_config
 
-MAX_DRAWS_PER_SAMPLE = 1000
+MAX_DRAWS_PER_SAMPLE = 500  # over-budget proposals before a space counts as unable to fit
 
 
 def packaged_spaces() -> dict[str, Path]:
     """Space files shipped with raycifar, by name (file name without ``.yaml``)."""
     folder = resources.files("raycifar.search_spaces")
     return {
-        entry.name.removesuffix(".yaml"): Path(str(entry))
-        for entry in folder.iterdir()
-        if entry.name.endswith(".yaml")
+        entry.name.removesuffix(".yaml"): Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".yaml")
     }
 
 
@@ -76,21 +74,35 @@ def require_constants(space: Space, command: str) -> None:
             )
 
 
-DRAWN_ARCH_KEYS = ("depths", *ARCH_OVERRIDES, "se_width", "base_width")
+Picker = Callable[[str, Dimension], Any]
+"""Chooses the value of one sampled dimension, given its ``section.key`` (a searcher's
+suggestion, or a seeded random draw)."""
 
 
-def _draw_arch(arch, rng: random.Random) -> tuple[str, dict[str, Any]]:
-    """The drawn model name and the overrides drawn for it (``fit`` values kept as ``"fit"``)."""
-    name = arch.model.sample(rng)
-    overrides = {key: getattr(arch, key).sample(rng) for key in DRAWN_ARCH_KEYS if getattr(arch, key) is not None}
-    if "depths" in overrides:
-        overrides["depths"] = tuple(overrides["depths"])
-    return name, overrides
+def draw_values(spec: SpaceFile, pick: Picker) -> dict[str, Any]:
+    """The value of every dimension that applies, by ``section.key``: constants as written,
+    samplers through ``pick``, in an order where each ``when`` is decided before the
+    dimensions it governs. A dimension whose condition does not hold is absent (training
+    then uses the key's default, the model its own value)."""
+    values: dict[str, Any] = {}
+    for key, dimension in ordered_dimensions(spec):
+        if dimension.active(values):
+            values[key] = dimension.args[0] if dimension.sampler == "constant" else pick(key, dimension)
+    return values
 
 
-def resolve_model(
-    name: str, overrides: dict[str, Any], budget: int, width_multiple: int, classes: int
-) -> ModelConfig:
+def searched_values(spec: SpaceFile, values: dict[str, Any]) -> dict[str, Any]:
+    """The *search record* of a draw: the values of its sampled (not constant) dimensions."""
+    samplers = {key for key, dimension in dimensions(spec) if dimension.sampler != "constant"}
+    return {key: value for key, value in values.items() if key in samplers}
+
+
+def _section(values: dict[str, Any], section: str) -> dict[str, Any]:
+    prefix = section + "."
+    return {key.removeprefix(prefix): value for key, value in values.items() if key.startswith(prefix)}
+
+
+def resolve_model(name: str, overrides: dict[str, Any], budget: int, width_multiple: int, classes: int) -> ModelConfig:
     """The :class:`ModelConfig` of a drawn model with its ``fit`` widths solved against
     ``budget`` (widths first, then the SE width takes what is left).
 
@@ -114,19 +126,61 @@ def resolve_model(
     return config
 
 
-def _draw_train(space: SpaceFile, rng: random.Random, max_epochs: int | None) -> TrainConfig:
-    values = {name: dim.sample(rng) for name, dim in space.train}
+def config_from_values(
+    space: Space,
+    values: dict[str, Any],
+    data_dir: Path,
+    split_seed: int,
+    trial_seed: int,
+    max_epochs: int | None = None,
+) -> TrialConfig:
+    """The trial config of drawn ``values`` (:func:`draw_values`), its model fitted to the
+    budget and counted: ``params`` may exceed ``budget`` when even the narrowest fit does.
+
+    ``train.epochs`` is capped at ``max_epochs``; raises :class:`UserError` for a model the
+    drawn keys cannot build.
+    """
+    from raycifar.budget import count_params
+
+    spec = space.spec
+    arch = _section(values, "arch")
+    name = arch.pop("model")
+    if "depths" in arch:
+        arch["depths"] = tuple(arch["depths"])
+    classes = num_classes(spec.dataset, spec.label_mode)
+    try:
+        model = resolve_model(name, arch, spec.budget, spec.arch.width_multiple, classes)
+    except UserError as err:
+        raise UserError(f"{space.path}: arch: {err}") from None
+    train = _section(values, "train")
     if max_epochs is not None:
-        values["epochs"] = min(values["epochs"], max_epochs)
-    return TrainConfig(**values)
+        train["epochs"] = min(train.get("epochs", TrainConfig.model_fields["epochs"].default), max_epochs)
+    return TrialConfig(
+        space=space.name,
+        dataset=spec.dataset,
+        data_dir=str(data_dir.resolve()),
+        val_fraction=spec.val_fraction,
+        split_seed=split_seed,
+        seed=trial_seed,
+        budget=spec.budget,
+        params=count_params(model),
+        model=model,
+        train=TrainConfig(**train),
+        augment=AugmentConfig(**_section(values, "augment")),
+        label_mode=spec.label_mode,
+        loader=spec.loader,
+        class_weights=dict(spec.class_weights),
+    )
 
 
 @dataclass(frozen=True)
 class Draws:
-    """Configs drawn from a space, and how many draws were over budget and redrawn."""
+    """Configs drawn from a space, their search records (the sampled keys that applied),
+    and how many draws were over budget and redrawn."""
 
     configs: list[TrialConfig]
     redrawn: int
+    searches: list[dict[str, Any]] = field(default_factory=list)
 
 
 def sample_configs(
@@ -136,53 +190,17 @@ def sample_configs(
     data_dir: Path,
     max_epochs: int | None = None,
 ) -> Draws:
-    """Draw ``num_samples`` trial configs whose models fit the space's budget.
+    """Draw ``num_samples`` trial configs whose models fit the space's budget: the first
+    proposals of the ``random`` searcher with ``seed`` (:mod:`raycifar.search`).
 
     Over-budget draws are redrawn (at most ``MAX_DRAWS_PER_SAMPLE`` times per sample);
     a space where no draw fits raises :class:`UserError` with the smallest size seen.
     """
-    from raycifar.budget import count_params
+    from raycifar.search import Search
 
-    rng = random.Random(seed)
-    spec, configs, redrawn = space.spec, [], 0
-    classes = num_classes(spec.dataset, spec.label_mode)
-    for index in range(num_samples):
-        smallest = None
-        for _ in range(MAX_DRAWS_PER_SAMPLE):
-            name, overrides = _draw_arch(spec.arch, rng)
-            try:
-                model = resolve_model(name, overrides, spec.budget, spec.arch.width_multiple, classes)
-            except UserError as err:
-                raise UserError(f"{space.path}: arch: {err}") from None
-            params = count_params(model)
-            if params <= spec.budget:
-                break
-            redrawn += 1
-            smallest = params if smallest is None else min(smallest, params)
-        else:
-            raise UserError(
-                f"{space.path}: no configuration fits the budget of {spec.budget:,} parameters "
-                f"(smallest of {MAX_DRAWS_PER_SAMPLE} draws: {smallest:,})"
-            )
-        configs.append(
-            TrialConfig(
-                space=space.name,
-                dataset=spec.dataset,
-                data_dir=str(data_dir.resolve()),
-                val_fraction=spec.val_fraction,
-                split_seed=seed,
-                seed=seed * 1000 + index,
-                budget=spec.budget,
-                params=params,
-                model=model,
-                train=_draw_train(spec, rng, max_epochs),
-                augment=AugmentConfig(**{name: dim.sample(rng) for name, dim in spec.augment}),
-                label_mode=spec.label_mode,
-                loader=spec.loader,
-                class_weights=dict(spec.class_weights),
-            )
-        )
-    return Draws(configs, redrawn)
+    search = Search.in_memory(space, "random", seed, data_dir, max_epochs)
+    proposals = [search.propose() for _ in range(num_samples)]
+    return Draws([p.config for p in proposals], search.infeasible, [p.search for p in proposals])
 
 
 def trial_config_from_file(name_or_path: str, data_dir: Path, seed: int) -> TrialConfig:

@@ -16,7 +16,7 @@ import json
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,6 +34,7 @@ from raycifar.config import (
     StageDepths,
     TrainConfig,
     _Strict,
+    closest,
     finite,
     format_validation_error,
 )
@@ -51,6 +52,12 @@ class Dimension:
 
     sampler: str  # "constant" or one of SAMPLERS
     args: tuple
+    when: tuple[tuple[str, tuple], ...] = ()  # (``section.key``, values it must take) pairs, all must hold
+
+    def active(self, drawn: dict[str, Any]) -> bool:
+        """Whether this dimension applies given the values ``drawn`` so far (by ``section.key``):
+        every key it depends on was drawn and took one of the listed values."""
+        return all(key in drawn and drawn[key] in values for key, values in self.when)
 
     def sample(self, rng: random.Random) -> Any:
         """Draw one value with ``rng``."""
@@ -83,10 +90,36 @@ class Dimension:
         return self.args != (value, value)
 
     def describe(self) -> str:
-        """``0.1`` for a constant, ``loguniform [0.01, 0.3]`` for a sampler (JSON values)."""
-        if self.sampler == "constant":
-            return json.dumps(self.args[0])
-        return f"{self.sampler} {json.dumps(list(self.args))}"
+        """``0.1`` for a constant, ``loguniform [0.01, 0.3]`` for a sampler (JSON values), with
+        its condition: ``choice [0.2, 0.4] when train.optimizer = sgd``."""
+        text = (
+            json.dumps(self.args[0]) if self.sampler == "constant" else f"{self.sampler} {json.dumps(list(self.args))}"
+        )
+        return text + (f" when {describe_condition(self.when)}" if self.when else "")
+
+
+def describe_condition(when: tuple[tuple[str, tuple], ...]) -> str:
+    """``train.optimizer = sgd and augment.policy in [randaugment, autoaugment]``."""
+    parts = []
+    for key, values in when:
+        shown = [json.dumps(v).strip('"') for v in values]
+        parts.append(f"{key} = {shown[0]}" if len(shown) == 1 else f"{key} in [{', '.join(shown)}]")
+    return " and ".join(parts)
+
+
+def _parse_condition(raw: Any) -> tuple[tuple[str, tuple], ...]:
+    """``{train.optimizer: sgd}`` or ``{augment.policy: [a, b]}`` as (key, values) pairs."""
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"when: expects a mapping of section.key to a value or a list of values, got {raw!r}")
+    pairs = []
+    for key, values in raw.items():
+        if not isinstance(key, str) or key.count(".") != 1:
+            raise ValueError(f"when: {key!r}: name the key it depends on as section.key, e.g. train.optimizer")
+        values = tuple(values) if isinstance(values, list) else (values,)
+        if not values:
+            raise ValueError(f"when: {key}: give at least one value")
+        pairs.append((key, values))
+    return tuple(pairs)
 
 
 KIND_HINTS = {
@@ -133,6 +166,12 @@ def _dimension(value_type: Any) -> BeforeValidator:
             return raw
         if not isinstance(raw, dict):
             return Dimension("constant", (valid(raw),))
+        if "when" in raw:
+            raw = dict(raw)
+            when = _parse_condition(raw.pop("when"))
+            if not raw:
+                raise ValueError("when: a condition belongs to a sampler, e.g. {choice: [0.2, 0.4], when: {...}}")
+            return replace(parse(raw), when=when)
         if len(raw) != 1 or next(iter(raw)) not in SAMPLERS:
             raise ValueError(f"a sampler is a mapping with exactly one of {', '.join(SAMPLERS)}; got {raw!r}")
         sampler, args = next(iter(raw.items()))
@@ -248,7 +287,35 @@ class SchedulerSettings(_Strict):
     reduction_factor: Annotated[int, Field(ge=2)] = 2
 
 
-SECTION_KEYS = ("arch", "train", "augment", "scheduler")
+SearcherName = Literal["random", "grid", "tpe", "qmc", "nsga2"]
+SEARCHERS: tuple[str, ...] = SearcherName.__args__
+
+
+class SearcherSettings(_Strict):
+    """How configs are proposed (:mod:`raycifar.search`): ``searcher: tpe`` or a mapping."""
+
+    name: SearcherName = "random"
+    n_startup_trials: PositiveInt | None = None  # tpe: random proposals first (None: see search.startup_trials)
+    cost: Literal["params", "macs"] = "params"  # nsga2: the size objective minimised next to val_acc
+    population_size: Annotated[int, Field(ge=2)] | None = None  # nsga2 (None: see search.population_size)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_alone(cls, raw: Any) -> Any:
+        return {"name": raw} if isinstance(raw, str) else raw
+
+    @model_validator(mode="after")
+    def _settings_of_this_searcher(self) -> SearcherSettings:
+        owners = {"n_startup_trials": "tpe", "population_size": "nsga2"}
+        for key, owner in owners.items():
+            if getattr(self, key) is not None and self.name != owner:
+                raise ValueError(f"{key} is a setting of the {owner} searcher, not of {self.name}")
+        if self.cost != "params" and self.name != "nsga2":
+            raise ValueError(f"cost is a setting of the nsga2 searcher, not of {self.name}")
+        return self
+
+
+SECTION_KEYS = ("arch", "train", "augment", "scheduler", "searcher")
 
 
 class SpaceFile(_Strict):
@@ -259,13 +326,14 @@ class SpaceFile(_Strict):
     label_mode: LabelMode = "fine"
     loader: LoaderName = "device"
     budget: PositiveInt = DEFAULT_BUDGET
-    num_samples: PositiveInt = 8
+    num_samples: PositiveInt | Literal["unlimited"] = 8  # unlimited: until --time-budget or --max-trials
     val_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
     class_weights: dict[str, PositiveFloat] = {}
     arch: ArchSpace = ArchSpace()
     train: TrainSpace = TrainSpace()
     augment: AugmentSpace = AugmentSpace()
     scheduler: SchedulerSettings = SchedulerSettings()
+    searcher: SearcherSettings = SearcherSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -292,6 +360,25 @@ class SpaceFile(_Strict):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _conditions_can_hold(self) -> SpaceFile:
+        drawn = dict(dimensions(self))
+        for key, dimension in drawn.items():
+            for parent, values in dimension.when:
+                if parent == key:
+                    raise ValueError(f"{key}: when: a key cannot depend on itself")
+                if parent not in drawn:
+                    close = closest(parent, list(drawn))
+                    hint = f"did you mean {close}?" if close else "set it in the space to depend on it"
+                    raise ValueError(f"{key}: when: {parent} is not a key of this space ({hint})")
+                for value in values:
+                    if not drawn[parent].can_be(value):
+                        raise ValueError(
+                            f"{key}: when: {parent} can never be {value!r} (it is {drawn[parent].describe()})"
+                        )
+        ordered_dimensions(self)  # refuses cycles
+        return self
+
 
 def dimensions(spec: SpaceFile) -> Iterator[tuple[str, Dimension]]:
     """Every dimension of every section, as (``section.key``, dimension), in file order.
@@ -304,6 +391,24 @@ def dimensions(spec: SpaceFile) -> Iterator[tuple[str, Dimension]]:
             for key, dimension in value:
                 if isinstance(dimension, Dimension):
                     yield f"{section}.{key}", dimension
+
+
+def ordered_dimensions(spec: SpaceFile) -> list[tuple[str, Dimension]]:
+    """:func:`dimensions` ordered so that each comes after the keys its ``when`` names.
+
+    Raises ``ValueError`` naming the keys of a cycle of conditions.
+    """
+    pending, ordered, placed = list(dimensions(spec)), [], set()
+    while pending:
+        ready = [(key, dim) for key, dim in pending if all(parent in placed for parent, _ in dim.when)]
+        if not ready:
+            raise ValueError(
+                f"{pending[0][0]}: when: the conditions of {', '.join(k for k, _ in pending)} form a cycle"
+            )
+        ordered += ready
+        placed.update(key for key, _ in ready)
+        pending = [item for item in pending if item[0] not in placed]
+    return ordered
 
 
 def load_space_file(path: Path, overrides: dict[str, Any] | None = None) -> SpaceFile:
@@ -324,5 +429,3 @@ def load_space_file(path: Path, overrides: dict[str, Any] | None = None) -> Spac
         return SpaceFile.model_validate({**raw, **(overrides or {})})
     except ValidationError as err:
         raise UserError(format_validation_error(source, err, SpaceFile)) from None
-
-

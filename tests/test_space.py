@@ -143,7 +143,7 @@ def test_sampling_is_seeded_and_max_epochs_caps(tmp_path: Path) -> None:
 
 def test_a_space_with_no_feasible_config_is_an_error(tmp_path: Path) -> None:
     path = write_space(tmp_path, GOOD.replace("budget: 100000", "budget: 1000"))
-    with pytest.raises(UserError, match=r"no configuration fits the budget of 1,000 parameters \(smallest of 1000 draws: "):
+    with pytest.raises(UserError, match=r"no configuration fits the budget of 1,000 parameters \(smallest of 500 proposals: "):
         sample_configs(load_space(str(path)), 2, seed=0, data_dir=tmp_path)
 
 

@@ -93,11 +93,19 @@ def space_show(
     console.print(dims)
 
 
+def _searched(record: dict) -> str:
+    """``lr 0.0812 · optimizer sgd · momentum 0.9`` (keys without their section)."""
+    def shown(value: object) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else json.dumps(value).strip('"')
+
+    return " · ".join(f"{key.split('.', 1)[1]} {shown(value)}" for key, value in record.items())
+
+
 @space_app.command("sample")
 def space_sample(
     space: Annotated[str, typer.Argument(help="A shipped space name or a path to a YAML file.")],
     num: Annotated[int, typer.Option("-n", "--num", min=1, help="How many configs to draw.")] = 10,
-    seed: Annotated[int, typer.Option(min=0, help="Seed (0 or more) for drawing: the same seed as `raycifar sweep --seed` gives the same configs.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed (0 or more) for drawing: the same seed as `raycifar sweep --seed` gives the same configs (the random searcher's, and tpe's first random ones).")] = 0,
     output_format: FormatOption = "table",
 ) -> None:
     """Draw configs as a sweep would (fitted widths, params, MACs) without starting Ray."""
@@ -110,19 +118,18 @@ def space_sample(
         draws = sample_configs(loaded, num, seed, default_data_dir())
     seconds = time.perf_counter() - started
     rows = [
-        {**_model_summary(c.model), "budget_use": c.params / c.budget, "seed": c.seed, "train": c.train.model_dump(mode="json")}
-        for c in draws.configs
-    ]
+        {**_model_summary(c.model), "budget_use": c.params / c.budget, "seed": c.seed, "search": search,
+         "train": c.train.model_dump(mode="json")}
+        for c, search in zip(draws.configs, draws.searches, strict=True)
+    ]  # fmt: skip
     if output_format == "json":
         print_json(rows)
         return
-    shown = table("#", "model", "params", "budget", "MMACs", "widths", "regularizers", "lr")
-    for index, (row, config) in enumerate(zip(rows, draws.configs, strict=True)):
-        model = config.model
-        regularizers = f"drop_path {model.drop_path:.2f} dropout {model.dropout:.2f}"
+    shown = table("#", "model", "params", "budget", "MMACs", "widths", "searched (keys whose condition holds)")
+    for index, row in enumerate(rows):
         shown.add_row(
             str(index), row["model"], f"{row['params']:,}", f"{row['budget_use']:.1%}", f"{row['macs'] / 1e6:,.0f}",
-            "/".join(map(str, row["widths"])), regularizers, f"{config.train.lr:.4f}",
+            "/".join(map(str, row["widths"])), escape(_searched(row["search"])),
         )  # fmt: skip
     console.print(shown)
     console.print(
