@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -76,6 +77,9 @@ class SweepRequest:
     name: str | None = None
     download: bool = False
     overrides: dict[str, str] = field(default_factory=dict)  # space keys set by --loader/--dataset/--label-mode
+    searcher: str | None = None  # None: the space file's searcher (random by default)
+    max_trials: int | None = None  # a cap on the trials, whatever num_samples says
+    time_budget_s: float | None = None  # from the command's start: no trial runs past it
 
 
 @dataclass(frozen=True)
@@ -89,14 +93,17 @@ class SweepResult:
 
 
 def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> SweepResult:
-    """Validate, draw configs, run the sweep on Ray, and promote its best checkpoint."""
+    """Validate, plan the search, run the sweep on Ray, and promote its best checkpoint."""
     from raycifar.ray_session import prepare_environment
     from raycifar.space import load_space, sample_configs
+    from raycifar.sweep_plan import longest_trial, trial_count, with_searcher
 
+    started = time.monotonic()
     prepare_environment(request.address)  # before anything imports Ray: it reads these settings once
     display = display or Quiet()
     results_dir = request.results_dir
-    loaded = load_space(request.space, request.overrides)
+    loaded = with_searcher(load_space(request.space, request.overrides), request.searcher)
+    count = trial_count(loaded, request.num_samples, request.max_trials, request.time_budget_s)
     check_mode(request.wandb)
     name = check_name(request.name or f"{loaded.name}-{datetime.now():%Y%m%d-%H%M%S}")
     if (results_dir / "sweeps" / name).exists():
@@ -104,21 +111,34 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
     check_resources(request.resources, request.address)
     check_results_dir(results_dir)
     check_data(request.data_dir, request.download, loaded.spec, request.seed, display)
-    draws = sample_configs(
-        loaded, request.num_samples or loaded.spec.num_samples, request.seed, request.data_dir, request.max_epochs
-    )
+    sample_configs(loaded, 1, request.seed, request.data_dir, request.max_epochs)  # a space that cannot fit fails here
     make_results_dir(results_dir)
-    sizes = [c.params for c in draws.configs]
-    display.info(
-        f"sweep {name}: {len(draws.configs)} trials from {loaded.path}, {min(sizes):,}–{max(sizes):,} params "
-        f"(budget {loaded.spec.budget:,}; {draws.redrawn} over-budget draws redrawn)"
+    display.info(_plan_line(name, loaded, count))
+    return _run_sweep(request, name, loaded, count.trials, longest_trial(loaded, request.max_epochs), started, display)
+
+
+def _plan_line(name: str, space: Any, count: Any) -> str:
+    from raycifar.search import startup_trials
+
+    searcher = space.spec.searcher
+    how = searcher.name
+    if searcher.name == "tpe":
+        trials = count.trials if count.trials is not None else None
+        how += f" (first {searcher.n_startup_trials or startup_trials(trials)} proposals random)"
+    trials = f"{count.trials} trials" if count.trials is not None else "trials until the time budget"
+    note = f"; {count.note}" if count.note else ""
+    return (
+        f"sweep {name}: {trials} proposed by {how} from {space.path}{note}, "
+        f"each fitted to the budget of {space.spec.budget:,} parameters"
     )
-    return _run_sweep(request, name, draws.configs, loaded.spec.scheduler, display)
 
 
-def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], scheduler: Any, display: Display) -> SweepResult:
+def _run_sweep(
+    request: SweepRequest, name: str, space: Any, trials: int | None, max_epochs: int, started: float, display: Display
+) -> SweepResult:
     from raycifar import sweep
     from raycifar.ray_session import disconnect
+    from raycifar.search import Search
     from raycifar.sweep_record import SweepRecorder
 
     if request.wandb == "offline":
@@ -127,15 +147,19 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
         results_dir=request.results_dir, sweep_name=name, resources=request.resources,
         address=request.address, max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb,
     )  # fmt: skip
+    sweep_dir = request.results_dir / "sweeps" / name
     try:
         _connect(request.address, request.dashboard, display)
-        with display.sweep_progress(len(configs)) as progress:
-            outcome = sweep.run_sweep(configs, scheduler, options, progress)
-        display.info(
-            f"sweep finished in {outcome.wall_seconds:.0f} s: {outcome.trials} trials, "
-            f"{outcome.stopped_early} stopped early by ASHA, {outcome.failed} failed; "
-            f"best val_acc {outcome.best_val_acc:.4f} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
+        search = Search.on_disk(
+            space, space.spec.searcher, request.seed, request.data_dir, request.max_epochs, sweep_dir, trials
         )
+        budget = (
+            None if request.time_budget_s is None else max(1.0, request.time_budget_s - (time.monotonic() - started))
+        )
+        plan = sweep.SweepPlan(search, trials, max_epochs, budget)
+        with display.sweep_progress(trials) as progress:
+            outcome = sweep.run_sweep(plan, space.spec.scheduler, options, progress)
+        display.info(_outcome_line(outcome, search.infeasible))
         from raycifar.promote_sweep import sweep_costs
 
         wall_s, device_hours = sweep_costs(request.results_dir / "sweeps" / name, outcome.best_trial_id)
@@ -148,6 +172,15 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
     finally:
         disconnect()
     return SweepResult(name, outcome, row, _write_sweep_report(request.results_dir, name, display))
+
+
+def _outcome_line(outcome: Any, infeasible: int) -> str:
+    ended = "ended by its time budget after" if outcome.out_of_time else "finished in"
+    return (
+        f"sweep {ended} {outcome.wall_seconds:.0f} s: {outcome.trials} trials, "
+        f"{outcome.stopped_early} stopped early, {outcome.failed} failed, {infeasible} over-budget proposals "
+        f"refused; best val_acc {outcome.best_val_acc:.4f} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
+    )
 
 
 def _write_sweep_report(results_dir: Path, name: str, display: Display) -> Path | None:

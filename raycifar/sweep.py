@@ -24,6 +24,7 @@ from raycifar.config import TrialConfig
 from raycifar.display import ProgressSink
 from raycifar.errors import Interrupted, RunFailed
 from raycifar.ray_session import RunResources, concurrent_runs, resolve_gpus
+from raycifar.search import Search
 from raycifar.selection import Selection, TrialHistory, select_best
 from raycifar.space_file import SchedulerSettings
 from raycifar.sweep_record import TRIAL_DIR_PREFIX, SweepRecorder, completion_state
@@ -59,47 +60,72 @@ class SweepOutcome:
     stopped_early: int
     failed: int
     wall_seconds: float
+    out_of_time: bool = False  # the time budget ended the sweep (running trials were stopped)
 
 
-class _PresetConfigs(Searcher):
-    """Hands Tune the configs drawn (and budget-checked) before the sweep, in order."""
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep searches: the :class:`Search` proposing its configs, how many trials
+    (None: until ``time_budget_s``), the longest a trial can train, and the time budget."""
 
-    def __init__(self, configs: list[dict]) -> None:
-        super().__init__()
-        self.configs, self.next_index = configs, 0
+    search: Search
+    trials: int | None
+    max_epochs: int
+    time_budget_s: float | None = None
+
+
+class _StudySearcher(Searcher):
+    """Tune's view of a :class:`Search`: each ``suggest`` is one within-budget proposal,
+    each result an intermediate value, each ended trial told back (complete, pruned, failed)."""
+
+    def __init__(self, search: Search, trials: int | None) -> None:
+        super().__init__(metric="val_acc", mode="max")
+        self.search, self.trials = search, trials
+        self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
+        self.records: dict[str, dict] = {}  # Tune trial id -> search record
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        if self.next_index >= len(self.configs):
+        if self.trials is not None and len(self.numbers) >= self.trials:
             return Searcher.FINISHED
-        self.next_index += 1
-        return self.configs[self.next_index - 1]
+        proposal = self.search.propose()
+        self.search.name_trial(proposal.number, trial_id)
+        self.numbers[trial_id], self.records[trial_id] = proposal.number, proposal.search
+        return proposal.config.model_dump(mode="json")
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.numbers and "val_acc" in result and "epoch" in result:
+            self.search.report(self.numbers[trial_id], int(result["epoch"]), float(result["val_acc"]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        pass
+        if trial_id in self.numbers:
+            self.search.finish(self.numbers[trial_id], int((result or {}).get("epoch", 0)), failed=error)
 
     def save(self, checkpoint_path: str) -> None:
-        Path(checkpoint_path).write_text(json.dumps({"configs": self.configs, "next_index": self.next_index}))
+        # The study is on disk already; this is the map from Tune's trials to its trials.
+        Path(checkpoint_path).write_text(json.dumps({"numbers": self.numbers, "records": self.records}))
 
     def restore(self, checkpoint_path: str) -> None:
         state = json.loads(Path(checkpoint_path).read_text())
-        self.configs, self.next_index = state["configs"], state["next_index"]
+        self.numbers, self.records = state["numbers"], state["records"]
 
 
 class _ProgressCallback(tune.Callback):
     """Forwards trial counts and the best ``val_acc`` so far to a :class:`ProgressSink`."""
 
-    def __init__(self, sink: ProgressSink, recorder: SweepRecorder | None = None) -> None:
-        self.sink, self.recorder = sink, recorder
+    def __init__(
+        self, sink: ProgressSink, recorder: SweepRecorder | None = None, searcher: _StudySearcher | None = None
+    ) -> None:
+        self.sink, self.recorder, self.searcher = sink, recorder, searcher
         self.running: set[str] = set()
         self.done = 0
         self.best: float | None = None
 
     def __getstate__(self) -> dict:
         # Tune pickles its callbacks into the experiment state; the live display stays out.
-        return {**self.__dict__, "sink": None, "recorder": None}
+        return {**self.__dict__, "sink": None, "recorder": None, "searcher": None}
 
     def _push(self) -> None:
         if self.sink is not None:
@@ -109,7 +135,8 @@ class _ProgressCallback(tune.Callback):
         self.running.add(trial.trial_id)
         if self.recorder is not None:
             config = TrialConfig.model_validate(trial.config)
-            self.recorder.trial_started(trial.trial_id, trial.config, model=model_name(config.model))
+            search = self.searcher.records.get(trial.trial_id) if self.searcher is not None else None
+            self.recorder.trial_started(trial.trial_id, trial.config, model=model_name(config.model), search=search)
         self._push()
 
     def on_step_end(self, iteration, trials, **info):
@@ -178,25 +205,28 @@ def _callbacks(options: SweepOptions, progress: _ProgressCallback) -> list:
 
 
 def run_sweep(
-    configs: list[TrialConfig],
+    plan: SweepPlan,
     scheduler: SchedulerSettings,
     options: SweepOptions,
     progress: ProgressSink,
 ) -> SweepOutcome:
-    """Run every config as a Tune trial under ASHA (Ray must be connected) and find the best epoch."""
+    """Run the trials ``plan``'s searcher proposes on Tune under the scheduler (Ray must be
+    connected) and find the best epoch. A time budget that ends the sweep is not an
+    interruption: the best epoch so far is the outcome."""
     started = time.monotonic()
     gpus = resolve_gpus(options.resources, local=options.address is None)
     concurrent = concurrent_runs(options.resources, gpus, options.max_concurrent_trials)
     storage = options.results_dir / "sweeps"
     recorder = SweepRecorder.start(
-        storage / options.sweep_name, options.sweep_name, configs[0].space, len(configs), scheduler=scheduler.model_dump()
-    )
-    tracker = _ProgressCallback(progress, recorder)
-    max_epochs = max(c.train.epochs for c in configs)
+        storage / options.sweep_name, options.sweep_name, plan.search.space.name, plan.trials,
+        scheduler=scheduler.model_dump(), searcher=plan.search.settings.name,
+    )  # fmt: skip
+    searcher = _StudySearcher(plan.search, plan.trials)
+    tracker = _ProgressCallback(progress, recorder, searcher)
     asha = ASHAScheduler(
         time_attr="epoch",
-        max_t=max_epochs,
-        grace_period=min(scheduler.grace_period, max_epochs),
+        max_t=plan.max_epochs,
+        grace_period=min(scheduler.grace_period, plan.max_epochs),
         reduction_factor=scheduler.reduction_factor,
     )
     tuner = tune.Tuner(
@@ -205,10 +235,11 @@ def run_sweep(
             metric="val_acc",
             mode="max",
             scheduler=asha,
-            search_alg=_PresetConfigs([c.model_dump(mode="json") for c in configs]),
-            num_samples=len(configs),
+            search_alg=searcher,
+            num_samples=plan.trials if plan.trials is not None else -1,
             max_concurrent_trials=concurrent,
             trial_dirname_creator=_trial_dirname,
+            time_budget_s=plan.time_budget_s,
         ),
         run_config=tune.RunConfig(
             name=options.sweep_name,
@@ -218,18 +249,19 @@ def run_sweep(
         ),
     )
     results = tuner.fit()
-    if tracker.done < len(configs):  # Tune ends early only when it is interrupted
-        recorder.ended("interrupted")
+    out_of_time = plan.time_budget_s is not None and time.monotonic() - started >= plan.time_budget_s
+    if not out_of_time and plan.trials is not None and tracker.done < plan.trials:
+        recorder.ended("interrupted")  # Tune ends early only when it is interrupted
         raise SweepInterrupted(
-            f"sweep {options.sweep_name} stopped with {len(configs) - tracker.done} unfinished trials; "
+            f"sweep {options.sweep_name} stopped with {plan.trials - tracker.done} unfinished trials; "
             f"nothing promoted. Its results so far are in {results.experiment_path}"
         )
     try:
-        outcome = _summarise(results, options, time.monotonic() - started)
+        outcome = _summarise(results, options, time.monotonic() - started, out_of_time)
     except SweepFailed:
         recorder.ended("failed")
         raise
-    recorder.ended("completed")
+    recorder.ended("completed", pareto=plan.search.pareto())
     return outcome
 
 
@@ -243,10 +275,12 @@ def _history(result) -> TrialHistory:
     frame = result.metrics_dataframe
     records = [] if frame is None or frame.empty else frame.to_dict("records")
     planned = TrialConfig.model_validate(result.config).train.epochs
-    return TrialHistory(str(result.metrics.get("trial_id", "")) or result.path, planned, records, result.error is not None)
+    return TrialHistory(
+        str(result.metrics.get("trial_id", "")) or result.path, planned, records, result.error is not None
+    )
 
 
-def _summarise(results, options: SweepOptions, wall_seconds: float) -> SweepOutcome:
+def _summarise(results, options: SweepOptions, wall_seconds: float, out_of_time: bool = False) -> SweepOutcome:
     """The best epoch across all trials whose checkpoint is kept (see :mod:`raycifar.selection`)."""
     selection: Selection = select_best([_history(result) for result in results], _checkpoint_exists)
     best = selection.best
@@ -264,6 +298,7 @@ def _summarise(results, options: SweepOptions, wall_seconds: float) -> SweepOutc
         stopped_early=selection.stopped_early,
         failed=selection.failed,
         wall_seconds=wall_seconds,
+        out_of_time=out_of_time,
     )
 
 

@@ -61,6 +61,7 @@ class TrialEntry(BaseModel):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     error_file: str | None = None  # Tune's error.txt for an errored trial
+    search: dict | None = None  # the search record: the sampled keys that applied, by section.key
 
 
 class SweepRecord(BaseModel):
@@ -71,7 +72,7 @@ class SweepRecord(BaseModel):
     format: int = RECORD_FORMAT
     name: str
     space: str
-    planned_trials: int
+    planned_trials: int | None  # None: until the time budget ends the sweep
     started_at: datetime
     driver_pid: int
     driver_host: str
@@ -80,6 +81,8 @@ class SweepRecord(BaseModel):
     outcome: Outcome | None = None
     promoted_entry: str | None = None
     scheduler: dict | None = None  # the scheduler's settings (e.g. ASHA's grace_period, reduction_factor)
+    searcher: str | None = None  # random, grid, tpe, qmc or nsga2 (raycifar.search)
+    pareto: list[dict] = []  # nsga2: the trials no other beats on both val_acc and size
     trials: dict[str, TrialEntry] = {}
 
     def done_trials(self) -> int:
@@ -150,7 +153,9 @@ def read_record(sweep_dir: Path) -> SweepRecord | None:
             problem = f"{where + ': ' if where else ''}{first['msg']}"
         raise UserError(f"{path}: not a readable sweep record ({problem})") from None
     if record.format > RECORD_FORMAT:
-        raise UserError(f"{path}: sweep record format {record.format} is newer than this raycifar reads ({RECORD_FORMAT})")
+        raise UserError(
+            f"{path}: sweep record format {record.format} is newer than this raycifar reads ({RECORD_FORMAT})"
+        )
     return record
 
 
@@ -184,9 +189,10 @@ class SweepRecorder:
         sweep_dir: Path,
         name: str,
         space: str,
-        planned_trials: int,
+        planned_trials: int | None,
         now: Callable[[], datetime] = utc_now,
         scheduler: dict | None = None,
+        searcher: str | None = None,
     ) -> SweepRecorder:
         """Write a fresh record for a sweep that starts now in this process (``scheduler``:
         its settings, kept so that reports need not find the space file again)."""
@@ -200,6 +206,7 @@ class SweepRecorder:
             driver_host=socket.gethostname(),
             heartbeat_at=moment,
             scheduler=scheduler,
+            searcher=searcher,
         )
         recorder = cls(sweep_dir, record, now)
         recorder._save()
@@ -228,9 +235,10 @@ class SweepRecorder:
         self._save()
         return True
 
-    def trial_started(self, trial_id: str, config: dict, model: str | None = None) -> None:
+    def trial_started(self, trial_id: str, config: dict, model: str | None = None, search: dict | None = None) -> None:
         """Trial ``trial_id`` is running ``config`` (a TrialConfig as a dict); ``model`` is its
-        readable name (the record does not compute it: that needs the model registry)."""
+        readable name (the record does not compute it: that needs the model registry);
+        ``search`` its search record."""
         train = config.get("train") or {}
         previous = self.record.trials.get(trial_id)
         self.record.trials[trial_id] = TrialEntry(
@@ -239,6 +247,7 @@ class SweepRecorder:
             params=config.get("params"),
             epochs=train.get("epochs"),
             started_at=previous.started_at if previous and previous.started_at else self.now(),
+            search=search if search is not None else (previous.search if previous else None),
         )
         self._save()
 
@@ -251,9 +260,11 @@ class SweepRecorder:
         self.record.trials[trial_id] = entry
         self._save()
 
-    def ended(self, outcome: Outcome) -> None:
-        """The sweep is over: ``completed`` (all trials ran), ``interrupted`` or ``failed``."""
+    def ended(self, outcome: Outcome, pareto: list[dict] | None = None) -> None:
+        """The sweep is over: ``completed`` (all trials ran, or its time budget ended it),
+        ``interrupted`` or ``failed``; ``pareto``: the nsga2 searcher's Pareto set."""
         self.record.outcome, self.record.ended_at = outcome, self.now()
+        self.record.pareto = pareto or []
         self._save()
 
     def promoted(self, entry_id: str) -> None:

@@ -26,15 +26,17 @@ from raycifar.cli.common import (
 )
 from raycifar.config import LoaderName, TrainOn
 from raycifar.data.catalog import DatasetName, LabelMode
+from raycifar.space_file import SearcherName
+from raycifar.sweep_plan import parse_duration
 from raycifar.wandb_log import WandbMode
 
 
 class _SweepLine:
     """Sweep progress as one live line: trials done and running, and the best val_acc."""
 
-    def __init__(self, progress: Progress, total: int) -> None:
+    def __init__(self, progress: Progress, total: int | None) -> None:
         self.progress = progress
-        self.task = progress.add_task("starting trials", total=total)
+        self.task = progress.add_task("starting trials", total=total)  # None: until the time budget
 
     def update(self, done: int, running: int, best_val_acc: float | None) -> None:
         best = "-" if best_val_acc is None else f"{best_val_acc:.4f}"
@@ -75,7 +77,7 @@ class RichDisplay:
         return Progress(*columns, console=self.out)
 
     @contextmanager
-    def sweep_progress(self, trials: int) -> Iterator[_SweepLine]:
+    def sweep_progress(self, trials: int | None) -> Iterator[_SweepLine]:
         with self._progress() as progress:
             yield _SweepLine(progress, trials)
 
@@ -124,18 +126,24 @@ def sweep(
     loader: Annotated[Optional[LoaderName], typer.Option(help="Data loader. Default: the space file's loader (device).")] = None,
     dataset: Annotated[Optional[DatasetName], typer.Option(help="Dataset. Default: the space file's dataset (cifar10).")] = None,
     label_mode: Annotated[Optional[LabelMode], typer.Option(help="CIFAR-100 labels: fine (100 classes) or coarse (20). Default: the space file's (fine).")] = None,
+    searcher: Annotated[Optional[SearcherName], typer.Option(help="How configs are proposed: random, grid (every choice), tpe (Optuna TPE), qmc (quasi-random), nsga2 (val_acc vs size, Pareto set). Default: the space file's searcher (random).")] = None,
+    max_trials: Annotated[Optional[int], typer.Option(min=1, help="Run at most this many trials (a cap on num_samples; with num_samples: unlimited, the trial count).")] = None,
+    time_budget: Annotated[Optional[str], typer.Option(help="Stop the sweep this long after the command starts (30s, 10m, 2h, 1h30m): no trial starts or runs past it, and the best epoch so far is promoted.")] = None,
     output_format: FormatOption = "table",
 ) -> None:
-    """Run an ASHA sweep of a search space on Ray, then promote the best model to the leaderboard."""
+    """Search a space on Ray (a searcher proposes, a scheduler stops weak trials early), then promote the best model to the leaderboard."""
     from raycifar.pipeline import SweepRequest, sweep_and_promote
     from raycifar.ray_session import RunResources
 
     given = {"loader": loader, "dataset": dataset, "label_mode": label_mode}
+    with exit_codes():
+        budget_s = None if time_budget is None else parse_duration(time_budget)
     request = SweepRequest(
         space=space, data_dir=resolve_data_dir(data_dir), results_dir=results_dir.expanduser().resolve(),
         num_samples=num_samples, max_epochs=max_epochs, seed=seed, address=address,
         max_concurrent_trials=max_concurrent_trials, wandb=wandb, dashboard=dashboard, name=name, download=download,
         overrides={key: value for key, value in given.items() if value is not None},
+        searcher=searcher, max_trials=max_trials, time_budget_s=budget_s,
         resources=RunResources(
             workers=workers_per_trial, cpus=cpus_per_trial, gpus=gpus_per_trial,
             cpu_request=f"--cpus-per-trial {cpus_per_trial:g}", gpu_request=f"--gpus-per-trial {gpus_per_trial or 0:g}",
