@@ -113,10 +113,13 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
         f"sweep {name}: {len(draws.configs)} trials from {loaded.path}, {min(sizes):,}–{max(sizes):,} params "
         f"(budget {loaded.spec.budget:,}; {draws.redrawn} over-budget draws redrawn)"
     )
+    _save_resume_options(results_dir / "sweeps" / name, request, loaded.path, len(draws.configs))
     return _run_sweep(request, name, draws.configs, loaded.spec.scheduler, display)
 
 
-def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], scheduler: Any, display: Display) -> SweepResult:
+def _run_sweep(
+    request: SweepRequest, name: str, configs: list[TrialConfig], scheduler: Any, display: Display, resume: Any = None
+) -> SweepResult:
     from raycifar import sweep
     from raycifar.ray_session import disconnect
     from raycifar.sweep_record import SweepRecorder
@@ -129,8 +132,8 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
     )  # fmt: skip
     try:
         _connect(request.address, request.dashboard, display)
-        with display.sweep_progress(len(configs)) as progress:
-            outcome = sweep.run_sweep(configs, scheduler, options, progress)
+        with display.sweep_progress(resume.planned_trials if resume else len(configs)) as progress:
+            outcome = sweep.run_sweep(configs, scheduler, options, progress, resume)
         display.info(
             f"sweep finished in {outcome.wall_seconds:.0f} s: {outcome.trials} trials, "
             f"{outcome.stopped_early} stopped early by ASHA, {outcome.failed} failed; "
@@ -148,6 +151,83 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
     finally:
         disconnect()
     return SweepResult(name, outcome, row, _write_sweep_report(request.results_dir, name, display))
+
+
+def _save_resume_options(sweep_dir: Path, request: SweepRequest, space_path: Path, num_samples: int) -> None:
+    """Keep what ``--resume`` needs: the sweep's options (:mod:`raycifar.resume`)."""
+    from raycifar.resume import SavedOptions, save_options
+
+    resources = request.resources
+    save_options(sweep_dir, SavedOptions(
+        space=str(Path(space_path).resolve()), data_dir=str(request.data_dir), seed=request.seed,
+        num_samples=num_samples, max_epochs=request.max_epochs, cpus_per_trial=resources.cpus,
+        gpus_per_trial=resources.gpus, workers_per_trial=resources.workers,
+        max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb, address=request.address,
+        **{key: request.overrides.get(key) for key in ("loader", "dataset", "label_mode")},
+    ))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    """``raycifar sweep --resume NAME``: the sweep, where Ray runs now, and the other options
+    typed on the command line (by :class:`raycifar.resume.SavedOptions` field; they must
+    equal the sweep's own)."""
+
+    name: str
+    results_dir: Path
+    address: str | None = None
+    dashboard: bool = True
+    given: dict[str, Any] = field(default_factory=dict)
+
+
+def resume_sweep(request: ResumeRequest, display: Display | None = None) -> SweepResult:
+    """Continue sweep ``request.name`` after its driver died: trials that ended are kept,
+    unfinished ones go on from their last checkpoint, errored ones are run again; then the
+    best checkpoint is promoted as by :func:`sweep_and_promote`.
+
+    Raises UserError (one line, before Ray starts) when there is no such sweep, it is still
+    running or already ended, or an option given differs from the sweep's own.
+    """
+    from raycifar.ray_session import prepare_environment
+    from raycifar.resume import check_resumable, refuse_changes
+
+    prepare_environment(request.address)
+    display = display or Quiet()
+    found = check_resumable(request.results_dir, request.name)
+    saved = found.options
+    refuse_changes(request.name, saved, request.given)
+    check_mode(saved.wandb)
+    sweep_request = _saved_request(request, saved)
+    check_resources(sweep_request.resources, request.address)
+    check_results_dir(request.results_dir)
+    if not Path(saved.data_dir).is_dir():
+        raise UserError(f"--resume {request.name}: its data folder {saved.data_dir} is gone")
+    record = found.record
+    display.info(
+        f"resuming sweep {request.name}: {record.done_trials()} of {record.planned_trials} trials finished, "
+        f"{record.planned_trials - record.done_trials()} to run or continue"
+    )
+    from raycifar.sweep import Resume
+
+    resume = Resume(planned_trials=record.planned_trials, completed=found.completed)
+    return _run_sweep(sweep_request, request.name, [], None, display, resume)
+
+
+def _saved_request(request: ResumeRequest, saved: Any) -> SweepRequest:
+    """The :class:`SweepRequest` a sweep was started with (its ``resume.json``), joining
+    Ray at ``request.address`` this time."""
+    cpus, gpus = saved.cpus_per_trial, saved.gpus_per_trial
+    overrides = {key: getattr(saved, key) for key in ("loader", "dataset", "label_mode") if getattr(saved, key)}
+    return SweepRequest(
+        space=saved.space, data_dir=Path(saved.data_dir), results_dir=request.results_dir,
+        num_samples=saved.num_samples, max_epochs=saved.max_epochs, seed=saved.seed, address=request.address,
+        max_concurrent_trials=saved.max_concurrent_trials, wandb=saved.wandb, dashboard=request.dashboard,
+        name=request.name, overrides=overrides,
+        resources=RunResources(
+            workers=saved.workers_per_trial, cpus=cpus, gpus=gpus, cpu_request=f"--cpus-per-trial {cpus:g}",
+            gpu_request=f"--gpus-per-trial {gpus or 0:g}",
+        ),
+    )  # fmt: skip
 
 
 def _write_sweep_report(results_dir: Path, name: str, display: Display) -> Path | None:

@@ -8,6 +8,7 @@ This is the only module that imports ``ray.tune``: the next Ray API change touch
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +18,14 @@ import ray
 import ray.train
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from raycifar.config import TrialConfig
 from raycifar.display import ProgressSink
 from raycifar.errors import Interrupted, RunFailed
 from raycifar.ray_session import RunResources, concurrent_runs, resolve_gpus
+from raycifar.resume import SCHEDULER_STATE_FILE
 from raycifar.selection import Selection, TrialHistory, select_best
 from raycifar.space_file import SchedulerSettings
 from raycifar.sweep_record import TRIAL_DIR_PREFIX, SweepRecorder, completion_state
@@ -45,6 +47,15 @@ class SweepOptions:
     address: str | None = None  # None: a local Ray this process started (requests it cannot meet are errors)
     max_concurrent_trials: int | None = None  # None: what the cluster fits when the sweep starts
     wandb: WandbMode = "offline"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A sweep to continue with ``Tuner.restore`` (see :mod:`raycifar.resume`): its planned
+    trial count, and the trials that completed before its driver died (never run again)."""
+
+    planned_trials: int
+    completed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -91,21 +102,37 @@ class _PresetConfigs(Searcher):
 class _ProgressCallback(tune.Callback):
     """Forwards trial counts and the best ``val_acc`` so far to a :class:`ProgressSink`."""
 
-    def __init__(self, sink: ProgressSink, recorder: SweepRecorder | None = None) -> None:
-        self.sink, self.recorder = sink, recorder
+    def __init__(self, sink: ProgressSink, recorder: SweepRecorder | None = None, key: str = "") -> None:
+        self.sink, self.recorder, self.key = sink, recorder, key
         self.running: set[str] = set()
         self.done = 0
         self.best: float | None = None
+        self.completed: frozenset[str] = frozenset()  # ended before a resume: not recorded again
 
     def __getstate__(self) -> dict:
         # Tune pickles its callbacks into the experiment state; the live display stays out.
         return {**self.__dict__, "sink": None, "recorder": None}
+
+    def setup(self, **info) -> None:
+        """After ``Tuner.restore`` (this callback then comes from the tuner's pickle):
+        take this driver's display, recorder and completed trials (:data:`_LIVE`)."""
+        if self.key in _LIVE:
+            self.sink, self.recorder, self.completed = _LIVE[self.key]
+            self.running, self.done = set(), len(self.completed)
+            self._reconciled = False
+
+    def on_step_begin(self, iteration, trials, **info):
+        if self.recorder is not None and not getattr(self, "_reconciled", True):
+            self._reconciled = True
+            self.recorder.mark_lost({t.trial_id for t in trials})
 
     def _push(self) -> None:
         if self.sink is not None:
             self.sink.update(self.done, len(self.running), self.best)
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        if trial.trial_id in self.completed:  # re-queued by Tune: its function returns at once
+            return
         self.running.add(trial.trial_id)
         if self.recorder is not None:
             config = TrialConfig.model_validate(trial.config)
@@ -127,6 +154,8 @@ class _ProgressCallback(tune.Callback):
         self._push()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if trial.trial_id in self.completed:
+            return
         if self.recorder is not None:
             epochs = TrialConfig.model_validate(trial.config).train.epochs
             self.recorder.trial_ended(trial.trial_id, completion_state(int(trial.last_result.get("epoch", 0)), epochs))
@@ -141,12 +170,64 @@ class _ProgressCallback(tune.Callback):
         self._finish(trial)
 
 
-def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float):
-    """The Tune function trial: fits one TorchTrainer on the trial's config."""
+# Live handles of the sweeps this process drives, by sweep folder: (progress sink, recorder,
+# completed trial ids). A restored callback finds its handles here (see _ProgressCallback.setup).
+_LIVE: dict[str, tuple] = {}
+
+
+class _SchedulerState(tune.Callback):
+    """Keeps the scheduler's state in ``sweeps/<name>/scheduler_state.pkl`` (its own
+    ``save``, after every trial start, result and end), and loads it back on a resume.
+
+    Tune 2.60 does not save the scheduler with its experiment state. This callback and the
+    scheduler it refers to come back from the tuner's pickle as the objects Tune then uses;
+    Tune calls :meth:`set_state` after the scheduler's ``set_search_properties`` and before
+    the restored trials are added, so the scheduler gets its rung records back first. A
+    scheduler without ``save``/``restore`` (FIFO, median stopping, PBT) keeps nothing.
+    """
+
+    def __init__(self, scheduler: TrialScheduler, path: Path) -> None:
+        self.scheduler, self.path = scheduler, path
+
+    def _keeps_state(self) -> bool:
+        kind = type(self.scheduler)
+        return kind.save is not TrialScheduler.save and kind.restore is not TrialScheduler.restore
+
+    def _save(self) -> None:
+        if self._keeps_state():
+            temp = self.path.with_name(f".{self.path.name}.tmp")
+            self.scheduler.save(str(temp))
+            os.replace(temp, self.path)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._save()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._save()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._save()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._save()
+
+    def get_state(self) -> dict:
+        return {"scheduler_state": str(self.path)}  # not empty: Tune then calls set_state on restore
+
+    def set_state(self, state: dict) -> None:
+        if self._keeps_state() and self.path.is_file():
+            self.scheduler.restore(str(self.path))
+
+
+def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float, completed: frozenset[str]):
+    """The Tune function trial: fits one TorchTrainer on the trial's config (its Train run
+    resumes from its own last checkpoint); a trial in ``completed`` returns at once."""
     scaling, local = scaling_config(options.resources, gpus), ray_is_local(options.address)
 
     def run_trial(config: dict) -> None:
         trial_id = tune.get_context().get_trial_id()
+        if trial_id in completed:  # it ended after Tune last saved its state (every ~10 s)
+            return
         make_trainer(config, trial_id, train_storage, scaling, [TuneReportCallback()], local).fit()
 
     return tune.with_resources(run_trial, DRIVER_RESOURCES)
@@ -157,8 +238,9 @@ def _trial_dirname(trial) -> str:
     return f"{TRIAL_DIR_PREFIX}{trial.trial_id}"
 
 
-def _callbacks(options: SweepOptions, progress: _ProgressCallback) -> list:
-    callbacks: list = [progress]
+def _callbacks(options: SweepOptions, progress: _ProgressCallback, scheduler: TrialScheduler) -> list:
+    sweep_dir = options.results_dir / "sweeps" / options.sweep_name
+    callbacks: list = [progress, _SchedulerState(scheduler, sweep_dir / SCHEDULER_STATE_FILE)]
     if options.wandb != "off":
         from ray.air.integrations.wandb import WandbLoggerCallback
 
@@ -172,6 +254,7 @@ def _callbacks(options: SweepOptions, progress: _ProgressCallback) -> list:
                 dir=str(wandb_dir),
                 # How long the end of a sweep waits for W&B; offline runs only flush files.
                 upload_timeout=30 if options.wandb == "offline" else 300,
+                resume="allow",  # a resumed trial continues its own run (Ray passes resume=False)
             )
         )
     return callbacks
@@ -182,46 +265,36 @@ def run_sweep(
     scheduler: SchedulerSettings,
     options: SweepOptions,
     progress: ProgressSink,
+    resume: Resume | None = None,
 ) -> SweepOutcome:
-    """Run every config as a Tune trial under ASHA (Ray must be connected) and find the best epoch."""
+    """Run every config as a Tune trial under ASHA (Ray must be connected) and find the best
+    epoch. With ``resume``, continue the sweep ``options.sweep_name`` with ``Tuner.restore``
+    instead (``configs`` and ``scheduler`` are then unused: Tune kept them)."""
     started = time.monotonic()
     gpus = resolve_gpus(options.resources, local=options.address is None)
-    concurrent = concurrent_runs(options.resources, gpus, options.max_concurrent_trials)
     storage = options.results_dir / "sweeps"
-    recorder = SweepRecorder.start(
-        storage / options.sweep_name, options.sweep_name, configs[0].space, len(configs), scheduler=scheduler.model_dump()
-    )
-    tracker = _ProgressCallback(progress, recorder)
-    max_epochs = max(c.train.epochs for c in configs)
-    asha = ASHAScheduler(
-        time_attr="epoch",
-        max_t=max_epochs,
-        grace_period=min(scheduler.grace_period, max_epochs),
-        reduction_factor=scheduler.reduction_factor,
-    )
-    tuner = tune.Tuner(
-        _make_trial_function(options, storage / options.sweep_name / "train_runs", gpus),
-        tune_config=tune.TuneConfig(
-            metric="val_acc",
-            mode="max",
-            scheduler=asha,
-            search_alg=_PresetConfigs([c.model_dump(mode="json") for c in configs]),
-            num_samples=len(configs),
-            max_concurrent_trials=concurrent,
-            trial_dirname_creator=_trial_dirname,
-        ),
-        run_config=tune.RunConfig(
-            name=options.sweep_name,
-            storage_path=str(storage),
-            callbacks=_callbacks(options, tracker),
-            verbose=0,
-        ),
-    )
-    results = tuner.fit()
-    if tracker.done < len(configs):  # Tune ends early only when it is interrupted
+    sweep_dir = storage / options.sweep_name
+    completed = resume.completed if resume else frozenset()
+    trainable = _make_trial_function(options, sweep_dir / "train_runs", gpus, completed)
+    if resume is None:
+        recorder = SweepRecorder.start(
+            sweep_dir, options.sweep_name, configs[0].space, len(configs), scheduler=scheduler.model_dump()
+        )
+        tuner = _new_tuner(trainable, configs, scheduler, options, gpus, _ProgressCallback(progress, recorder))
+    else:
+        recorder = SweepRecorder.reopen(sweep_dir)
+        recorder.resumed()
+        _LIVE[str(sweep_dir)] = (progress, recorder, completed)
+        tuner = tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_errored=True)
+    try:
+        results = tuner.fit()
+    finally:
+        _LIVE.pop(str(sweep_dir), None)
+    unfinished = recorder.record.planned_trials - recorder.record.done_trials()
+    if unfinished > 0:  # Tune ends early only when it is interrupted
         recorder.ended("interrupted")
         raise SweepInterrupted(
-            f"sweep {options.sweep_name} stopped with {len(configs) - tracker.done} unfinished trials; "
+            f"sweep {options.sweep_name} stopped with {unfinished} unfinished trials; "
             f"nothing promoted. Its results so far are in {results.experiment_path}"
         )
     try:
@@ -231,6 +304,37 @@ def run_sweep(
         raise
     recorder.ended("completed")
     return outcome
+
+
+def _new_tuner(trainable, configs: list[TrialConfig], scheduler: SchedulerSettings, options: SweepOptions,
+               gpus: float, tracker: _ProgressCallback) -> tune.Tuner:  # fmt: skip
+    """The Tuner of a new sweep: one trial per config, in order, under ASHA."""
+    max_epochs = max(c.train.epochs for c in configs)
+    asha = ASHAScheduler(
+        time_attr="epoch",
+        max_t=max_epochs,
+        grace_period=min(scheduler.grace_period, max_epochs),
+        reduction_factor=scheduler.reduction_factor,
+    )
+    tracker.key = str(options.results_dir / "sweeps" / options.sweep_name)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric="val_acc",
+            mode="max",
+            scheduler=asha,
+            search_alg=_PresetConfigs([c.model_dump(mode="json") for c in configs]),
+            num_samples=len(configs),
+            max_concurrent_trials=concurrent_runs(options.resources, gpus, options.max_concurrent_trials),
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=options.sweep_name,
+            storage_path=str(options.results_dir / "sweeps"),
+            callbacks=_callbacks(options, tracker, asha),
+            verbose=0,
+        ),
+    )
 
 
 def _checkpoint_exists(path: str) -> bool:
