@@ -114,6 +114,7 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
     sample_configs(loaded, 1, request.seed, request.data_dir, request.max_epochs)  # a space that cannot fit fails here
     make_results_dir(results_dir)
     display.info(_plan_line(name, loaded, count))
+    _save_resume_options(results_dir / "sweeps" / name, request, loaded.path)
     return _run_sweep(request, name, loaded, count.trials, longest_trial(loaded, request.max_epochs), started, display)
 
 
@@ -134,7 +135,8 @@ def _plan_line(name: str, space: Any, count: Any) -> str:
 
 
 def _run_sweep(
-    request: SweepRequest, name: str, space: Any, trials: int | None, max_epochs: int, started: float, display: Display
+    request: SweepRequest, name: str, space: Any, trials: int | None, max_epochs: int, started: float,
+    display: Display, resume: Any = None,
 ) -> SweepResult:
     from raycifar import sweep
     from raycifar.ray_session import disconnect
@@ -150,7 +152,7 @@ def _run_sweep(
     sweep_dir = request.results_dir / "sweeps" / name
     try:
         _connect(request.address, request.dashboard, display)
-        search = Search.on_disk(
+        search = Search.on_disk(  # on a resume: the study as saved, read for its Pareto set
             space, space.spec.searcher, request.seed, request.data_dir, request.max_epochs, sweep_dir, trials
         )
         budget = (
@@ -158,7 +160,7 @@ def _run_sweep(
         )
         plan = sweep.SweepPlan(search, trials, max_epochs, budget)
         with display.sweep_progress(trials) as progress:
-            outcome = sweep.run_sweep(plan, space.spec.scheduler, options, progress)
+            outcome = sweep.run_sweep(plan, space.spec.scheduler, options, progress, resume)
         display.info(_outcome_line(outcome, search.infeasible))
         from raycifar.promote_sweep import sweep_costs
 
@@ -181,6 +183,90 @@ def _outcome_line(outcome: Any, infeasible: int) -> str:
         f"{outcome.stopped_early} stopped early, {outcome.failed} failed, {infeasible} over-budget proposals "
         f"refused; best val_acc {outcome.best_val_acc:.4f} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
     )
+
+
+def _save_resume_options(sweep_dir: Path, request: SweepRequest, space_path: Path) -> None:
+    """Keep what ``--resume`` needs: the sweep's options (:mod:`raycifar.resume`)."""
+    from raycifar.resume import SavedOptions, save_options
+
+    resources = request.resources
+    save_options(sweep_dir, SavedOptions(
+        space=str(Path(space_path).resolve()), data_dir=str(request.data_dir), seed=request.seed,
+        num_samples=request.num_samples, max_epochs=request.max_epochs, cpus_per_trial=resources.cpus,
+        searcher=request.searcher, max_trials=request.max_trials, time_budget_s=request.time_budget_s,
+        gpus_per_trial=resources.gpus, workers_per_trial=resources.workers,
+        max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb, address=request.address,
+        **{key: request.overrides.get(key) for key in ("loader", "dataset", "label_mode")},
+    ))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    """``raycifar sweep --resume NAME``: the sweep, where Ray runs now, and the other options
+    typed on the command line (by :class:`raycifar.resume.SavedOptions` field; they must
+    equal the sweep's own)."""
+
+    name: str
+    results_dir: Path
+    address: str | None = None
+    dashboard: bool = True
+    given: dict[str, Any] = field(default_factory=dict)
+    time_budget_s: float | None = None  # None: the sweep's own budget, counted again from the resume
+
+
+def resume_sweep(request: ResumeRequest, display: Display | None = None) -> SweepResult:
+    """Continue sweep ``request.name`` after its driver died: trials that ended are kept,
+    unfinished ones go on from their last checkpoint, errored ones are run again; then the
+    best checkpoint is promoted as by :func:`sweep_and_promote`.
+
+    Raises UserError (one line, before Ray starts) when there is no such sweep, it is still
+    running or already ended, or an option given differs from the sweep's own.
+    """
+    from raycifar.ray_session import prepare_environment
+    from raycifar.resume import check_resumable, refuse_changes
+    from raycifar.space import load_space
+    from raycifar.sweep_plan import longest_trial, trial_count, with_searcher
+
+    started = time.monotonic()
+    prepare_environment(request.address)
+    display = display or Quiet()
+    found = check_resumable(request.results_dir, request.name)
+    saved = found.options
+    refuse_changes(request.name, saved, request.given)
+    check_mode(saved.wandb)
+    sweep_request = _saved_request(request, saved)
+    check_resources(sweep_request.resources, request.address)
+    check_results_dir(request.results_dir)
+    if not Path(saved.data_dir).is_dir():
+        raise UserError(f"--resume {request.name}: its data folder {saved.data_dir} is gone")
+    loaded = with_searcher(load_space(saved.space, sweep_request.overrides), saved.searcher)
+    count = trial_count(loaded, saved.num_samples, saved.max_trials, sweep_request.time_budget_s)
+    done = found.record.done_trials()
+    left = "trials until the time budget" if count.trials is None else f"{count.trials - done} to run or continue"
+    display.info(f"resuming sweep {request.name}: {done} trials finished, {left}")
+    from raycifar.sweep import Resume
+
+    resume = Resume(planned_trials=count.trials, completed=found.completed)
+    longest = longest_trial(loaded, saved.max_epochs)
+    return _run_sweep(sweep_request, request.name, loaded, count.trials, longest, started, display, resume)
+
+
+def _saved_request(request: ResumeRequest, saved: Any) -> SweepRequest:
+    """The :class:`SweepRequest` a sweep was started with (its ``resume.json``), joining
+    Ray at ``request.address`` this time."""
+    cpus, gpus = saved.cpus_per_trial, saved.gpus_per_trial
+    overrides = {key: getattr(saved, key) for key in ("loader", "dataset", "label_mode") if getattr(saved, key)}
+    return SweepRequest(
+        space=saved.space, data_dir=Path(saved.data_dir), results_dir=request.results_dir,
+        num_samples=saved.num_samples, max_epochs=saved.max_epochs, seed=saved.seed, address=request.address,
+        max_concurrent_trials=saved.max_concurrent_trials, wandb=saved.wandb, dashboard=request.dashboard,
+        name=request.name, overrides=overrides, searcher=saved.searcher, max_trials=saved.max_trials,
+        time_budget_s=request.time_budget_s if request.time_budget_s is not None else saved.time_budget_s,
+        resources=RunResources(
+            workers=saved.workers_per_trial, cpus=cpus, gpus=gpus, cpu_request=f"--cpus-per-trial {cpus:g}",
+            gpu_request=f"--gpus-per-trial {gpus or 0:g}",
+        ),
+    )  # fmt: skip
 
 
 def _write_sweep_report(results_dir: Path, name: str, display: Display) -> Path | None:

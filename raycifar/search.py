@@ -160,6 +160,7 @@ class Search:
         self.proposed = sum(INDEX_ATTR in trial.user_attrs for trial in trials)
         self.infeasible = len(trials) - self.proposed
         self._live: dict[int, optuna.Trial] = {}  # asked in this process, by number
+        self.num_samples: int | None = None  # the sweep's trial count (TPE's start, NSGA-II's generation)
 
     @property
     def objectives(self) -> list[str]:
@@ -180,6 +181,7 @@ class Search:
         if study.trials:  # reopened: a fresh sampler seed, so a random sampler does not repeat itself
             study.sampler = make_sampler(space, settings, seed + len(study.trials), num_samples)
         search = cls(space, settings, study, seed, data_dir, max_epochs)
+        search.num_samples = num_samples
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(search.objectives)
@@ -205,6 +207,21 @@ class Search:
         return cls._open(
             space, settings, seed, data_dir, max_epochs, optuna.storages.JournalStorage(backend), num_samples
         )
+
+    def reopened(self, known: set[int]) -> None:
+        """After a resume: count the study's proposals again, give the sampler a fresh seed
+        (a random sampler restored to its first state would repeat its first points), and
+        end as failed (``lost``) the running proposals Tune does not know: those asked
+        after it last saved its state (``known``: the numbers of the trials it restored)."""
+        trials = self.study.get_trials(deepcopy=False)
+        self.proposed = sum(INDEX_ATTR in trial.user_attrs for trial in trials)
+        self.infeasible = len(trials) - self.proposed
+        self.study.sampler = make_sampler(self.space, self.settings, self.seed + len(trials), self.num_samples)
+        for trial in trials:
+            if trial.state == TrialState.RUNNING and trial.number not in known:
+                self._trial(trial.number).set_user_attr("lost", True)
+                self.study.tell(trial.number, state=TrialState.FAIL)
+                self._live.pop(trial.number, None)
 
     def propose(self) -> Proposal:
         """The next within-budget config. Over-budget points are told back as infeasible;

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import csv
 import json
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from raycifar.cluster_status import ClusterStatus
 
 from raycifar.errors import UserError
+from raycifar.resume import OPTIONS_FILE, resume_command
 from raycifar.sweep_record import (
     STALE_AFTER_S,
     TERMINAL_STATES,
@@ -80,6 +84,7 @@ class SweepStatus:
     planned_trials: int | None = None
     interrupted_at: str | None = None  # when an interrupted sweep last showed life (UTC, ISO 8601)
     problem: str | None = None  # why an unreadable folder could not be read (one line)
+    resumable: bool = False  # it keeps the options `raycifar sweep --resume` needs (resume.json)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -95,7 +100,7 @@ class SweepStatus:
     @property
     def done_trials(self) -> int:
         """Trials that reached an end state (finished, stopped early, error, diverged)."""
-        ended = {SHOWN_STATE.get(s, s) for s in TERMINAL_STATES}
+        ended = {SHOWN_STATE.get(s, s) for s in TERMINAL_STATES} - {"lost"}
         return sum(t.state in ended for t in self.trials)
 
     @property
@@ -310,6 +315,7 @@ def read_sweep(
         trials=trials,
         planned_trials=record.planned_trials,
         interrupted_at=iso_time(last_sign) if state == "interrupted" else None,
+        resumable=(sweep_dir / OPTIONS_FILE).is_file(),
     )
 
 
@@ -352,24 +358,30 @@ def read_sweeps(
     return found
 
 
-def resume_hint(sweep: SweepStatus) -> str | None:
-    """The command that resumes an interrupted sweep (None: no resume command yet).
-
-    Hook for ``raycifar sweep --resume``: return its command line here and the table
-    prints it after the "interrupted at" line.
-    """
-    return None
+def resume_hint(sweep: SweepStatus, results_dir: Path | None = None) -> str | None:
+    """The command that resumes an interrupted sweep (None: the sweep is not interrupted,
+    or was started by a raycifar that did not keep its options)."""
+    if sweep.state != "interrupted" or not sweep.resumable:
+        return None
+    return resume_command(sweep.name, results_dir)
 
 
 def describe_state(sweep: SweepStatus) -> str:
-    """The state cell of the sweeps table: the state, spelled out for an interrupted sweep."""
+    """The state cell of the sweeps table: the state, spelled out for an interrupted sweep
+    (``interrupted at 09:41, 3 of 8 trials finished``; ``HH:MM`` in UTC, like the table's
+    ``updated`` column)."""
     if sweep.state != "interrupted" or sweep.interrupted_at is None:
         return sweep.state
     at = datetime.fromisoformat(sweep.interrupted_at).strftime("%H:%M")
     planned = sweep.planned_trials if sweep.planned_trials is not None else len(sweep.trials)
-    text = f"interrupted at {at}, {sweep.done_trials} of {planned} trials finished"
-    hint = resume_hint(sweep)
-    return f"{text}; resume: {hint}" if hint else text
+    return f"interrupted at {at}, {sweep.done_trials} of {planned} trials finished"
+
+
+def resume_line(sweep: SweepStatus, results_dir: Path | None = None) -> str | None:
+    """The line under the sweeps table for an interrupted sweep that can be resumed:
+    ``NAME interrupted at 09:41, 3 of 8 trials finished: resume with `raycifar sweep --resume NAME```."""
+    hint = resume_hint(sweep, results_dir)
+    return f"{sweep.name} {describe_state(sweep)}: resume with `{hint}`" if hint else None
 
 
 # ---------------------------------------------------------------------- output
@@ -401,9 +413,14 @@ def titled_table(title: str, columns: tuple[str, ...]) -> Table:
 
 def print_sweeps(console: Console, sweeps: list[SweepStatus], results_dir: Path) -> None:
     """One line per readable sweep, then one line per unreadable sweep folder with the reason."""
+    console.print(sweeps_view(sweeps, results_dir), soft_wrap=True)
+
+
+def sweeps_view(sweeps: list[SweepStatus], results_dir: Path, trials_of: str | None = None) -> RenderableType:
+    """What :func:`print_sweeps` prints (and, for the sweep ``trials_of``, :func:`print_trials`)."""
     if not sweeps:
-        console.print(f"no sweeps yet in {results_dir / 'sweeps'}")
-        return
+        return f"no sweeps yet in {results_dir / 'sweeps'}"
+    parts: list[RenderableType] = []
     readable = [s for s in sweeps if s.problem is None]
     if readable:
         columns = ("sweep", "state", "trials", "best val_acc", "updated (UTC)", "leaderboard entry")
@@ -412,23 +429,56 @@ def print_sweeps(console: Console, sweeps: list[SweepStatus], results_dir: Path)
             counts = ", ".join(f"{n} {state}" for state, n in sorted(sweep.counts.items())) or "-"
             updated = sweep.updated.replace("+00:00", "") if sweep.updated else "-"
             table.add_row(
-                sweep.name, describe_state(sweep), counts, _score(sweep.best_val_acc), updated, sweep.promoted_entry or "-"
+                sweep.name, describe_state(sweep), counts, _score(sweep.best_val_acc), updated,
+                sweep.promoted_entry or "-",
             )  # fmt: skip
-        console.print(table)
+        parts.append(table)
+        hints = [resume_line(sweep, results_dir) for sweep in readable]
+        parts.extend(escape(hint) for hint in hints if hint)
     for sweep in sweeps:
         if sweep.problem is not None:
-            console.print(f"[bold yellow]unreadable sweep {escape(sweep.name)}:[/] {escape(sweep.problem)}", soft_wrap=True)
+            parts.append(f"[bold yellow]unreadable sweep {escape(sweep.name)}:[/] {escape(sweep.problem)}")
+    for sweep in readable:
+        if sweep.name == trials_of:
+            parts.extend(trials_view(sweep))
+    return Group(*parts)
+
+
+LIVE_STATES = frozenset({"starting", "running"})
+
+
+def watch_sweeps(
+    console: Console,
+    results_dir: Path,
+    sweep: str | None = None,
+    every_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[SweepStatus]:
+    """Redraw the sweeps view (and ``sweep``'s trials) every ``every_s`` seconds until no
+    sweep shown is starting or running; returns the last statuses read. Damaged files are
+    UserError as for ``raycifar status``."""
+    sweeps = read_sweeps(results_dir, sweep)
+    with Live(sweeps_view(sweeps, results_dir, sweep), console=console, auto_refresh=False) as live:
+        while any(s.state in LIVE_STATES for s in sweeps):
+            sleep(every_s)
+            sweeps = read_sweeps(results_dir, sweep)
+            live.update(sweeps_view(sweeps, results_dir, sweep), refresh=True)
+    return sweeps
 
 
 def print_trials(console: Console, sweep: SweepStatus) -> None:
     """One line per trial of ``sweep``; then the error file of each errored trial."""
+    for part in trials_view(sweep):
+        console.print(part, soft_wrap=True, highlight=False)
+
+
+def trials_view(sweep: SweepStatus) -> list[RenderableType]:
+    """What :func:`print_trials` prints: the trials table, then each errored trial's error file."""
     columns = ("trial", "state", "model", "params", "epoch", "val_acc", "best val_acc")
     table = titled_table(f"trials of {sweep.name}", columns)
     for t in sweep.trials:
         params = f"{t.params:,}" if t.params is not None else "-"
         epochs = f"{t.epoch}/{t.epochs if t.epochs is not None else '?'}"
         table.add_row(t.trial_id, t.state, t.model, params, epochs, _score(t.val_acc), _score(t.best_val_acc))  # fmt: skip
-    console.print(table)
-    for t in sweep.trials:
-        if t.error_file:
-            console.print(f"trial {t.trial_id} error: {escape(t.error_file)}", soft_wrap=True, highlight=False)
+    errors = [f"trial {t.trial_id} error: {escape(t.error_file)}" for t in sweep.trials if t.error_file]
+    return [table, *errors]

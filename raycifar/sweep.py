@@ -8,22 +8,25 @@ This is the only module that imports ``ray.tune``: the next Ray API change touch
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs
 import ray
 import ray.train
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from raycifar.config import TrialConfig
 from raycifar.display import ProgressSink
 from raycifar.errors import Interrupted, RunFailed
 from raycifar.ray_session import RunResources, concurrent_runs, resolve_gpus
+from raycifar.resume import SCHEDULER_STATE_FILE
 from raycifar.search import Search
 from raycifar.selection import Selection, TrialHistory, select_best
 from raycifar.space_file import SchedulerSettings
@@ -46,6 +49,15 @@ class SweepOptions:
     address: str | None = None  # None: a local Ray this process started (requests it cannot meet are errors)
     max_concurrent_trials: int | None = None  # None: what the cluster fits when the sweep starts
     wandb: WandbMode = "offline"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A sweep to continue with ``Tuner.restore`` (see :mod:`raycifar.resume`): its planned
+    trial count, and the trials that completed before its driver died (never run again)."""
+
+    planned_trials: int
+    completed: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -108,30 +120,49 @@ class _StudySearcher(Searcher):
         Path(checkpoint_path).write_text(json.dumps({"numbers": self.numbers, "records": self.records}))
 
     def restore(self, checkpoint_path: str) -> None:
+        """After ``Tuner.restore``: the map back, a fresh sampler seed, and proposals asked
+        after Tune last saved its state (their trials are unknown to Tune) ended as lost."""
         state = json.loads(Path(checkpoint_path).read_text())
         self.numbers, self.records = state["numbers"], state["records"]
+        self.search.reopened(set(self.numbers.values()))
 
 
 class _ProgressCallback(tune.Callback):
     """Forwards trial counts and the best ``val_acc`` so far to a :class:`ProgressSink`."""
 
     def __init__(
-        self, sink: ProgressSink, recorder: SweepRecorder | None = None, searcher: _StudySearcher | None = None
+        self, sink: ProgressSink, recorder: SweepRecorder | None = None, key: str = "", searcher: Any = None
     ) -> None:
-        self.sink, self.recorder, self.searcher = sink, recorder, searcher
+        self.sink, self.recorder, self.key, self.searcher = sink, recorder, key, searcher
         self.running: set[str] = set()
         self.done = 0
         self.best: float | None = None
+        self.completed: frozenset[str] = frozenset()  # ended before a resume: not recorded again
 
     def __getstate__(self) -> dict:
         # Tune pickles its callbacks into the experiment state; the live display stays out.
-        return {**self.__dict__, "sink": None, "recorder": None, "searcher": None}
+        return {**self.__dict__, "sink": None, "recorder": None}  # the searcher is Tune's own object
+
+    def setup(self, **info) -> None:
+        """After ``Tuner.restore`` (this callback then comes from the tuner's pickle):
+        take this driver's display, recorder and completed trials (:data:`_LIVE`)."""
+        if self.key in _LIVE:
+            self.sink, self.recorder, self.completed = _LIVE[self.key]
+            self.running, self.done = set(), len(self.completed)
+            self._reconciled = False
+
+    def on_step_begin(self, iteration, trials, **info):
+        if self.recorder is not None and not getattr(self, "_reconciled", True):
+            self._reconciled = True
+            self.recorder.mark_lost({t.trial_id for t in trials})
 
     def _push(self) -> None:
         if self.sink is not None:
             self.sink.update(self.done, len(self.running), self.best)
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        if trial.trial_id in self.completed:  # re-queued by Tune: its function returns at once
+            return
         self.running.add(trial.trial_id)
         if self.recorder is not None:
             config = TrialConfig.model_validate(trial.config)
@@ -154,6 +185,8 @@ class _ProgressCallback(tune.Callback):
         self._push()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if trial.trial_id in self.completed:
+            return
         if self.recorder is not None:
             epochs = TrialConfig.model_validate(trial.config).train.epochs
             self.recorder.trial_ended(trial.trial_id, completion_state(int(trial.last_result.get("epoch", 0)), epochs))
@@ -168,12 +201,64 @@ class _ProgressCallback(tune.Callback):
         self._finish(trial)
 
 
-def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float):
-    """The Tune function trial: fits one TorchTrainer on the trial's config."""
+# Live handles of the sweeps this process drives, by sweep folder: (progress sink, recorder,
+# completed trial ids). A restored callback finds its handles here (see _ProgressCallback.setup).
+_LIVE: dict[str, tuple] = {}
+
+
+class _SchedulerState(tune.Callback):
+    """Keeps the scheduler's state in ``sweeps/<name>/scheduler_state.pkl`` (its own
+    ``save``, after every trial start, result and end), and loads it back on a resume.
+
+    Tune 2.60 does not save the scheduler with its experiment state. This callback and the
+    scheduler it refers to come back from the tuner's pickle as the objects Tune then uses;
+    Tune calls :meth:`set_state` after the scheduler's ``set_search_properties`` and before
+    the restored trials are added, so the scheduler gets its rung records back first. A
+    scheduler without ``save``/``restore`` (FIFO, median stopping, PBT) keeps nothing.
+    """
+
+    def __init__(self, scheduler: TrialScheduler, path: Path) -> None:
+        self.scheduler, self.path = scheduler, path
+
+    def _keeps_state(self) -> bool:
+        kind = type(self.scheduler)
+        return kind.save is not TrialScheduler.save and kind.restore is not TrialScheduler.restore
+
+    def _save(self) -> None:
+        if self._keeps_state():
+            temp = self.path.with_name(f".{self.path.name}.tmp")
+            self.scheduler.save(str(temp))
+            os.replace(temp, self.path)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._save()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._save()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._save()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._save()
+
+    def get_state(self) -> dict:
+        return {"scheduler_state": str(self.path)}  # not empty: Tune then calls set_state on restore
+
+    def set_state(self, state: dict) -> None:
+        if self._keeps_state() and self.path.is_file():
+            self.scheduler.restore(str(self.path))
+
+
+def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float, completed: frozenset[str]):
+    """The Tune function trial: fits one TorchTrainer on the trial's config (its Train run
+    resumes from its own last checkpoint); a trial in ``completed`` returns at once."""
     scaling, local = scaling_config(options.resources, gpus), ray_is_local(options.address)
 
     def run_trial(config: dict) -> None:
         trial_id = tune.get_context().get_trial_id()
+        if trial_id in completed:  # it ended after Tune last saved its state (every ~10 s)
+            return
         make_trainer(config, trial_id, train_storage, scaling, [TuneReportCallback()], local).fit()
 
     return tune.with_resources(run_trial, DRIVER_RESOURCES)
@@ -184,8 +269,9 @@ def _trial_dirname(trial) -> str:
     return f"{TRIAL_DIR_PREFIX}{trial.trial_id}"
 
 
-def _callbacks(options: SweepOptions, progress: _ProgressCallback) -> list:
-    callbacks: list = [progress]
+def _callbacks(options: SweepOptions, progress: _ProgressCallback, scheduler: TrialScheduler) -> list:
+    sweep_dir = options.results_dir / "sweeps" / options.sweep_name
+    callbacks: list = [progress, _SchedulerState(scheduler, sweep_dir / SCHEDULER_STATE_FILE)]
     if options.wandb != "off":
         from ray.air.integrations.wandb import WandbLoggerCallback
 
@@ -199,6 +285,7 @@ def _callbacks(options: SweepOptions, progress: _ProgressCallback) -> list:
                 dir=str(wandb_dir),
                 # How long the end of a sweep waits for W&B; offline runs only flush files.
                 upload_timeout=30 if options.wandb == "offline" else 300,
+                resume="allow",  # a resumed trial continues its own run (Ray passes resume=False)
             )
         )
     return callbacks
@@ -209,52 +296,45 @@ def run_sweep(
     scheduler: SchedulerSettings,
     options: SweepOptions,
     progress: ProgressSink,
+    resume: Resume | None = None,
 ) -> SweepOutcome:
-    """Run the trials ``plan``'s searcher proposes on Tune under the scheduler (Ray must be
-    connected) and find the best epoch. A time budget that ends the sweep is not an
-    interruption: the best epoch so far is the outcome."""
+    """Run the trials ``plan``'s searcher proposes as Tune trials under the scheduler (Ray
+    must be connected) and find the best epoch. A time budget that ends the sweep is not an
+    interruption: the best epoch so far is the outcome.
+
+    With ``resume``, continue the sweep ``options.sweep_name`` with ``Tuner.restore``: Tune
+    brings back its trials and searcher (``plan.search`` then only reads the study), and
+    :class:`_SchedulerState` the scheduler's records.
+    """
     started = time.monotonic()
     gpus = resolve_gpus(options.resources, local=options.address is None)
-    concurrent = concurrent_runs(options.resources, gpus, options.max_concurrent_trials)
     storage = options.results_dir / "sweeps"
-    recorder = SweepRecorder.start(
-        storage / options.sweep_name, options.sweep_name, plan.search.space.name, plan.trials,
-        scheduler=scheduler.model_dump(), searcher=plan.search.settings.name,
-    )  # fmt: skip
-    searcher = _StudySearcher(plan.search, plan.trials)
-    tracker = _ProgressCallback(progress, recorder, searcher)
-    asha = ASHAScheduler(
-        time_attr="epoch",
-        max_t=plan.max_epochs,
-        grace_period=min(scheduler.grace_period, plan.max_epochs),
-        reduction_factor=scheduler.reduction_factor,
-    )
-    tuner = tune.Tuner(
-        _make_trial_function(options, storage / options.sweep_name / "train_runs", gpus),
-        tune_config=tune.TuneConfig(
-            metric="val_acc",
-            mode="max",
-            scheduler=asha,
-            search_alg=searcher,
-            num_samples=plan.trials if plan.trials is not None else -1,
-            max_concurrent_trials=concurrent,
-            trial_dirname_creator=_trial_dirname,
-            time_budget_s=plan.time_budget_s,
-        ),
-        run_config=tune.RunConfig(
-            name=options.sweep_name,
-            storage_path=str(storage),
-            callbacks=_callbacks(options, tracker),
-            verbose=0,
-        ),
-    )
-    results = tuner.fit()
+    sweep_dir = storage / options.sweep_name
+    completed = resume.completed if resume else frozenset()
+    trainable = _make_trial_function(options, sweep_dir / "train_runs", gpus, completed)
+    if resume is None:
+        recorder = SweepRecorder.start(
+            sweep_dir, options.sweep_name, plan.search.space.name, plan.trials,
+            scheduler=scheduler.model_dump(), searcher=plan.search.settings.name,
+        )  # fmt: skip
+        tuner = _new_tuner(trainable, plan, scheduler, options, gpus, progress, recorder)
+    else:
+        recorder = SweepRecorder.reopen(sweep_dir)
+        recorder.resumed()
+        _LIVE[str(sweep_dir)] = (progress, recorder, completed)
+        tuner = tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_errored=True)
+    try:
+        results = tuner.fit()
+    finally:
+        _LIVE.pop(str(sweep_dir), None)
     out_of_time = plan.time_budget_s is not None and time.monotonic() - started >= plan.time_budget_s
-    if not out_of_time and plan.trials is not None and tracker.done < plan.trials:
-        recorder.ended("interrupted")  # Tune ends early only when it is interrupted
+    unfinished = None if plan.trials is None else plan.trials - recorder.record.done_trials()
+    if not out_of_time and (unfinished is None or unfinished > 0):  # Tune ends early only when interrupted
+        recorder.ended("interrupted")
+        left = "its" if unfinished is None else f"{unfinished}"
         raise SweepInterrupted(
-            f"sweep {options.sweep_name} stopped with {plan.trials - tracker.done} unfinished trials; "
-            f"nothing promoted. Its results so far are in {results.experiment_path}"
+            f"sweep {options.sweep_name} stopped with {left} unfinished trials; nothing promoted. "
+            f"Its results so far are in {results.experiment_path}: resume with raycifar sweep --resume {options.sweep_name}"
         )
     try:
         outcome = _summarise(results, options, time.monotonic() - started, out_of_time)
@@ -263,6 +343,41 @@ def run_sweep(
         raise
     recorder.ended("completed", pareto=plan.search.pareto())
     return outcome
+
+
+def _new_tuner(
+    trainable, plan: SweepPlan, scheduler: SchedulerSettings, options: SweepOptions, gpus: float,
+    progress: ProgressSink, recorder: SweepRecorder,
+) -> tune.Tuner:  # fmt: skip
+    """The Tuner of a new sweep: the plan's searcher proposes, the scheduler stops early."""
+    searcher = _StudySearcher(plan.search, plan.trials)
+    sweep_dir = options.results_dir / "sweeps" / options.sweep_name
+    tracker = _ProgressCallback(progress, recorder, key=str(sweep_dir), searcher=searcher)
+    asha = ASHAScheduler(
+        time_attr="epoch",
+        max_t=plan.max_epochs,
+        grace_period=min(scheduler.grace_period, plan.max_epochs),
+        reduction_factor=scheduler.reduction_factor,
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric="val_acc",
+            mode="max",
+            scheduler=asha,
+            search_alg=searcher,
+            num_samples=plan.trials if plan.trials is not None else -1,
+            max_concurrent_trials=concurrent_runs(options.resources, gpus, options.max_concurrent_trials),
+            trial_dirname_creator=_trial_dirname,
+            time_budget_s=plan.time_budget_s,
+        ),
+        run_config=tune.RunConfig(
+            name=options.sweep_name,
+            storage_path=str(options.results_dir / "sweeps"),
+            callbacks=_callbacks(options, tracker, asha),
+            verbose=0,
+        ),
+    )
 
 
 def _checkpoint_exists(path: str) -> bool:
@@ -275,9 +390,7 @@ def _history(result) -> TrialHistory:
     frame = result.metrics_dataframe
     records = [] if frame is None or frame.empty else frame.to_dict("records")
     planned = TrialConfig.model_validate(result.config).train.epochs
-    return TrialHistory(
-        str(result.metrics.get("trial_id", "")) or result.path, planned, records, result.error is not None
-    )
+    return TrialHistory(str(result.metrics.get("trial_id", "")) or result.path, planned, records, result.error is not None)
 
 
 def _summarise(results, options: SweepOptions, wall_seconds: float, out_of_time: bool = False) -> SweepOutcome:

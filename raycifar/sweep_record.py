@@ -39,9 +39,11 @@ TRIAL_DIR_PREFIX = "trial_"  # Tune trial folders are named trial_<trial id> (ra
 HEARTBEAT_EVERY_S = 5.0  # heartbeat() writes at most this often
 STALE_AFTER_S = 60.0  # a heartbeat older than this, on a record not ended: the driver is gone
 
-TrialState = Literal["pending", "running", "finished", "stopped_early", "error", "diverged"]
+# "lost": a trial the driver started after Tune last saved its state (every ~10 s) and then
+# died; a resume does not know it, and the searcher proposes its config again as a new trial.
+TrialState = Literal["pending", "running", "finished", "stopped_early", "error", "diverged", "lost"]
 Outcome = Literal["completed", "interrupted", "failed"]
-TERMINAL_STATES: frozenset[str] = frozenset({"finished", "stopped_early", "error", "diverged"})
+TERMINAL_STATES: frozenset[str] = frozenset({"finished", "stopped_early", "error", "diverged", "lost"})
 
 
 def utc_now() -> datetime:
@@ -83,11 +85,12 @@ class SweepRecord(BaseModel):
     scheduler: dict | None = None  # the scheduler's settings (e.g. ASHA's grace_period, reduction_factor)
     searcher: str | None = None  # random, grid, tpe, qmc or nsga2 (raycifar.search)
     pareto: list[dict] = []  # nsga2: the trials no other beats on both val_acc and size
+    resumed_at: list[datetime] = []  # each `raycifar sweep --resume` of this sweep
     trials: dict[str, TrialEntry] = {}
 
     def done_trials(self) -> int:
-        """Trials in a terminal state (finished, stopped early, error, diverged)."""
-        return sum(t.state in TERMINAL_STATES for t in self.trials.values())
+        """Trials that ended (finished, stopped early, error, diverged); lost ones are not counted."""
+        return sum(t.state in TERMINAL_STATES and t.state != "lost" for t in self.trials.values())
 
     def is_stale(self, now: datetime, stale_after_s: float = STALE_AFTER_S) -> bool:
         """True when the sweep has not ended and its heartbeat is older than ``stale_after_s``.
@@ -259,6 +262,24 @@ class SweepRecorder:
         entry.state, entry.ended_at, entry.error_file = state, self.now(), error_file
         self.record.trials[trial_id] = entry
         self._save()
+
+    def resumed(self) -> None:
+        """This process continues the sweep (``--resume``): it becomes the driver, not ended."""
+        self.record.driver_pid, self.record.driver_host = os.getpid(), socket.gethostname()
+        self.record.ended_at, self.record.outcome = None, None
+        self.record.resumed_at.append(self.now())
+        self._save()
+
+    def mark_lost(self, known: set[str]) -> list[str]:
+        """After a resume: trials still ``running`` or ``pending`` here that Tune does not
+        know (``known``: Tune's trial ids) become ``lost``. Returns their ids."""
+        lost = [tid for tid, t in self.record.trials.items() if t.state in ("running", "pending") and tid not in known]
+        for trial_id in lost:
+            self.record.trials[trial_id].state = "lost"
+            self.record.trials[trial_id].ended_at = self.now()
+        if lost:
+            self._save()
+        return lost
 
     def ended(self, outcome: Outcome, pareto: list[dict] | None = None) -> None:
         """The sweep is over: ``completed`` (all trials ran, or its time budget ended it),

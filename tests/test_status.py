@@ -124,7 +124,7 @@ def test_the_json_shape(results: Path) -> None:
     sweep = report["sweeps"][0]
     assert set(sweep) == {
         "name", "state", "updated", "promoted_entry", "trials", "planned_trials", "interrupted_at", "problem",
-        "counts", "best_val_acc",
+        "counts", "best_val_acc", "resumable",
     }  # fmt: skip
     assert set(sweep["trials"][0]) == {
         "trial_id", "state", "model", "params", "epoch", "epochs", "val_acc", "best_val_acc", "error_file",

@@ -19,6 +19,7 @@ from raycifar.cli.common import (
     ResultsDir,
     console,
     exit_codes,
+    fail,
     jsonable,
     print_json,
     resolve_data_dir,
@@ -108,7 +109,8 @@ def _summary(row: dict, files: Path, report: Path | None = None) -> None:
 
 
 def sweep(
-    space: Annotated[str, typer.Argument(help="A shipped space name (e.g. smoke_space, resnet_space) or a path to a YAML file.")],
+    ctx: typer.Context,
+    space: Annotated[Optional[str], typer.Argument(help="A shipped space name (e.g. smoke_space, resnet_space) or a path to a YAML file (not needed with --resume).")] = None,
     data_dir: DataDirOption = None,
     download: Annotated[bool, typer.Option("--download", help="Fetch the space's dataset (CIFAR-10 or CIFAR-100) into --data-dir with torchvision first (needs internet).")] = False,
     results_dir: ResultsDir = Path("raycifar_results"),
@@ -129,11 +131,18 @@ def sweep(
     searcher: Annotated[Optional[SearcherName], typer.Option(help="How configs are proposed: random, grid (every choice), tpe (Optuna TPE), qmc (quasi-random), nsga2 (val_acc vs size, Pareto set). Default: the space file's searcher (random).")] = None,
     max_trials: Annotated[Optional[int], typer.Option(min=1, help="Run at most this many trials (a cap on num_samples; with num_samples: unlimited, the trial count).")] = None,
     time_budget: Annotated[Optional[str], typer.Option(help="Stop the sweep this long after the command starts (30s, 10m, 2h, 1h30m): no trial starts or runs past it, and the best epoch so far is promoted.")] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", metavar="NAME", help="Continue the sweep NAME whose driver died (killed, Ctrl+C, a restarted head) with its own options: ended trials are kept, unfinished ones go on from their last checkpoint.")] = None,
     output_format: FormatOption = "table",
 ) -> None:
     """Search a space on Ray (a searcher proposes, a scheduler stops weak trials early), then promote the best model to the leaderboard."""
     from raycifar.pipeline import SweepRequest, sweep_and_promote
     from raycifar.ray_session import RunResources
+
+    if resume is not None:
+        _resume(ctx, resume, results_dir, address, dashboard, output_format, time_budget)
+        return
+    if space is None:
+        fail("give a SPACE (a shipped space name or a YAML file), or --resume NAME")
 
     given = {"loader": loader, "dataset": dataset, "label_mode": label_mode}
     with exit_codes():
@@ -152,6 +161,41 @@ def sweep(
     display = RichDisplay(stderr if output_format == "json" else console)
     with exit_codes():
         result = sweep_and_promote(request, display)
+    _finish(result.row, output_format, result.report)
+
+
+# Options of `raycifar sweep` that --resume compares with the sweep's own (CLI name -> value kind).
+_RESUME_COMPARED = (
+    "space", "data_dir", "num_samples", "max_epochs", "cpus_per_trial", "gpus_per_trial", "workers_per_trial",
+    "seed", "max_concurrent_trials", "wandb", "loader", "dataset", "label_mode", "searcher", "max_trials",
+)
+_NOT_WITH_RESUME = ("name", "download")
+
+
+def _resume(
+    ctx: typer.Context, name: str, results_dir: Path, address: str | None, dashboard: bool, output_format: str,
+    time_budget: str | None,
+) -> None:
+    """``raycifar sweep --resume NAME``: the options typed with it must be the sweep's own."""
+    from raycifar.pipeline import ResumeRequest, resume_sweep
+
+    # By name: Typer may bring its own click, whose ParameterSource is another enum.
+    typed = {key for key in ctx.params if getattr(ctx.get_parameter_source(key), "name", "") in ("COMMANDLINE", "ENVIRONMENT")}
+    for key in _NOT_WITH_RESUME:
+        if key in typed:
+            fail(f"--{key.replace('_', '-')}: not with --resume (the sweep keeps its name and data)")
+    given = {key: ctx.params[key] for key in _RESUME_COMPARED if key in typed}
+    if "data_dir" in given:
+        given["data_dir"] = given["data_dir"].expanduser().resolve()
+    with exit_codes():
+        budget_s = None if time_budget is None else parse_duration(time_budget)
+    request = ResumeRequest(
+        name=name, results_dir=results_dir.expanduser().resolve(), address=address, dashboard=dashboard, given=given,
+        time_budget_s=budget_s,
+    )
+    display = RichDisplay(stderr if output_format == "json" else console)
+    with exit_codes():
+        result = resume_sweep(request, display)
     _finish(result.row, output_format, result.report)
 
 

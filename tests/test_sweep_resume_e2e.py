@@ -1,0 +1,143 @@
+"""End to end: a sweep whose driver is SIGKILLed mid-sweep, then `raycifar sweep --resume`."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("short_tmpdir")]
+
+RESUME_SPACE = """
+description: one config that learns nothing (drawn first) and ones that learn, 3 epochs each
+budget: 100000
+arch: {model: resnet20, depths: [1, 1], base_width: 8}
+train:
+  lr: {choice: [0.1, 1.0e-5]}
+  batch_size: 64
+  epochs: 3
+  schedule: onecycle
+scheduler: {grace_period: 1, reduction_factor: 2}
+"""
+
+
+def _seed_drawing(space_file: Path, data_dir: Path, lrs: list[float]) -> int:
+    """A sweep seed whose draws have these learning rates, in order. The first trial (bad)
+    is the first at every ASHA rung, so it always finishes; the second (good) is above the
+    first's records, so ASHA lets it go on: it is the one still training at the kill."""
+    from raycifar.space import load_space, sample_configs
+
+    space = load_space(str(space_file))
+    for seed in range(200):
+        if [c.train.lr for c in sample_configs(space, len(lrs), seed, data_dir).configs] == lrs:
+            return seed
+    raise AssertionError(f"no seed in 0..199 draws {lrs}")
+
+
+def _epochs(trial_dir: Path) -> list[int]:
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return []
+    return [json.loads(line)["epoch"] for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+def _record(sweep_dir: Path) -> dict:
+    try:
+        return json.loads((sweep_dir / "sweep_record.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _wait_for_one_finished_and_one_training(sweep_dir: Path, driver: subprocess.Popen) -> tuple[str, str]:
+    """Poll until a trial has finished and another has reported an epoch but not its last;
+    returns (finished trial id, training trial id)."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and driver.poll() is None:
+        trials = _record(sweep_dir).get("trials", {})
+        finished = [tid for tid, t in trials.items() if t["state"] == "finished"]
+        training = [tid for tid, t in trials.items() if t["state"] == "running" and 0 < len(_epochs(sweep_dir / f"trial_{tid}")) < 3]
+        if finished and training:
+            return finished[0], training[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no finished + training trial pair seen (driver exit code {driver.poll()})")
+
+
+def _files(folder: Path) -> set[str]:
+    """Files under ``folder`` except temp files and Ray Train's checkpoint folders (Train
+    keeps the 2 best by design and deletes the others as better epochs come)."""
+    return {
+        str(p.relative_to(folder)) for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith((".", "tmp")) and "/checkpoint_" not in str(p.relative_to(folder))
+    }  # fmt: skip
+
+
+def test_a_killed_sweep_resumes_where_it_stopped(tmp_path: Path, cifar_dir: Path, ray_address: str, raycifar) -> None:
+    space = tmp_path / "resume_space.yaml"
+    space.write_text(RESUME_SPACE)
+    seed = _seed_drawing(space, cifar_dir, [1.0e-5, 0.1, 0.1])
+    results, name = tmp_path / "results", "killed"
+    sweep_dir = results / "sweeps" / name
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RAY_ADDRESS"))}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "raycifar", "sweep", str(space), "--data-dir", str(cifar_dir), "--results-dir",
+         str(results), "--num-samples", "3", "--seed", str(seed), "--name", name, "--wandb", "off",
+         "--address", ray_address, "--max-concurrent-trials", "1"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        finished, training = _wait_for_one_finished_and_one_training(sweep_dir, driver)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+    before_files = _files(sweep_dir)
+    finished_dir, training_dir = sweep_dir / f"trial_{finished}", sweep_dir / f"trial_{training}"
+    finished_before = ((finished_dir / "params.json").read_text(), (finished_dir / "result.json").read_text())
+    last_epoch = max(_epochs(training_dir))
+
+    status = raycifar("status", "--results-dir", str(results), cwd=tmp_path).stdout
+    assert "interrupted at" in status and "1 of 3 trials finished" in status, status
+    assert f"resume with `raycifar sweep --resume {name} --results-dir {results}`" in status, status
+
+    changed = subprocess.run(
+        [sys.executable, "-m", "raycifar", "sweep", "--resume", name, "--results-dir", str(results), "--seed", "99"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert changed.returncode == 2 and changed.stderr.count("\n") == 1, changed.stderr
+    assert f"--seed 99: sweep {name} was started with {seed}" in changed.stderr
+
+    resumed = raycifar("sweep", "--resume", name, "--results-dir", str(results), "--address", ray_address,
+                       cwd=tmp_path, timeout=900)  # fmt: skip
+    assert "promoted to the leaderboard" in resumed.stdout, resumed.stdout[-2000:]
+
+    record = _record(sweep_dir)
+    assert len(record["trials"]) == 3 and record["outcome"] == "completed"
+    assert all(t["state"] in ("finished", "stopped_early") for t in record["trials"].values()), record["trials"]
+    assert ((finished_dir / "params.json").read_text(), (finished_dir / "result.json").read_text()) == finished_before
+    assert record["trials"][finished]["state"] == "finished"
+    epochs = _epochs(training_dir)
+    assert epochs[:last_epoch] == list(range(1, last_epoch + 1))
+    assert epochs[last_epoch:] and epochs[last_epoch:] == list(range(last_epoch + 1, epochs[-1] + 1)), (
+        f"after the kill at epoch {last_epoch} the trial reported epochs {epochs[last_epoch:]}"
+    )
+    missing = before_files - _files(sweep_dir)
+    assert not missing, f"files deleted by the resume: {sorted(missing)}"
+
+    with open(sweep_dir / "scheduler_state.pkl", "rb") as stream:
+        rungs = {milestone: dict(recorded) for milestone, recorded in pickle.load(stream)["_brackets"][0]._rungs}
+    assert training in rungs[1] and finished in rungs[1], f"rung records before the kill were lost: {rungs}"
+
+    rows = json.loads(raycifar("leaderboard", "--results-dir", str(results), "--format", "json", cwd=tmp_path).stdout)
+    assert len(rows) == 1 and rows[0]["sweep"] == name
+
+    again = subprocess.run(
+        [sys.executable, "-m", "raycifar", "sweep", "--resume", name, "--results-dir", str(results)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 2 and "already ended" in again.stderr and again.stderr.count("\n") == 1, again.stderr
