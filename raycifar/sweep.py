@@ -112,8 +112,10 @@ class _StudySearcher(Searcher):
             self.search.report(self.numbers[trial_id], int(result["epoch"]), float(result["val_acc"]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self.numbers:
-            self.search.finish(self.numbers[trial_id], int((result or {}).get("epoch", 0)), failed=error)
+        if trial_id not in self.numbers:
+            return
+        self.on_trial_result(trial_id, result or {})  # Tune hands the last result to this call only
+        self.search.finish(self.numbers[trial_id], int((result or {}).get("epoch", 0)), failed=error)
 
     def save(self, checkpoint_path: str) -> None:
         # The study is on disk already; this is the map from Tune's trials to its trials.
@@ -395,7 +397,8 @@ def _history(result) -> TrialHistory:
 
 def _summarise(results, options: SweepOptions, wall_seconds: float, out_of_time: bool = False) -> SweepOutcome:
     """The best epoch across all trials whose checkpoint is kept (see :mod:`raycifar.selection`)."""
-    selection: Selection = select_best([_history(result) for result in results], _checkpoint_exists)
+    started = [result for result in results if result.config]  # a time budget can end a trial before it has one
+    selection: Selection = select_best([_history(result) for result in started], _checkpoint_exists)
     best = selection.best
     if best is None:
         raise SweepFailed(
