@@ -76,6 +76,7 @@ class SweepRequest:
     name: str | None = None
     download: bool = False
     overrides: dict[str, str] = field(default_factory=dict)  # space keys set by --loader/--dataset/--label-mode
+    max_failures: int = 2  # restarts of a crashed trial from its last checkpoint (raycifar.train_run.MAX_FAILURES)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
     options = sweep.SweepOptions(
         results_dir=request.results_dir, sweep_name=name, resources=request.resources,
         address=request.address, max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb,
+        max_failures=request.max_failures,
     )  # fmt: skip
     try:
         _connect(request.address, request.dashboard, display)
@@ -133,9 +135,11 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
             outcome = sweep.run_sweep(configs, scheduler, options, progress)
         display.info(
             f"sweep finished in {outcome.wall_seconds:.0f} s: {outcome.trials} trials, "
-            f"{outcome.stopped_early} stopped early by ASHA, {outcome.failed} failed; "
+            f"{outcome.stopped_early} stopped early by ASHA, {outcome.failed} failed, {outcome.diverged} diverged; "
             f"best val_acc {outcome.best_val_acc:.4f} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
         )
+        for problem in outcome.problems:
+            display.info(f"  {problem}")
         from raycifar.promote_sweep import sweep_costs
 
         wall_s, device_hours = sweep_costs(request.results_dir / "sweeps" / name, outcome.best_trial_id)

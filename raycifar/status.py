@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from raycifar.cluster_status import ClusterStatus
 
 from raycifar.errors import UserError
+from raycifar.selection import good_results
 from raycifar.sweep_record import (
     STALE_AFTER_S,
     TERMINAL_STATES,
@@ -64,6 +65,7 @@ class TrialStatus:
     val_acc: float | None  # at the last reported epoch
     best_val_acc: float | None  # over all reported epochs
     error_file: str | None = None
+    reason: str | None = None  # why it failed or diverged, one line (from the sweep record)
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,13 @@ class _History:
     epoch: int = 0
     val_acc: float | None = None
     best_val_acc: float | None = None
+    diverged: bool = False
 
 
 def _history(rows: list[dict]) -> _History:
+    """The trial's last good epoch and scores: a diverged epoch (and any after it) is left out."""
+    good = good_results(rows)
+    diverged, rows = len(good) < len(rows), good
     scored = [float(r["val_acc"]) for r in rows if r.get("val_acc") not in (None, "")]
     epochs = [int(float(r["epoch"])) for r in rows if r.get("epoch") not in (None, "")]
     last = rows[-1] if rows else {}
@@ -125,6 +131,7 @@ def _history(rows: list[dict]) -> _History:
         epoch=max(epochs, default=0),
         val_acc=None if last_acc in (None, "") else float(last_acc),
         best_val_acc=max(scored, default=None),
+        diverged=diverged,
     )
 
 
@@ -222,6 +229,8 @@ def _trial_state(entry: TrialEntry | None, history: _History, epochs: int | None
         return SHOWN_STATE.get(entry.state, entry.state)
     if errored:
         return "error"
+    if history.diverged:
+        return "diverged"
     if epochs and history.epoch >= epochs:
         return "finished"
     return "pending" if live else "unknown"
@@ -254,6 +263,7 @@ def _read_trial(sweep_dir: Path, trial_id: str, record: SweepRecord | None, live
         val_acc=history.val_acc,
         best_val_acc=history.best_val_acc,
         error_file=error_file,
+        reason=entry.reason if entry else None,
     )
 
 
@@ -421,7 +431,7 @@ def print_sweeps(console: Console, sweeps: list[SweepStatus], results_dir: Path)
 
 
 def print_trials(console: Console, sweep: SweepStatus) -> None:
-    """One line per trial of ``sweep``; then the error file of each errored trial."""
+    """One line per trial of ``sweep``; then why each failed or diverged trial ended, and its error file."""
     columns = ("trial", "state", "model", "params", "epoch", "val_acc", "best val_acc")
     table = titled_table(f"trials of {sweep.name}", columns)
     for t in sweep.trials:
@@ -430,5 +440,8 @@ def print_trials(console: Console, sweep: SweepStatus) -> None:
         table.add_row(t.trial_id, t.state, t.model, params, epochs, _score(t.val_acc), _score(t.best_val_acc))  # fmt: skip
     console.print(table)
     for t in sweep.trials:
+        if t.reason:
+            how = "failed: " if t.state == "error" else ""
+            console.print(f"trial {t.trial_id} {how}{escape(t.reason)}", soft_wrap=True, highlight=False)
         if t.error_file:
             console.print(f"trial {t.trial_id} error: {escape(t.error_file)}", soft_wrap=True, highlight=False)

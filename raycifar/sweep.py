@@ -2,6 +2,13 @@
 Train ``TorchTrainer`` (:func:`raycifar.train_run.make_trainer`); ASHA stops weak trials
 early on ``val_acc``, and :mod:`raycifar.selection` picks the best epoch at the end.
 
+Faults: Ray Train restarts a trial whose worker crashed from its last checkpoint, up to
+``SweepOptions.max_failures`` times (Tune itself never retries: a Tune retry would leave an
+``error.txt`` in a trial that recovered). A trial that still fails ends in ``error`` with a
+one-line reason (:class:`TrialFailed`) in its ``error.txt``, its record entry and the
+outcome's ``problems``; a trial whose loss diverged ends in ``diverged`` and is never
+selected. The other trials go on either way.
+
 This is the only module that imports ``ray.tune``: the next Ray API change touches one file.
 """
 
@@ -24,11 +31,11 @@ from raycifar.config import TrialConfig
 from raycifar.display import ProgressSink
 from raycifar.errors import Interrupted, RunFailed
 from raycifar.ray_session import RunResources, concurrent_runs, resolve_gpus
-from raycifar.selection import Selection, TrialHistory, select_best
+from raycifar.selection import Selection, TrialHistory, is_diverged, select_best
 from raycifar.space_file import SchedulerSettings
 from raycifar.sweep_record import TRIAL_DIR_PREFIX, SweepRecorder, completion_state
 from raycifar.train_backend import ray_is_local
-from raycifar.train_run import make_trainer, scaling_config
+from raycifar.train_run import MAX_FAILURES, divergence_message, failure_reason, make_trainer, scaling_config
 from raycifar.variants import model_name
 from raycifar.wandb_log import WandbMode
 
@@ -45,6 +52,7 @@ class SweepOptions:
     address: str | None = None  # None: a local Ray this process started (requests it cannot meet are errors)
     max_concurrent_trials: int | None = None  # None: what the cluster fits when the sweep starts
     wandb: WandbMode = "offline"
+    max_failures: int = MAX_FAILURES  # restarts of a crashed trial from its last checkpoint (0: none)
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,12 @@ class SweepOutcome:
     stopped_early: int
     failed: int
     wall_seconds: float
+    diverged: int = 0
+    problems: tuple[str, ...] = ()  # "trial <id> failed: <reason>" / "trial <id> diverged at epoch ..."
+
+
+class TrialFailed(Exception):
+    """A sweep trial's Train run failed after its restarts; the message is the reason, one line."""
 
 
 class _PresetConfigs(Searcher):
@@ -96,6 +110,7 @@ class _ProgressCallback(tune.Callback):
         self.running: set[str] = set()
         self.done = 0
         self.best: float | None = None
+        self.problems: dict[str, str] = {}  # trial id -> one line, for failed and diverged trials
 
     def __getstate__(self) -> dict:
         # Tune pickles its callbacks into the experiment state; the live display stays out.
@@ -117,7 +132,7 @@ class _ProgressCallback(tune.Callback):
             self.recorder.heartbeat()  # writes at most every few seconds
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "val_acc" in result:
+        if "val_acc" in result and not is_diverged(result):
             self.best = max(self.best or 0.0, float(result["val_acc"]))
         self._push()
 
@@ -127,18 +142,42 @@ class _ProgressCallback(tune.Callback):
         self._push()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        diverged = divergence_message(trial.last_result or {})
+        if diverged:
+            self._problem(trial.trial_id, f"{diverged}; not promoted", None)
         if self.recorder is not None:
             epochs = TrialConfig.model_validate(trial.config).train.epochs
-            self.recorder.trial_ended(trial.trial_id, completion_state(int(trial.last_result.get("epoch", 0)), epochs))
+            state = "diverged" if diverged else completion_state(int(trial.last_result.get("epoch", 0)), epochs)
+            self.recorder.trial_ended(trial.trial_id, state, reason=diverged)
         self._finish(trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         error_file = getattr(trial, "error_file", None)
-        if self.sink is not None:
-            self.sink.trial_failed(trial.trial_id, error_file)
+        reason = _error_reason(trial)
+        self._problem(trial.trial_id, f"failed: {reason}", error_file)
         if self.recorder is not None:
-            self.recorder.trial_ended(trial.trial_id, "error", error_file=error_file)
+            self.recorder.trial_ended(trial.trial_id, "error", error_file=error_file, reason=reason)
         self._finish(trial)
+
+    def _problem(self, trial_id: str, what: str, error_file: str | None) -> None:
+        """Note and show a trial that failed or diverged (``what``: "failed: ..." or "diverged ...")."""
+        self.problems[trial_id] = f"trial {trial_id} {what}"
+        if self.sink is not None:
+            self.sink.trial_failed(trial_id, error_file, what)
+
+
+def _error_reason(trial) -> str:
+    """Why a Tune trial errored, in one line: the last line of the error.txt Tune just wrote
+    in the trial's local folder (the exception's type and message), without the type for a
+    :class:`TrialFailed`, whose message is the reason."""
+    try:
+        lines = Path(trial.error_file).read_text().strip().splitlines() if trial.error_file else []
+    except OSError:
+        lines = []
+    if not lines:
+        return "see its error.txt"
+    last = lines[-1].strip()
+    return last.removeprefix(f"{TrialFailed.__module__}.{TrialFailed.__qualname__}: ")
 
 
 def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float):
@@ -147,7 +186,11 @@ def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float
 
     def run_trial(config: dict) -> None:
         trial_id = tune.get_context().get_trial_id()
-        make_trainer(config, trial_id, train_storage, scaling, [TuneReportCallback()], local).fit()
+        trainer = make_trainer(config, trial_id, train_storage, scaling, [TuneReportCallback()], local, options.max_failures)
+        try:
+            trainer.fit()
+        except ray.train.TrainingFailedError as err:
+            raise TrialFailed(failure_reason(err)) from None
 
     return tune.with_resources(run_trial, DRIVER_RESOURCES)
 
@@ -225,7 +268,7 @@ def run_sweep(
             f"nothing promoted. Its results so far are in {results.experiment_path}"
         )
     try:
-        outcome = _summarise(results, options, time.monotonic() - started)
+        outcome = _summarise(results, options, time.monotonic() - started, tuple(tracker.problems.values()))
     except SweepFailed:
         recorder.ended("failed")
         raise
@@ -246,13 +289,15 @@ def _history(result) -> TrialHistory:
     return TrialHistory(str(result.metrics.get("trial_id", "")) or result.path, planned, records, result.error is not None)
 
 
-def _summarise(results, options: SweepOptions, wall_seconds: float) -> SweepOutcome:
-    """The best epoch across all trials whose checkpoint is kept (see :mod:`raycifar.selection`)."""
+def _summarise(results, options: SweepOptions, wall_seconds: float, problems: tuple[str, ...] = ()) -> SweepOutcome:
+    """The best epoch across all trials whose checkpoint is kept and that did not diverge
+    (see :mod:`raycifar.selection`); ``problems``: one line per failed or diverged trial."""
     selection: Selection = select_best([_history(result) for result in results], _checkpoint_exists)
     best = selection.best
     if best is None:
+        first = f" ({problems[0]}{f'; {len(problems) - 1} more' if len(problems) > 1 else ''})" if problems else ""
         raise SweepFailed(
-            f"no trial of sweep {options.sweep_name} left a checkpoint; "
+            f"no trial of sweep {options.sweep_name} left a checkpoint to promote{first}; "
             f"see the error.txt files under {results.experiment_path}"
         )
     return SweepOutcome(
@@ -264,6 +309,8 @@ def _summarise(results, options: SweepOptions, wall_seconds: float) -> SweepOutc
         stopped_early=selection.stopped_early,
         failed=selection.failed,
         wall_seconds=wall_seconds,
+        diverged=selection.diverged,
+        problems=problems,
     )
 
 
