@@ -186,7 +186,8 @@ def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float
 
     def run_trial(config: dict) -> None:
         trial_id = tune.get_context().get_trial_id()
-        trainer = make_trainer(config, trial_id, train_storage, scaling, [TuneReportCallback()], local, options.max_failures)
+        callbacks = [TuneReportCallback()]
+        trainer = make_trainer(config, trial_id, train_storage, scaling, callbacks, local, options.max_failures)
         try:
             trainer.fit()
         except ray.train.TrainingFailedError as err:

@@ -28,8 +28,8 @@ from ray.util.queue import Empty, Queue
 from raycifar.config import TrialConfig
 from raycifar.display import EpochSink
 from raycifar.errors import Interrupted, RunFailed, UserError
-from raycifar.ray_session import RunResources
 from raycifar.loop import DIVERGED
+from raycifar.ray_session import RunResources
 from raycifar.train_backend import torch_config
 from raycifar.worker import CheckpointNotWritten, train_loop_per_worker
 
@@ -191,6 +191,12 @@ def _relay(queue: Queue, log: Path, sink: EpochSink) -> Iterator[None]:
         thread.join()
 
 
+def _last_logged(log: Path) -> dict:
+    """The last epoch's metrics in a run's ``metrics.jsonl`` ({} when none were logged)."""
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
 def run_training(
     config: TrialConfig, results_dir: Path, name: str, scaling: ray.train.ScalingConfig, sink: EpochSink, local: bool
 ) -> RunOutcome:
@@ -211,7 +217,7 @@ def run_training(
         raise RunInterrupted(f"training run {name} stopped; its checkpoints so far are in {folder}") from None
     finally:
         queue.shutdown(force=True)
-    diverged = divergence_message(result.metrics or {})
+    diverged = divergence_message(_last_logged(folder / METRICS_FILE))  # result.metrics: the last checkpoint's
     if diverged:
         raise RunFailed(
             f"training run {name} {diverged}: nothing selected; lower train.lr or set train.grad_clip_norm "

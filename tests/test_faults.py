@@ -28,9 +28,16 @@ def training(lr: float, images: int = 256, batch_size: int = 16) -> Training:
     rng = np.random.default_rng(0)
     data = ImageSet(rng.integers(0, 256, (images, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, images))
     train = TrainConfig(lr=lr, epochs=2, schedule="onecycle", batch_size=batch_size)
-    config = TrialConfig(space="t", data_dir="unused", params=1, model=ModelConfig(depths=(1, 1), widths=(8, 16)), train=train)
+    config = TrialConfig(
+        space="t", data_dir="unused", params=1, model=ModelConfig(depths=(1, 1), widths=(8, 16)), train=train
+    )
     with global_settings(train, seed=0):
-        return Training(config, DeviceLoader(data, batch_size, CPU, train=True, seed=0), DeviceLoader(data, 64, CPU, train=False), CPU)
+        return Training(
+            config,
+            DeviceLoader(data, batch_size, CPU, train=True, seed=0),
+            DeviceLoader(data, 64, CPU, train=False),
+            CPU,
+        )
 
 
 def test_a_nan_loss_stops_the_epoch_at_the_next_check_and_the_epoch_is_marked_diverged(monkeypatch) -> None:
@@ -75,9 +82,14 @@ def test_a_checkpoint_that_cannot_be_written_fails_with_one_line(monkeypatch, tm
 
 
 def test_a_failed_train_run_is_told_by_the_worker_error_that_caused_it() -> None:
-    written = worker.CheckpointNotWritten("the checkpoint of epoch 1 could not be written (No space left on device: /x)")
+    written = worker.CheckpointNotWritten(
+        "the checkpoint of epoch 1 could not be written (No space left on device: /x)"
+    )
     both = WorkerGroupError("long text\nwith tracebacks", {1: RuntimeError("collective aborted"), 0: written})
-    assert failure_reason(both) == "the checkpoint of epoch 1 could not be written (No space left on device: /x) (worker 0)"
+    assert (
+        failure_reason(both)
+        == "the checkpoint of epoch 1 could not be written (No space left on device: /x) (worker 0)"
+    )
     crashed = WorkerGroupError("long text", {0: RuntimeError("boom\n  File ...")})
     assert failure_reason(crashed) == "worker 0 failed: RuntimeError: boom"
 

@@ -50,7 +50,9 @@ def _seed_drawing_each_lr_once(space_file: Path, data_dir: Path) -> int:
 
     space = load_space(str(space_file))
     for seed in range(200):
-        if sorted(c.train.lr for c in sample_configs(space, 3, seed, data_dir).configs) == sorted([GOOD_LR, NAN_LR, FULL_DISK_LR]):
+        if sorted(c.train.lr for c in sample_configs(space, 3, seed, data_dir).configs) == sorted(
+            [GOOD_LR, NAN_LR, FULL_DISK_LR]
+        ):
             return seed
     raise AssertionError("no seed in 0..199 draws each learning rate once")
 
@@ -74,11 +76,15 @@ def _alive_train_worker_pids(dashboard_url: str) -> list[int]:
 
     client = StateApiClient(address=dashboard_url, headers=_auth_headers(auth_token()))
     filters = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
-    actors = client.list(StateResource.ACTORS, options=ListApiOptions(filters=filters, detail=True), raise_on_missing_output=False)
+    actors = client.list(
+        StateResource.ACTORS, options=ListApiOptions(filters=filters, detail=True), raise_on_missing_output=False
+    )
     return [int(actor.pid) for actor in actors]
 
 
-def _kill_the_good_trials_worker_after_epoch_1(sweep: subprocess.Popen, out: list[str], sweep_dir: Path) -> tuple[int, int]:
+def _kill_the_good_trials_worker_after_epoch_1(
+    sweep: subprocess.Popen, out: list[str], sweep_dir: Path
+) -> tuple[int, int]:
     """Wait for the learnable trial's first epoch, SIGKILL its Ray Train worker; returns
     (the killed PID, the epochs the trial had reported then)."""
     deadline = time.monotonic() + 600
@@ -169,5 +175,7 @@ def test_train_of_a_diverging_config_ends_with_one_line(tmp_path: Path, cifar_di
     assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
     (line,) = [line for line in run.stderr.splitlines() if "training run nan" in line]
     assert "diverged at epoch 1 (training loss nan)" in line and "lower train.lr" in line
-    assert [json.loads(x)["epoch"] for x in (results / "runs" / "nan" / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert [json.loads(x)["epoch"] for x in (results / "runs" / "nan" / "metrics.jsonl").read_text().splitlines()] == [
+        1
+    ]
     assert not (results / "leaderboard.parquet").exists()
