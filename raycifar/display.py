@@ -15,7 +15,9 @@ class ProgressSink(Protocol):
 
     def update(self, done: int, running: int, best_val_acc: float | None) -> None: ...
 
-    def trial_failed(self, trial_id: str, error_file: str | None) -> None: ...
+    def trial_failed(self, trial_id: str, error_file: str | None, what: str | None = None) -> None:
+        """Trial ``trial_id`` failed or diverged; ``what`` says how in one line ("failed: ...",
+        "diverged at epoch ..."); ``error_file``: Tune's error.txt, when there is one."""
 
 
 class EpochSink(Protocol):
@@ -38,7 +40,7 @@ class _Silent:
     def update(self, done: int, running: int, best_val_acc: float | None) -> None:
         pass
 
-    def trial_failed(self, trial_id: str, error_file: str | None) -> None:
+    def trial_failed(self, trial_id: str, error_file: str | None, what: str | None = None) -> None:
         pass
 
     def epoch(self, metrics: dict) -> None:

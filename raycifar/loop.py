@@ -6,6 +6,12 @@ then evaluate on the whole validation split (with the EMA weights when ``ema_dec
 with test-time augmentation as well when ``tta`` is on) and return ``train_loss, val_loss,
 val_acc, [val_acc_tta,] epoch, params, lr, train_seconds``.
 
+Divergence: the training loss is summed on the device and checked for NaN or infinity every
+:data:`DIVERGENCE_CHECK_EVERY` steps and at the end of the epoch (one host sync each; with
+several workers, one all-reduce, so that every rank stops at the same step). A diverged
+epoch stops at the check, is not evaluated, and its metrics say ``diverged: True`` with
+``val_loss``/``val_acc`` NaN; an epoch whose validation loss is not finite is diverged too.
+
 The Ray Train worker (:mod:`raycifar.worker`) and ``benchmarks/`` drive :class:`Training`
 the same way.
 """
@@ -24,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from raycifar.config import TestTimeAugmentation, TrainConfig, TrialConfig
@@ -35,6 +42,8 @@ from raycifar.models import build_model
 STATE_FILE = "train_state.pt"
 EVAL_BATCH_SIZE = 500
 ONECYCLE_DEFAULT_WARMUP = 0.3  # share of the steps spent warming up when warmup_epochs is 0
+DIVERGENCE_CHECK_EVERY = 50  # optimizer steps between checks of the summed loss (each syncs the device once)
+DIVERGED = "diverged"  # the metric that marks a diverged epoch (True); absent otherwise
 
 
 @dataclass(frozen=True)
@@ -211,6 +220,16 @@ class WeightAverage:
         self.steps, self.updates = int(state["steps"]), int(state["updates"])
 
 
+def finite_on_every_rank(total: torch.Tensor) -> bool:
+    """Whether the scalar ``total`` is finite on this worker and, when a torch process group
+    is up, on every worker (one all-reduce of a copy: a NaN or infinity anywhere poisons the
+    sum). Every rank must call it at the same step."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        total = total.detach().clone()
+        dist.all_reduce(total)
+    return bool(torch.isfinite(total))
+
+
 def train_epoch(
     model: nn.Module,
     loader: Loader,
@@ -221,10 +240,14 @@ def train_epoch(
     runtime: Runtime = FLOAT32_CPU,
     average: WeightAverage | None = None,
 ) -> float:
-    """One pass over the loader; returns the mean training loss."""
+    """One pass over the loader; returns the mean training loss on this worker.
+
+    The loss is NaN or infinite when training diverged on any worker: the pass then stopped
+    at the first check that saw it (see the module doc), and the weights are not usable.
+    """
     model.train()
     total, count = torch.zeros((), dtype=torch.float64, device=loader.device), 0
-    for images, labels in loader:
+    for step, (images, labels) in enumerate(loader, start=1):
         with runtime.autocast():
             loss = batch_loss(model, runtime.prepare(images), labels)
         optimizer.zero_grad(set_to_none=True)
@@ -237,6 +260,10 @@ def train_epoch(
             average.step()
         total += loss.detach() * len(labels)  # stays on the device: no host sync per batch
         count += len(labels)
+        if step % DIVERGENCE_CHECK_EVERY == 0 and not finite_on_every_rank(total):
+            break
+    if not finite_on_every_rank(total):
+        return math.nan if math.isfinite(total.item()) else total.item() / max(count, 1)
     return total.item() / max(count, 1)
 
 
@@ -346,7 +373,11 @@ class Training:
             self.runtime, self.average,
         )  # fmt: skip
         train_seconds = time.perf_counter() - started
+        if not math.isfinite(train_loss):
+            return self._diverged(epoch, train_loss, train_seconds)
         scores = score(self.evaluated, self.eval_loader, self.train.tta, self.runtime)
+        if not math.isfinite(scores.loss):
+            return self._diverged(epoch, train_loss, train_seconds, scores.loss)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -359,6 +390,19 @@ class Training:
         if scores.acc_tta is not None:
             metrics["val_acc_tta"] = scores.acc_tta
         return metrics
+
+    def _diverged(self, epoch: int, train_loss: float, train_seconds: float, val_loss: float = math.nan) -> dict:
+        """The metrics of epoch ``epoch`` (from 0) that diverged: no accuracy (NaN), ``diverged`` True."""
+        return {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_acc": math.nan,
+            "params": self.config.params,
+            "lr": self.schedule.get_last_lr()[0],
+            "train_seconds": train_seconds,
+            DIVERGED: True,
+        }
 
     def save(self, folder: Path, epoch: int) -> None:
         """Write the evaluated weights (model.safetensors), the config, and the state to resume."""

@@ -80,6 +80,7 @@ class SweepRequest:
     searcher: str | None = None  # None: the space file's searcher (random by default)
     max_trials: int | None = None  # a cap on the trials, whatever num_samples says
     time_budget_s: float | None = None  # from the command's start: no trial runs past it
+    max_failures: int = 2  # restarts of a crashed trial from its last checkpoint (raycifar.train_run.MAX_FAILURES)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ def _run_sweep(
     options = sweep.SweepOptions(
         results_dir=request.results_dir, sweep_name=name, resources=request.resources,
         address=request.address, max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb,
+        max_failures=request.max_failures,
     )  # fmt: skip
     sweep_dir = request.results_dir / "sweeps" / name
     try:
@@ -162,6 +164,8 @@ def _run_sweep(
         with display.sweep_progress(trials) as progress:
             outcome = sweep.run_sweep(plan, space.spec.scheduler, options, progress, resume)
         display.info(_outcome_line(outcome, search.infeasible))
+        for problem in outcome.problems:
+            display.info(f"  {problem}")
         from raycifar.promote_sweep import sweep_costs
 
         wall_s, device_hours = sweep_costs(request.results_dir / "sweeps" / name, outcome.best_trial_id)
@@ -180,7 +184,8 @@ def _outcome_line(outcome: Any, infeasible: int) -> str:
     ended = "ended by its time budget after" if outcome.out_of_time else "finished in"
     return (
         f"sweep {ended} {outcome.wall_seconds:.0f} s: {outcome.trials} trials, "
-        f"{outcome.stopped_early} stopped early, {outcome.failed} failed, {infeasible} over-budget proposals "
+        f"{outcome.stopped_early} stopped early, {outcome.failed} failed, {outcome.diverged} diverged, "
+        f"{infeasible} over-budget proposals "
         f"refused; best val_acc {outcome.best_val_acc:.4f} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
     )
 
@@ -194,6 +199,7 @@ def _save_resume_options(sweep_dir: Path, request: SweepRequest, space_path: Pat
         space=str(Path(space_path).resolve()), data_dir=str(request.data_dir), seed=request.seed,
         num_samples=request.num_samples, max_epochs=request.max_epochs, cpus_per_trial=resources.cpus,
         searcher=request.searcher, max_trials=request.max_trials, time_budget_s=request.time_budget_s,
+        max_failures=request.max_failures,
         gpus_per_trial=resources.gpus, workers_per_trial=resources.workers,
         max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb, address=request.address,
         **{key: request.overrides.get(key) for key in ("loader", "dataset", "label_mode")},
@@ -261,6 +267,7 @@ def _saved_request(request: ResumeRequest, saved: Any) -> SweepRequest:
         num_samples=saved.num_samples, max_epochs=saved.max_epochs, seed=saved.seed, address=request.address,
         max_concurrent_trials=saved.max_concurrent_trials, wandb=saved.wandb, dashboard=request.dashboard,
         name=request.name, overrides=overrides, searcher=saved.searcher, max_trials=saved.max_trials,
+        max_failures=saved.max_failures,
         time_budget_s=request.time_budget_s if request.time_budget_s is not None else saved.time_budget_s,
         resources=RunResources(
             workers=saved.workers_per_trial, cpus=cpus, gpus=gpus, cpu_request=f"--cpus-per-trial {cpus:g}",

@@ -23,6 +23,7 @@ import numpy as np
 from raycifar.errors import UserError
 from raycifar.leaderboard import entry_dir, find_entry, read_table, rows_dir
 from raycifar.metrics import confusion_matrix, most_confused, wilson_interval
+from raycifar.selection import good_results
 from raycifar.status import _read_params, _result_rows
 from raycifar.sweep_record import TRIAL_DIR_PREFIX, completion_state, read_record
 
@@ -108,7 +109,10 @@ def read_trial(folder: Path, recorded_state: str | None) -> dict:
     planned = int((config.get("train") or {}).get("epochs") or 0)
     epochs = [int(r["epoch"]) for r in rows if r.get("epoch") is not None]
     failed = (folder / "error.txt").is_file()
-    state = recorded_state or ("error" if failed else completion_state(max(epochs, default=0), planned))
+    diverged = len(good_results(rows)) < len(rows)
+    state = recorded_state or (
+        "error" if failed else "diverged" if diverged else completion_state(max(epochs, default=0), planned)
+    )
     model, params, macs = _model_numbers(config)
     val_acc = _series(rows, "val_acc")
     scored = [v for v in val_acc if v is not None]

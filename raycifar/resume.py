@@ -49,6 +49,7 @@ class SavedOptions(BaseModel):
     num_samples: int | None = None  # None: the space file's
     searcher: str | None = None  # None: the space file's
     max_trials: int | None = None
+    max_failures: int = 2
     time_budget_s: float | None = None  # a resume counts it again from its own start
     max_epochs: int | None = None
     cpus_per_trial: float

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 from raycifar.errors import UserError
 from raycifar.resume import OPTIONS_FILE, resume_command
+from raycifar.selection import good_results
 from raycifar.sweep_record import (
     STALE_AFTER_S,
     TERMINAL_STATES,
@@ -68,6 +69,7 @@ class TrialStatus:
     val_acc: float | None  # at the last reported epoch
     best_val_acc: float | None  # over all reported epochs
     error_file: str | None = None
+    reason: str | None = None  # why it failed or diverged, one line (from the sweep record)
 
 
 @dataclass(frozen=True)
@@ -119,9 +121,13 @@ class _History:
     epoch: int = 0
     val_acc: float | None = None
     best_val_acc: float | None = None
+    diverged: bool = False
 
 
 def _history(rows: list[dict]) -> _History:
+    """The trial's last good epoch and scores: a diverged epoch (and any after it) is left out."""
+    good = good_results(rows)
+    diverged, rows = len(good) < len(rows), good
     scored = [float(r["val_acc"]) for r in rows if r.get("val_acc") not in (None, "")]
     epochs = [int(float(r["epoch"])) for r in rows if r.get("epoch") not in (None, "")]
     last = rows[-1] if rows else {}
@@ -130,6 +136,7 @@ def _history(rows: list[dict]) -> _History:
         epoch=max(epochs, default=0),
         val_acc=None if last_acc in (None, "") else float(last_acc),
         best_val_acc=max(scored, default=None),
+        diverged=diverged,
     )
 
 
@@ -227,6 +234,8 @@ def _trial_state(entry: TrialEntry | None, history: _History, epochs: int | None
         return SHOWN_STATE.get(entry.state, entry.state)
     if errored:
         return "error"
+    if history.diverged:
+        return "diverged"
     if epochs and history.epoch >= epochs:
         return "finished"
     return "pending" if live else "unknown"
@@ -259,6 +268,7 @@ def _read_trial(sweep_dir: Path, trial_id: str, record: SweepRecord | None, live
         val_acc=history.val_acc,
         best_val_acc=history.best_val_acc,
         error_file=error_file,
+        reason=entry.reason if entry else None,
     )
 
 
@@ -473,12 +483,18 @@ def print_trials(console: Console, sweep: SweepStatus) -> None:
 
 
 def trials_view(sweep: SweepStatus) -> list[RenderableType]:
-    """What :func:`print_trials` prints: the trials table, then each errored trial's error file."""
+    """What :func:`print_trials` prints: the trials table, then why each failed or diverged
+    trial ended, and its error file."""
     columns = ("trial", "state", "model", "params", "epoch", "val_acc", "best val_acc")
     table = titled_table(f"trials of {sweep.name}", columns)
     for t in sweep.trials:
         params = f"{t.params:,}" if t.params is not None else "-"
         epochs = f"{t.epoch}/{t.epochs if t.epochs is not None else '?'}"
         table.add_row(t.trial_id, t.state, t.model, params, epochs, _score(t.val_acc), _score(t.best_val_acc))  # fmt: skip
-    errors = [f"trial {t.trial_id} error: {escape(t.error_file)}" for t in sweep.trials if t.error_file]
-    return [table, *errors]
+    lines: list[RenderableType] = [table]
+    for t in sweep.trials:
+        if t.reason:
+            lines.append(f"trial {t.trial_id} {'failed: ' if t.state == 'error' else ''}{escape(t.reason)}")
+        if t.error_file:
+            lines.append(f"trial {t.trial_id} error: {escape(t.error_file)}")
+    return lines

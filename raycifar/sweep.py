@@ -2,6 +2,13 @@
 Train ``TorchTrainer`` (:func:`raycifar.train_run.make_trainer`); ASHA stops weak trials
 early on ``val_acc``, and :mod:`raycifar.selection` picks the best epoch at the end.
 
+Faults: Ray Train restarts a trial whose worker crashed from its last checkpoint, up to
+``SweepOptions.max_failures`` times (Tune itself never retries: a Tune retry would leave an
+``error.txt`` in a trial that recovered). A trial that still fails ends in ``error`` with a
+one-line reason (:class:`TrialFailed`) in its ``error.txt``, its record entry and the
+outcome's ``problems``; a trial whose loss diverged ends in ``diverged`` and is never
+selected. The other trials go on either way.
+
 This is the only module that imports ``ray.tune``: the next Ray API change touches one file.
 """
 
@@ -28,11 +35,11 @@ from raycifar.errors import Interrupted, RunFailed
 from raycifar.ray_session import RunResources, concurrent_runs, resolve_gpus
 from raycifar.resume import SCHEDULER_STATE_FILE
 from raycifar.search import Search
-from raycifar.selection import Selection, TrialHistory, select_best
+from raycifar.selection import Selection, TrialHistory, is_diverged, select_best
 from raycifar.space_file import SchedulerSettings
 from raycifar.sweep_record import TRIAL_DIR_PREFIX, SweepRecorder, completion_state
 from raycifar.train_backend import ray_is_local
-from raycifar.train_run import make_trainer, scaling_config
+from raycifar.train_run import MAX_FAILURES, divergence_message, failure_reason, make_trainer, scaling_config
 from raycifar.variants import model_name
 from raycifar.wandb_log import WandbMode
 
@@ -49,6 +56,7 @@ class SweepOptions:
     address: str | None = None  # None: a local Ray this process started (requests it cannot meet are errors)
     max_concurrent_trials: int | None = None  # None: what the cluster fits when the sweep starts
     wandb: WandbMode = "offline"
+    max_failures: int = MAX_FAILURES  # restarts of a crashed trial from its last checkpoint (0: none)
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,12 @@ class SweepOutcome:
     failed: int
     wall_seconds: float
     out_of_time: bool = False  # the time budget ended the sweep (running trials were stopped)
+    diverged: int = 0
+    problems: tuple[str, ...] = ()  # "trial <id> failed: <reason>" / "trial <id> diverged at epoch ..."
+
+
+class TrialFailed(Exception):
+    """A sweep trial's Train run failed after its restarts; the message is the reason, one line."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,7 @@ class _ProgressCallback(tune.Callback):
         self.done = 0
         self.best: float | None = None
         self.completed: frozenset[str] = frozenset()  # ended before a resume: not recorded again
+        self.problems: dict[str, str] = {}  # trial id -> one line, for failed and diverged trials
 
     def __getstate__(self) -> dict:
         # Tune pickles its callbacks into the experiment state; the live display stays out.
@@ -177,7 +192,7 @@ class _ProgressCallback(tune.Callback):
             self.recorder.heartbeat()  # writes at most every few seconds
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "val_acc" in result:
+        if "val_acc" in result and not is_diverged(result):
             self.best = max(self.best or 0.0, float(result["val_acc"]))
         self._push()
 
@@ -189,18 +204,42 @@ class _ProgressCallback(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         if trial.trial_id in self.completed:
             return
+        diverged = divergence_message(trial.last_result or {})
+        if diverged:
+            self._problem(trial.trial_id, f"{diverged}; not promoted", None)
         if self.recorder is not None:
             epochs = TrialConfig.model_validate(trial.config).train.epochs
-            self.recorder.trial_ended(trial.trial_id, completion_state(int(trial.last_result.get("epoch", 0)), epochs))
+            state = "diverged" if diverged else completion_state(int(trial.last_result.get("epoch", 0)), epochs)
+            self.recorder.trial_ended(trial.trial_id, state, reason=diverged)
         self._finish(trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         error_file = getattr(trial, "error_file", None)
-        if self.sink is not None:
-            self.sink.trial_failed(trial.trial_id, error_file)
+        reason = _error_reason(trial)
+        self._problem(trial.trial_id, f"failed: {reason}", error_file)
         if self.recorder is not None:
-            self.recorder.trial_ended(trial.trial_id, "error", error_file=error_file)
+            self.recorder.trial_ended(trial.trial_id, "error", error_file=error_file, reason=reason)
         self._finish(trial)
+
+    def _problem(self, trial_id: str, what: str, error_file: str | None) -> None:
+        """Note and show a trial that failed or diverged (``what``: "failed: ..." or "diverged ...")."""
+        self.problems[trial_id] = f"trial {trial_id} {what}"
+        if self.sink is not None:
+            self.sink.trial_failed(trial_id, error_file, what)
+
+
+def _error_reason(trial) -> str:
+    """Why a Tune trial errored, in one line: the last line of the error.txt Tune just wrote
+    in the trial's local folder (the exception's type and message), without the type for a
+    :class:`TrialFailed`, whose message is the reason."""
+    try:
+        lines = Path(trial.error_file).read_text().strip().splitlines() if trial.error_file else []
+    except OSError:
+        lines = []
+    if not lines:
+        return "see its error.txt"
+    last = lines[-1].strip()
+    return last.removeprefix(f"{TrialFailed.__module__}.{TrialFailed.__qualname__}: ")
 
 
 # Live handles of the sweeps this process drives, by sweep folder: (progress sink, recorder,
@@ -261,7 +300,12 @@ def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float
         trial_id = tune.get_context().get_trial_id()
         if trial_id in completed:  # it ended after Tune last saved its state (every ~10 s)
             return
-        make_trainer(config, trial_id, train_storage, scaling, [TuneReportCallback()], local).fit()
+        callbacks = [TuneReportCallback()]
+        trainer = make_trainer(config, trial_id, train_storage, scaling, callbacks, local, options.max_failures)
+        try:
+            trainer.fit()
+        except ray.train.TrainingFailedError as err:
+            raise TrialFailed(failure_reason(err)) from None
 
     return tune.with_resources(run_trial, DRIVER_RESOURCES)
 
@@ -339,12 +383,23 @@ def run_sweep(
             f"Its results so far are in {results.experiment_path}: resume with raycifar sweep --resume {options.sweep_name}"
         )
     try:
-        outcome = _summarise(results, options, time.monotonic() - started, out_of_time)
+        outcome = _summarise(results, options, time.monotonic() - started, out_of_time, _problems(recorder))
     except SweepFailed:
         recorder.ended("failed")
         raise
     recorder.ended("completed", pareto=plan.search.pareto())
     return outcome
+
+
+def _problems(recorder: SweepRecorder) -> tuple[str, ...]:
+    """One line per trial that failed or diverged, from the sweep record."""
+    lines = []
+    for trial_id, entry in recorder.record.trials.items():
+        if entry.state == "error":
+            lines.append(f"trial {trial_id} failed: {entry.reason or 'see its error.txt'}")
+        elif entry.state == "diverged":
+            lines.append(f"trial {trial_id} {entry.reason or 'diverged'}; not promoted")
+    return tuple(lines)
 
 
 def _new_tuner(
@@ -395,14 +450,18 @@ def _history(result) -> TrialHistory:
     return TrialHistory(str(result.metrics.get("trial_id", "")) or result.path, planned, records, result.error is not None)
 
 
-def _summarise(results, options: SweepOptions, wall_seconds: float, out_of_time: bool = False) -> SweepOutcome:
-    """The best epoch across all trials whose checkpoint is kept (see :mod:`raycifar.selection`)."""
+def _summarise(
+    results, options: SweepOptions, wall_seconds: float, out_of_time: bool = False, problems: tuple[str, ...] = ()
+) -> SweepOutcome:
+    """The best epoch across all trials whose checkpoint is kept and that did not diverge
+    (see :mod:`raycifar.selection`); ``problems``: one line per failed or diverged trial."""
     started = [result for result in results if result.config]  # a time budget can end a trial before it has one
     selection: Selection = select_best([_history(result) for result in started], _checkpoint_exists)
     best = selection.best
     if best is None:
+        first = f" ({problems[0]}{f'; {len(problems) - 1} more' if len(problems) > 1 else ''})" if problems else ""
         raise SweepFailed(
-            f"no trial of sweep {options.sweep_name} left a checkpoint; "
+            f"no trial of sweep {options.sweep_name} left a checkpoint to promote{first}; "
             f"see the error.txt files under {results.experiment_path}"
         )
     return SweepOutcome(
@@ -415,6 +474,8 @@ def _summarise(results, options: SweepOptions, wall_seconds: float, out_of_time:
         failed=selection.failed,
         wall_seconds=wall_seconds,
         out_of_time=out_of_time,
+        diverged=selection.diverged,
+        problems=problems,
     )
 
 

@@ -9,7 +9,7 @@ Tune's private state files::
      "heartbeat_at": "...", "ended_at": null, "outcome": null, "promoted_entry": null,
      "trials": {"715e1ac7": {"state": "running", "model": "resnet8-w12", "params": 45847,
                              "epochs": 2, "started_at": "...", "ended_at": null,
-                             "error_file": null}}}
+                             "error_file": null, "reason": null}}}
 
 Only the driver writes it (one writer, no lock), always whole: a temp file in the same
 folder, fsync, then ``os.replace``, so a reader sees the old or the new record, never half
@@ -64,6 +64,7 @@ class TrialEntry(BaseModel):
     ended_at: datetime | None = None
     error_file: str | None = None  # Tune's error.txt for an errored trial
     search: dict | None = None  # the search record: the sampled keys that applied, by section.key
+    reason: str | None = None  # why an errored or diverged trial ended, in one line
 
 
 class SweepRecord(BaseModel):
@@ -254,12 +255,15 @@ class SweepRecorder:
         )
         self._save()
 
-    def trial_ended(self, trial_id: str, state: TrialState, error_file: str | None = None) -> None:
-        """Trial ``trial_id`` stopped in ``state`` (finished, stopped_early, error or diverged)."""
+    def trial_ended(
+        self, trial_id: str, state: TrialState, error_file: str | None = None, reason: str | None = None
+    ) -> None:
+        """Trial ``trial_id`` stopped in ``state`` (finished, stopped_early, error or diverged);
+        ``reason``: why, in one line, for an error or a divergence."""
         if state not in TERMINAL_STATES:
             raise ValueError(f"trial_ended: {state!r} is not an end state ({', '.join(sorted(TERMINAL_STATES))})")
         entry = self.record.trials.get(trial_id) or TrialEntry(state=state)
-        entry.state, entry.ended_at, entry.error_file = state, self.now(), error_file
+        entry.state, entry.ended_at, entry.error_file, entry.reason = state, self.now(), error_file, reason
         self.record.trials[trial_id] = entry
         self._save()
 

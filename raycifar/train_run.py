@@ -12,6 +12,7 @@ checkpoints by ``val_acc`` in the same folder.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -27,13 +28,15 @@ from ray.util.queue import Empty, Queue
 from raycifar.config import TrialConfig
 from raycifar.display import EpochSink
 from raycifar.errors import Interrupted, RunFailed, UserError
+from raycifar.loop import DIVERGED
 from raycifar.ray_session import RunResources
 from raycifar.train_backend import torch_config
-from raycifar.worker import train_loop_per_worker
+from raycifar.worker import CheckpointNotWritten, train_loop_per_worker
 
 RUNS_DIR = "runs"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_KEPT = 2
+MAX_FAILURES = 2  # worker-group restarts from the last checkpoint before a run fails (--max-failures)
 
 
 def scaling_config(resources: RunResources, gpus: float) -> ray.train.ScalingConfig:
@@ -53,11 +56,19 @@ def selection_metric(config: dict) -> str:
 
 
 def make_trainer(
-    config: dict, name: str, storage: Path, scaling: ray.train.ScalingConfig, callbacks: list, local: bool
+    config: dict,
+    name: str,
+    storage: Path,
+    scaling: ray.train.ScalingConfig,
+    callbacks: list,
+    local: bool,
+    max_failures: int = MAX_FAILURES,
 ) -> TorchTrainer:
     """The Ray Train run of one trial config (a :class:`TrialConfig` as JSON values) under
     ``storage/name``: a sweep trial or ``raycifar train``. It keeps the
-    :data:`CHECKPOINTS_KEPT` best checkpoints by :func:`selection_metric`.
+    :data:`CHECKPOINTS_KEPT` best checkpoints by :func:`selection_metric`, and Ray Train
+    restarts a crashed worker group up to ``max_failures`` times (0: never), each time from
+    the run's latest checkpoint (:mod:`raycifar.worker` resumes from it).
 
     ``local``: Ray runs on this machine only; the workers' torch process group then listens
     on loopback (:mod:`raycifar.train_backend`).
@@ -71,8 +82,7 @@ def make_trainer(
             name=name,
             storage_path=str(storage),
             callbacks=callbacks,
-            # A crashed worker group restarts once from the run's last checkpoint.
-            failure_config=ray.train.FailureConfig(max_failures=1),
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=CHECKPOINTS_KEPT,
                 checkpoint_score_attribute=selection_metric(config),
@@ -80,6 +90,31 @@ def make_trainer(
             ),
         ),
     )
+
+
+def failure_reason(err: ray.train.TrainingFailedError) -> str:
+    """Why a Ray Train run failed, in one line: a worker's own :class:`CheckpointNotWritten`
+    when there is one, else the first failed rank's error type and first line."""
+    failures = sorted((getattr(err, "worker_failures", None) or {}).items())
+    for rank, failure in failures:
+        if isinstance(failure, CheckpointNotWritten):
+            return f"{failure} (worker {rank})"
+    if failures:
+        rank, failure = failures[0]
+        first = (str(failure).strip().splitlines() or [""])[0]
+        return f"worker {rank} failed: {type(failure).__name__}: {first}"
+    lines = str(err).strip().splitlines()
+    return lines[-1] if lines else type(err).__name__
+
+
+def divergence_message(metrics: dict) -> str | None:
+    """``"diverged at epoch E (training loss nan)"`` when ``metrics`` (the last reported
+    epoch of a run) is a diverged epoch (:data:`raycifar.loop.DIVERGED`), else None."""
+    if not metrics.get(DIVERGED):
+        return None
+    loss, val_loss = metrics.get("train_loss"), metrics.get("val_loss")
+    which = f"training loss {loss}" if not math.isfinite(float(loss)) else f"validation loss {val_loss}"
+    return f"diverged at epoch {metrics.get('epoch')} ({which})"
 
 
 def fetch_checkpoint(checkpoint_path: str, destination: Path) -> Path:
@@ -156,6 +191,12 @@ def _relay(queue: Queue, log: Path, sink: EpochSink) -> Iterator[None]:
         thread.join()
 
 
+def _last_logged(log: Path) -> dict:
+    """The last epoch's metrics in a run's ``metrics.jsonl`` ({} when none were logged)."""
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
 def run_training(
     config: TrialConfig, results_dir: Path, name: str, scaling: ray.train.ScalingConfig, sink: EpochSink, local: bool
 ) -> RunOutcome:
@@ -171,11 +212,17 @@ def run_training(
         with _relay(queue, folder / METRICS_FILE, sink):
             result = trainer.fit()
     except ray.train.TrainingFailedError as err:
-        raise RunFailed(f"training run {name} failed: {err}; its folder is {folder}") from None
+        raise RunFailed(f"training run {name} failed: {failure_reason(err)}; its folder is {folder}") from None
     except (KeyboardInterrupt, SystemExit):  # Ray Train aborts the run on Ctrl+C, then exits
         raise RunInterrupted(f"training run {name} stopped; its checkpoints so far are in {folder}") from None
     finally:
         queue.shutdown(force=True)
+    diverged = divergence_message(_last_logged(folder / METRICS_FILE))  # result.metrics: the last checkpoint's
+    if diverged:
+        raise RunFailed(
+            f"training run {name} {diverged}: nothing selected; lower train.lr or set train.grad_clip_norm "
+            f"(checkpoints of the epochs before it are in {folder})"
+        )
     metric = selection_metric(config.model_dump(mode="json"))
     ranked = sorted(result.best_checkpoints or [], key=lambda pair: (pair[1][metric], pair[1]["epoch"]))
     if not ranked:

@@ -2,8 +2,14 @@
 
 It builds the worker's loaders and :class:`~raycifar.loop.Training`, resumes from the run's
 last checkpoint when Ray Train restarted it, and every epoch reports the metrics of
-:meth:`~raycifar.loop.Training.run_epoch` (plus ``world_size``) with a checkpoint written
-by rank 0.
+:meth:`~raycifar.loop.Training.run_epoch` (plus ``world_size`` and ``resumed_from_epoch``:
+the checkpoint epoch this worker group started from, 0 for a fresh start) with a checkpoint
+written by rank 0.
+
+Faults: an epoch that diverged (``diverged`` in its metrics) is reported without a
+checkpoint and the run ends there, normally, so that Ray Train does not retry it; a
+checkpoint that cannot be written raises :class:`CheckpointNotWritten` (one line), which
+Ray Train retries like any worker crash (``FailureConfig.max_failures``).
 """
 
 from __future__ import annotations
@@ -18,7 +24,17 @@ import torch
 
 from raycifar.config import TrialConfig
 from raycifar.data.loaders import make_loaders
-from raycifar.loop import EVAL_BATCH_SIZE, Training, global_settings
+from raycifar.loop import DIVERGED, EVAL_BATCH_SIZE, Training, global_settings
+
+
+class CheckpointNotWritten(Exception):
+    """Rank 0 could not write (or upload) an epoch's checkpoint; the message is one line."""
+
+
+def describe_os_error(err: OSError) -> str:
+    """An OSError in one line: its reason and the path, without a traceback."""
+    reason = err.strerror or (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return f"{reason}: {err.filename}" if err.filename else reason
 
 
 def _restore(training: Training) -> int:
@@ -35,9 +51,14 @@ def _report(metrics: dict, training: Training, rank: int) -> None:
     if rank != 0:
         ray.train.report(metrics)
         return
-    with tempfile.TemporaryDirectory() as folder:
-        training.save(Path(folder), metrics["epoch"])
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            training.save(Path(folder), metrics["epoch"])
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+    except OSError as err:  # a full disk, a file where a folder should be, a lost mount
+        raise CheckpointNotWritten(
+            f"the checkpoint of epoch {metrics['epoch']} could not be written ({describe_os_error(err)})"
+        ) from None
 
 
 def train_loop_per_worker(config_dict: dict) -> None:
@@ -54,5 +75,8 @@ def train_loop_per_worker(config_dict: dict) -> None:
         training = Training(config, train_loader, val_loader, device, wrap=ray.train.torch.prepare_model)
         start_epoch = _restore(training)
         for epoch in range(start_epoch, config.train.epochs):
-            metrics = {**training.run_epoch(epoch), "world_size": world_size}
+            metrics = {**training.run_epoch(epoch), "world_size": world_size, "resumed_from_epoch": start_epoch}
+            if metrics.get(DIVERGED):  # every rank saw it at the same step (raycifar.loop)
+                ray.train.report(metrics)
+                return
             _report(metrics, training, rank)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raycifar.selection import Candidate, TrialHistory, candidates, select_best
+from raycifar.selection import Candidate, TrialHistory, candidates, good_results, select_best
 
 
 def epochs(*val_accs: float, trial: str, keep: bool = True) -> list[dict]:
@@ -73,3 +73,26 @@ def test_counts_of_stopped_early_and_failed_trials() -> None:
     selection = select_best(grid, everything_exists)
     assert (selection.trials, selection.stopped_early, selection.failed) == (5, 2, 2)
     assert selection.best.trial_id == "full"
+
+
+def test_a_trial_that_diverged_is_never_selected_not_even_its_good_epochs() -> None:
+    diverged = [
+        {"epoch": 1, "val_acc": 0.90, "checkpoint_path": "/ckpt/a/1"},  # a good epoch, the best of all
+        {"epoch": 2, "val_acc": 0.95, "checkpoint_path": "/ckpt/a/2", "diverged": True},  # flagged
+    ]
+    grid = [
+        TrialHistory("a", 3, diverged),
+        TrialHistory("b", 3, epochs(0.50, 0.60, trial="b")),  # stopped early at 2 of 3
+        TrialHistory("c", 3, [{"epoch": 1, "val_acc": 0.80, "checkpoint_path": "/ckpt/c/1"},
+                              {"epoch": 2, "val_acc": float("nan"), "checkpoint_path": "/ckpt/c/2"}]),  # fmt: skip
+    ]
+    selection = select_best(grid, everything_exists)
+    assert selection.best == Candidate("b", 2, 0.60, "/ckpt/b/2")
+    assert (selection.diverged, selection.stopped_early, selection.failed) == (2, 1, 0)
+    assert [(c.trial_id, c.epoch) for c in candidates(grid)] == [("b", 2), ("b", 1)]
+
+
+def test_a_sweep_whose_only_trial_diverged_has_nothing_to_promote_and_keeps_its_last_good_epoch() -> None:
+    results = [*epochs(0.70, trial="a"), {"epoch": 2, "val_acc": float("nan"), "diverged": True}]
+    assert select_best([TrialHistory("a", 3, results)], everything_exists).best is None
+    assert good_results(results) == results[:1]

@@ -127,7 +127,7 @@ def test_the_json_shape(results: Path) -> None:
         "counts", "best_val_acc", "resumable",
     }  # fmt: skip
     assert set(sweep["trials"][0]) == {
-        "trial_id", "state", "model", "params", "epoch", "epochs", "val_acc", "best_val_acc", "error_file",
+        "trial_id", "state", "model", "params", "epoch", "epochs", "val_acc", "best_val_acc", "error_file", "reason",
     }  # fmt: skip
 
 
@@ -375,3 +375,22 @@ def test_a_refused_or_unreachable_dashboard_is_one_line_and_exit_2(
     code, output = status("--results-dir", str(results), "--dashboard-url", "http://127.0.0.1:9")
     assert code == 2 and "cannot reach the Ray dashboard" in output
     assert len([line for line in output.splitlines() if line.strip()]) == 1
+
+
+def test_a_diverged_trial_shows_its_last_good_epoch_and_why_it_ended(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    recorder = start_record(results, "nan-sweep", planned=2)
+    for trial_id in ("d1", "d2"):
+        folder = write_trial(recorder.sweep_dir, trial_id, 4, [0.3, 0.45, float("nan")])
+        with (folder / "result.json").open("a") as stream:  # the diverged epoch says so
+            stream.write(json.dumps({"epoch": 4, "val_acc": 0.9, "diverged": True}) + "\n")
+    recorder.trial_started("d1", trial_config(4), model="recorded-w8")
+    recorder.trial_ended("d1", "diverged", reason="diverged at epoch 3 (training loss nan)")
+    (sweep,) = status_json(results)["sweeps"]
+    by_id = {t["trial_id"]: t for t in sweep["trials"]}
+    # d1 from the record, d2 (no record entry) from its files alone
+    assert [by_id[t]["state"] for t in ("d1", "d2")] == ["diverged", "diverged"]
+    assert [(by_id[t]["epoch"], by_id[t]["val_acc"], by_id[t]["best_val_acc"]) for t in ("d1", "d2")] == [(2, 0.45, 0.45)] * 2
+    assert sweep["best_val_acc"] == 0.45
+    code, output = status("--results-dir", str(results), "--sweep", "nan-sweep")
+    assert code == 0 and "trial d1 diverged at epoch 3 (training loss nan)" in output

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -43,8 +44,9 @@ class _SweepLine:
         best = "-" if best_val_acc is None else f"{best_val_acc:.4f}"
         self.progress.update(self.task, completed=done, description=f"trials: {running} running · best val_acc {best}")
 
-    def trial_failed(self, trial_id: str, error_file: str | None) -> None:
-        self.progress.console.print(f"[yellow]trial {trial_id} failed[/] (see {error_file or 'its error.txt'})")
+    def trial_failed(self, trial_id: str, error_file: str | None, what: str | None = None) -> None:
+        see = f" (see {error_file})" if error_file else ""
+        self.progress.console.print(f"[yellow]trial {trial_id}[/] {escape(what or 'failed')}{see}", highlight=False)
 
 
 class _EpochLines:
@@ -125,6 +127,7 @@ def sweep(
     wandb: Annotated[WandbMode, typer.Option(help="W&B logging per trial: offline (default, no network), online (needs WANDB_API_KEY), off.")] = "offline",
     dashboard: Annotated[bool, typer.Option(help="Print the local Ray's dashboard URL (the dashboard runs either way: Ray Train needs its state API to free the CPUs of stopped trials).")] = True,
     name: Annotated[Optional[str], typer.Option(help="Sweep name. Default: <space>-<date>-<time>.")] = None,
+    max_failures: Annotated[int, typer.Option(min=0, help="Restart a trial whose worker crashed (killed, out of memory, lost node) from its last checkpoint up to this many times; then it fails and the others go on.")] = 2,
     loader: Annotated[Optional[LoaderName], typer.Option(help="Data loader. Default: the space file's loader (device).")] = None,
     dataset: Annotated[Optional[DatasetName], typer.Option(help="Dataset. Default: the space file's dataset (cifar10).")] = None,
     label_mode: Annotated[Optional[LabelMode], typer.Option(help="CIFAR-100 labels: fine (100 classes) or coarse (20). Default: the space file's (fine).")] = None,
@@ -151,6 +154,7 @@ def sweep(
         space=space, data_dir=resolve_data_dir(data_dir), results_dir=results_dir.expanduser().resolve(),
         num_samples=num_samples, max_epochs=max_epochs, seed=seed, address=address,
         max_concurrent_trials=max_concurrent_trials, wandb=wandb, dashboard=dashboard, name=name, download=download,
+        max_failures=max_failures,
         overrides={key: value for key, value in given.items() if value is not None},
         searcher=searcher, max_trials=max_trials, time_budget_s=budget_s,
         resources=RunResources(
@@ -168,6 +172,7 @@ def sweep(
 _RESUME_COMPARED = (
     "space", "data_dir", "num_samples", "max_epochs", "cpus_per_trial", "gpus_per_trial", "workers_per_trial",
     "seed", "max_concurrent_trials", "wandb", "loader", "dataset", "label_mode", "searcher", "max_trials",
+    "max_failures",
 )
 _NOT_WITH_RESUME = ("name", "download")
 
