@@ -76,6 +76,7 @@ class SweepRequest:
     name: str | None = None
     download: bool = False
     overrides: dict[str, str] = field(default_factory=dict)  # space keys set by --loader/--dataset/--label-mode
+    scheduler: str | None = None  # --scheduler: replaces the space's scheduler.name
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
     display = display or Quiet()
     results_dir = request.results_dir
     loaded = load_space(request.space, request.overrides)
+    if request.scheduler is not None:
+        loaded = _with_scheduler(loaded, request.scheduler, display)
     check_mode(request.wandb)
     name = check_name(request.name or f"{loaded.name}-{datetime.now():%Y%m%d-%H%M%S}")
     if (results_dir / "sweeps" / name).exists():
@@ -113,12 +116,24 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
         f"sweep {name}: {len(draws.configs)} trials from {loaded.path}, {min(sizes):,}–{max(sizes):,} params "
         f"(budget {loaded.spec.budget:,}; {draws.redrawn} over-budget draws redrawn)"
     )
-    return _run_sweep(request, name, draws.configs, loaded.spec.scheduler, display)
+    return _run_sweep(request, name, draws.configs, loaded.spec, display)
 
 
-def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], scheduler: Any, display: Display) -> SweepResult:
+def _with_scheduler(loaded: Any, name: str, display: Display) -> Any:
+    """The loaded space under ``--scheduler name``; says which of the file's settings it drops."""
+    from raycifar.space_file import with_scheduler
+
+    spec, dropped = with_scheduler(loaded.spec, name, str(loaded.path))
+    if dropped:
+        display.info(f"--scheduler {name}: not using the space's {', '.join('scheduler.' + k for k in dropped)}")
+    return replace(loaded, spec=spec)
+
+
+def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], spec: Any, display: Display) -> SweepResult:
     from raycifar import sweep
     from raycifar.ray_session import disconnect
+    from raycifar.schedulers import label
+    from raycifar.space_file import pbt_dimensions
     from raycifar.sweep_record import SweepRecorder
 
     if request.wandb == "offline":
@@ -130,10 +145,10 @@ def _run_sweep(request: SweepRequest, name: str, configs: list[TrialConfig], sch
     try:
         _connect(request.address, request.dashboard, display)
         with display.sweep_progress(len(configs)) as progress:
-            outcome = sweep.run_sweep(configs, scheduler, options, progress)
+            outcome = sweep.run_sweep(configs, spec.scheduler, options, progress, pbt_dimensions(spec))
         display.info(
             f"sweep finished in {outcome.wall_seconds:.0f} s: {outcome.trials} trials, "
-            f"{outcome.stopped_early} stopped early by ASHA, {outcome.failed} failed; "
+            f"{outcome.stopped_early} stopped early by {label(spec.scheduler)}, {outcome.failed} failed; "
             f"best val_acc {outcome.best_val_acc:.4f} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
         )
         from raycifar.promote_sweep import sweep_costs

@@ -1,8 +1,9 @@
 """The sweep: Ray Tune runs one function trial per drawn config, each fitting its own Ray
-Train ``TorchTrainer`` (:func:`raycifar.train_run.make_trainer`); ASHA stops weak trials
-early on ``val_acc``, and :mod:`raycifar.selection` picks the best epoch at the end.
+Train ``TorchTrainer`` (:func:`raycifar.train_run.make_trainer`); the space's scheduler
+(:mod:`raycifar.schedulers`: ASHA by default) stops weak trials early on ``val_acc`` or, for
+PBT, clones strong ones, and :mod:`raycifar.selection` picks the best epoch at the end.
 
-This is the only module that imports ``ray.tune``: the next Ray API change touches one file.
+This module and :mod:`raycifar.schedulers` are the only ones that import ``ray.tune``.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ import ray
 import ray.train
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
 from raycifar.config import TrialConfig
 from raycifar.display import ProgressSink
 from raycifar.errors import Interrupted, RunFailed
 from raycifar.ray_session import RunResources, concurrent_runs, resolve_gpus
+from raycifar.schedulers import accepts_searcher, make_scheduler, population_space, run_population_trial
 from raycifar.selection import Selection, TrialHistory, select_best
-from raycifar.space_file import SchedulerSettings
+from raycifar.space_file import Dimension, SchedulerSettings
 from raycifar.sweep_record import TRIAL_DIR_PREFIX, SweepRecorder, completion_state
 from raycifar.train_backend import ray_is_local
 from raycifar.train_run import make_trainer, scaling_config
@@ -141,11 +142,19 @@ class _ProgressCallback(tune.Callback):
         self._finish(trial)
 
 
-def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float):
-    """The Tune function trial: fits one TorchTrainer on the trial's config."""
+def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float, scheduler: SchedulerSettings):
+    """The Tune function trial: fits one TorchTrainer on the trial's config (its Train run
+    is named after the trial). Under PBT it reports Tune checkpoints itself and starts each
+    exploit generation from the donor's (:func:`raycifar.schedulers.run_population_trial`)."""
     scaling, local = scaling_config(options.resources, gpus), ray_is_local(options.address)
 
     def run_trial(config: dict) -> None:
+        if scheduler.name == "pbt":
+            def fit(name: str, init: str | None, callbacks: list) -> None:
+                make_trainer(config, name, train_storage, scaling, callbacks, local, init_checkpoint=init).fit()
+
+            run_population_trial(config, train_storage, scheduler.perturbation_interval, fit)
+            return
         trial_id = tune.get_context().get_trial_id()
         make_trainer(config, trial_id, train_storage, scaling, [TuneReportCallback()], local).fit()
 
@@ -182,8 +191,10 @@ def run_sweep(
     scheduler: SchedulerSettings,
     options: SweepOptions,
     progress: ProgressSink,
+    mutations: dict[str, Dimension] | None = None,
 ) -> SweepOutcome:
-    """Run every config as a Tune trial under ASHA (Ray must be connected) and find the best epoch."""
+    """Run every config as a Tune trial under ``scheduler`` (Ray must be connected) and find
+    the best epoch. ``mutations``: what PBT perturbs (:func:`raycifar.space_file.pbt_dimensions`)."""
     started = time.monotonic()
     gpus = resolve_gpus(options.resources, local=options.address is None)
     concurrent = concurrent_runs(options.resources, gpus, options.max_concurrent_trials)
@@ -192,21 +203,18 @@ def run_sweep(
         storage / options.sweep_name, options.sweep_name, configs[0].space, len(configs), scheduler=scheduler.model_dump()
     )
     tracker = _ProgressCallback(progress, recorder)
-    max_epochs = max(c.train.epochs for c in configs)
-    asha = ASHAScheduler(
-        time_attr="epoch",
-        max_t=max_epochs,
-        grace_period=min(scheduler.grace_period, max_epochs),
-        reduction_factor=scheduler.reduction_factor,
-    )
+    trial_scheduler = make_scheduler(scheduler, max(c.train.epochs for c in configs), mutations)
+    drawn = [c.model_dump(mode="json") for c in configs]
+    population = None if accepts_searcher(scheduler) else population_space(drawn)  # PBT refuses searchers
     tuner = tune.Tuner(
-        _make_trial_function(options, storage / options.sweep_name / "train_runs", gpus),
+        _make_trial_function(options, storage / options.sweep_name / "train_runs", gpus, scheduler),
+        param_space=population,
         tune_config=tune.TuneConfig(
             metric="val_acc",
             mode="max",
-            scheduler=asha,
-            search_alg=_PresetConfigs([c.model_dump(mode="json") for c in configs]),
-            num_samples=len(configs),
+            scheduler=trial_scheduler,
+            search_alg=None if population else _PresetConfigs(drawn),
+            num_samples=1 if population else len(configs),
             max_concurrent_trials=concurrent,
             trial_dirname_creator=_trial_dirname,
         ),

@@ -29,7 +29,7 @@ from raycifar.display import EpochSink
 from raycifar.errors import Interrupted, RunFailed, UserError
 from raycifar.ray_session import RunResources
 from raycifar.train_backend import torch_config
-from raycifar.worker import train_loop_per_worker
+from raycifar.worker import INIT_CHECKPOINT_KEY, train_loop_per_worker
 
 RUNS_DIR = "runs"
 METRICS_FILE = "metrics.jsonl"
@@ -53,18 +53,26 @@ def selection_metric(config: dict) -> str:
 
 
 def make_trainer(
-    config: dict, name: str, storage: Path, scaling: ray.train.ScalingConfig, callbacks: list, local: bool
+    config: dict,
+    name: str,
+    storage: Path,
+    scaling: ray.train.ScalingConfig,
+    callbacks: list,
+    local: bool,
+    init_checkpoint: str | None = None,
 ) -> TorchTrainer:
     """The Ray Train run of one trial config (a :class:`TrialConfig` as JSON values) under
     ``storage/name``: a sweep trial or ``raycifar train``. It keeps the
-    :data:`CHECKPOINTS_KEPT` best checkpoints by :func:`selection_metric`.
+    :data:`CHECKPOINTS_KEPT` best checkpoints by :func:`selection_metric` (and the latest).
 
     ``local``: Ray runs on this machine only; the workers' torch process group then listens
-    on loopback (:mod:`raycifar.train_backend`).
+    on loopback (:mod:`raycifar.train_backend`). ``init_checkpoint``: a checkpoint path
+    (another run's, e.g. a PBT donor's) the workers start from while this run has none of its own.
     """
+    loop_config = {**config, INIT_CHECKPOINT_KEY: init_checkpoint} if init_checkpoint else config
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=config,
+        train_loop_config=loop_config,
         torch_config=torch_config(local),
         scaling_config=scaling,
         run_config=ray.train.RunConfig(

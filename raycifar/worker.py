@@ -1,7 +1,8 @@
 """The Ray Train worker entry point: each worker of a trial runs :func:`train_loop_per_worker`.
 
 It builds the worker's loaders and :class:`~raycifar.loop.Training`, resumes from the run's
-last checkpoint when Ray Train restarted it, and every epoch reports the metrics of
+last checkpoint when Ray Train restarted it (or starts from the loop config's
+``init_checkpoint``, a PBT donor's, when the run has none), and every epoch reports the metrics of
 :meth:`~raycifar.loop.Training.run_epoch` (plus ``world_size``) with a checkpoint written
 by rank 0.
 """
@@ -20,10 +21,15 @@ from raycifar.config import TrialConfig
 from raycifar.data.loaders import make_loaders
 from raycifar.loop import EVAL_BATCH_SIZE, Training, global_settings
 
+INIT_CHECKPOINT_KEY = "init_checkpoint"  # in a loop config: a checkpoint path to start from (PBT)
 
-def _restore(training: Training) -> int:
-    """Load the last reported checkpoint, if this trial was restarted; returns the next epoch."""
+
+def _restore(training: Training, init_checkpoint: str | None) -> int:
+    """Load the run's last reported checkpoint if it was restarted, else ``init_checkpoint``
+    (a path; another run's, e.g. a PBT donor's) if given; returns the next epoch (0: none)."""
     checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and init_checkpoint:
+        checkpoint = ray.train.Checkpoint(init_checkpoint)
     if checkpoint is None:
         return 0
     with checkpoint.as_directory() as folder:
@@ -42,6 +48,8 @@ def _report(metrics: dict, training: Training, rank: int) -> None:
 
 def train_loop_per_worker(config_dict: dict) -> None:
     """Ray Train entry point: train one trial config, reporting and checkpointing every epoch."""
+    config_dict = dict(config_dict)
+    init_checkpoint = config_dict.pop(INIT_CHECKPOINT_KEY, None)
     config = TrialConfig.model_validate(config_dict)
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
@@ -52,7 +60,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
     train_loader, val_loader = make_loaders(config, device, rank, world_size, max(1, int(cpus)), EVAL_BATCH_SIZE)
     with global_settings(config.train, config.seed):
         training = Training(config, train_loader, val_loader, device, wrap=ray.train.torch.prepare_model)
-        start_epoch = _restore(training)
+        start_epoch = _restore(training, init_checkpoint)
         for epoch in range(start_epoch, config.train.epochs):
             metrics = {**training.run_epoch(epoch), "world_size": world_size}
             _report(metrics, training, rank)

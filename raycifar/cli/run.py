@@ -26,6 +26,7 @@ from raycifar.cli.common import (
 )
 from raycifar.config import LoaderName, TrainOn
 from raycifar.data.catalog import DatasetName, LabelMode
+from raycifar.space_file import SchedulerName
 from raycifar.wandb_log import WandbMode
 
 
@@ -124,9 +125,10 @@ def sweep(
     loader: Annotated[Optional[LoaderName], typer.Option(help="Data loader. Default: the space file's loader (device).")] = None,
     dataset: Annotated[Optional[DatasetName], typer.Option(help="Dataset. Default: the space file's dataset (cifar10).")] = None,
     label_mode: Annotated[Optional[LabelMode], typer.Option(help="CIFAR-100 labels: fine (100 classes) or coarse (20). Default: the space file's (fine).")] = None,
+    scheduler: Annotated[Optional[SchedulerName], typer.Option(help="Tune scheduler: asha, hyperband, median, pbt or fifo. Default: the space file's scheduler.name (asha); the file's settings for other schedulers are not used.")] = None,
     output_format: FormatOption = "table",
 ) -> None:
-    """Run an ASHA sweep of a search space on Ray, then promote the best model to the leaderboard."""
+    """Run a sweep of a search space on Ray (ASHA unless the space or --scheduler says otherwise), then promote the best model to the leaderboard."""
     from raycifar.pipeline import SweepRequest, sweep_and_promote
     from raycifar.ray_session import RunResources
 
@@ -135,7 +137,7 @@ def sweep(
         space=space, data_dir=resolve_data_dir(data_dir), results_dir=results_dir.expanduser().resolve(),
         num_samples=num_samples, max_epochs=max_epochs, seed=seed, address=address,
         max_concurrent_trials=max_concurrent_trials, wandb=wandb, dashboard=dashboard, name=name, download=download,
-        overrides={key: value for key, value in given.items() if value is not None},
+        overrides={key: value for key, value in given.items() if value is not None}, scheduler=scheduler,
         resources=RunResources(
             workers=workers_per_trial, cpus=cpus_per_trial, gpus=gpus_per_trial,
             cpu_request=f"--cpus-per-trial {cpus_per_trial:g}", gpu_request=f"--gpus-per-trial {gpus_per_trial or 0:g}",
