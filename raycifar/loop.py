@@ -41,6 +41,7 @@ from raycifar.models import build_model
 
 STATE_FILE = "train_state.pt"
 EVAL_BATCH_SIZE = 500
+LR_CONSTANTS = ("initial_lr", "max_lr", "min_lr")  # what the schedules store in each optimizer group
 ONECYCLE_DEFAULT_WARMUP = 0.3  # share of the steps spent warming up when warmup_epochs is 0
 DIVERGENCE_CHECK_EVERY = 50  # optimizer steps between checks of the summed loss (each syncs the device once)
 DIVERGED = "diverged"  # the metric that marks a diverged epoch (True); absent otherwise
@@ -415,7 +416,13 @@ class Training:
         torch.save(state, folder / STATE_FILE)
 
     def load(self, folder: Path) -> int:
-        """Restore what :meth:`save` wrote; returns the next epoch to train."""
+        """Restore what :meth:`save` wrote; returns the next epoch to train.
+
+        The learning rate and weight decay stay this config's: a checkpoint of another
+        config (a PBT donor's, whose values PBT then perturbed) gives the state (weights,
+        optimizer moments, schedule position, EMA) but not these hyperparameters.
+        """
+        own = self._hyperparameters()
         device = str(self.runtime.device)
         exported = load_weights(folder, device)
         state = torch.load(folder / STATE_FILE, map_location=device, weights_only=True)
@@ -427,4 +434,20 @@ class Training:
             self.net.load_state_dict(exported)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        self._keep_hyperparameters(*own)
         return int(state["epoch"])
+
+    def _hyperparameters(self) -> tuple[list[dict], list[float]]:
+        """Per optimizer group, this config's schedule constants and weight decay; the schedule's base rates."""
+        keys = (*LR_CONSTANTS, "weight_decay")
+        groups = [{key: group[key] for key in keys if key in group} for group in self.optimizer.param_groups]
+        return groups, list(self.schedule.base_lrs)
+
+    def _keep_hyperparameters(self, groups: list[dict], base_lrs: list[float]) -> None:
+        """After loading a checkpoint: put back ``groups`` and ``base_lrs`` (see
+        :meth:`_hyperparameters`), scaling each current learning rate by the ratio of the
+        peak rates so the loaded schedule position stays where it was."""
+        for group, own in zip(self.optimizer.param_groups, groups, strict=True):
+            group["lr"] *= own["initial_lr"] / group["initial_lr"]
+            group.update(own)
+        self.schedule.base_lrs = base_lrs

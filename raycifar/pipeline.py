@@ -81,6 +81,7 @@ class SweepRequest:
     max_trials: int | None = None  # a cap on the trials, whatever num_samples says
     time_budget_s: float | None = None  # from the command's start: no trial runs past it
     max_failures: int = 2  # restarts of a crashed trial from its last checkpoint (raycifar.train_run.MAX_FAILURES)
+    scheduler: str | None = None  # --scheduler: replaces the space's scheduler.name
 
 
 @dataclass(frozen=True)
@@ -97,14 +98,17 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
     """Validate, plan the search, run the sweep on Ray, and promote its best checkpoint."""
     from raycifar.ray_session import prepare_environment
     from raycifar.space import load_space, sample_configs
-    from raycifar.sweep_plan import longest_trial, trial_count, with_searcher
+    from raycifar.sweep_plan import check_scheduler_fits, longest_trial, trial_count, with_searcher
 
     started = time.monotonic()
     prepare_environment(request.address)  # before anything imports Ray: it reads these settings once
     display = display or Quiet()
     results_dir = request.results_dir
     loaded = with_searcher(load_space(request.space, request.overrides), request.searcher)
+    if request.scheduler is not None:
+        loaded = _with_scheduler(loaded, request.scheduler, display)
     count = trial_count(loaded, request.num_samples, request.max_trials, request.time_budget_s)
+    check_scheduler_fits(loaded, count)
     check_mode(request.wandb)
     name = check_name(request.name or f"{loaded.name}-{datetime.now():%Y%m%d-%H%M%S}")
     if (results_dir / "sweeps" / name).exists():
@@ -135,13 +139,23 @@ def _plan_line(name: str, space: Any, count: Any) -> str:
     )
 
 
+def _with_scheduler(loaded: Any, name: str, display: Display) -> Any:
+    """The loaded space under ``--scheduler name``; says which of the file's settings it drops."""
+    from raycifar.space_file import with_scheduler
+
+    spec, dropped = with_scheduler(loaded.spec, name, str(loaded.path))
+    if dropped:
+        display.info(f"--scheduler {name}: not using the space's {', '.join('scheduler.' + k for k in dropped)}")
+    return replace(loaded, spec=spec)
+
+
 def _run_sweep(
     request: SweepRequest, name: str, space: Any, trials: int | None, max_epochs: int, started: float,
     display: Display, resume: Any = None,
 ) -> SweepResult:
     from raycifar import sweep
     from raycifar.ray_session import disconnect
-    from raycifar.search import Search
+    from raycifar.schedulers import label
     from raycifar.sweep_record import SweepRecorder
 
     if request.wandb == "offline":
@@ -154,16 +168,13 @@ def _run_sweep(
     sweep_dir = request.results_dir / "sweeps" / name
     try:
         _connect(request.address, request.dashboard, display)
-        search = Search.on_disk(  # on a resume: the study as saved, read for its Pareto set
-            space, space.spec.searcher, request.seed, request.data_dir, request.max_epochs, sweep_dir, trials
-        )
         budget = (
             None if request.time_budget_s is None else max(1.0, request.time_budget_s - (time.monotonic() - started))
         )
-        plan = sweep.SweepPlan(search, trials, max_epochs, budget)
+        plan = _plan(request, space, sweep_dir, trials, max_epochs, budget, resume is not None)
         with display.sweep_progress(trials) as progress:
             outcome = sweep.run_sweep(plan, space.spec.scheduler, options, progress, resume)
-        display.info(_outcome_line(outcome, search.infeasible))
+        display.info(_outcome_line(outcome, plan.search.infeasible, label(space.spec.scheduler)))
         for problem in outcome.problems:
             display.info(f"  {problem}")
         from raycifar.promote_sweep import sweep_costs
@@ -180,11 +191,33 @@ def _run_sweep(
     return SweepResult(name, outcome, row, _write_sweep_report(request.results_dir, name, display))
 
 
-def _outcome_line(outcome: Any, infeasible: int) -> str:
+def _plan(
+    request: SweepRequest, space: Any, sweep_dir: Path, trials: int | None, max_epochs: int,
+    budget: float | None, resumed: bool,
+) -> Any:
+    """The :class:`raycifar.sweep.SweepPlan`: the study of the space's searcher (on a resume:
+    the study as saved, read for its Pareto set); under PBT, which takes no searcher, the
+    first population drawn at random instead."""
+    from raycifar.search import Search
+    from raycifar.space_file import pbt_dimensions
+    from raycifar.sweep import SweepPlan
+
+    spec = space.spec
+    if spec.scheduler.name != "pbt":
+        search = Search.on_disk(
+            space, spec.searcher, request.seed, request.data_dir, request.max_epochs, sweep_dir, trials
+        )
+        return SweepPlan(search, trials, max_epochs, budget)
+    search = Search.in_memory(space, "random", request.seed, request.data_dir, request.max_epochs)
+    population = None if resumed else [search.propose().config for _ in range(trials or 0)]
+    return SweepPlan(search, trials, max_epochs, budget, population, pbt_dimensions(spec))
+
+
+def _outcome_line(outcome: Any, infeasible: int, scheduler: str) -> str:
     ended = "ended by its time budget after" if outcome.out_of_time else "finished in"
     return (
         f"sweep {ended} {outcome.wall_seconds:.0f} s: {outcome.trials} trials, "
-        f"{outcome.stopped_early} stopped early, {outcome.failed} failed, {outcome.diverged} diverged, "
+        f"{outcome.stopped_early} stopped early by {scheduler}, {outcome.failed} failed, {outcome.diverged} diverged, "
         f"{infeasible} over-budget proposals "
         f"refused; best val_acc {outcome.best_val_acc:.4f} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
     )

@@ -280,11 +280,51 @@ the model is the largest within the budget (see :mod:`raycifar.budget`).
 """
 
 
-class SchedulerSettings(_Strict):
-    """ASHA settings: rungs at ``grace_period * reduction_factor**k`` epochs."""
+SchedulerName = Literal["asha", "hyperband", "median", "pbt", "fifo"]
+SCHEDULER_KEYS: dict[str, tuple[str, ...]] = {
+    "asha": ("grace_period", "reduction_factor"),
+    "hyperband": ("reduction_factor",),
+    "median": ("grace_period", "min_samples_required"),
+    "pbt": ("perturbation_interval", "quantile_fraction", "resample_probability", "synch"),
+    "fifo": (),
+}
+"""The settings each scheduler takes (see :mod:`raycifar.schedulers`); times are in epochs."""
+EQUAL_EPOCHS_SCHEDULERS = ("asha", "hyperband")  # their rungs compare trials at equal epochs
 
+
+class SchedulerSettings(_Strict):
+    """The Tune scheduler of a sweep and its settings; every time is in epochs.
+
+    ``asha``: rungs at ``grace_period * reduction_factor**k`` epochs. ``hyperband``: brackets
+    shrinking by ``reduction_factor``. ``median``: stop a trial below the median of the
+    others' running averages after ``grace_period`` epochs, once ``min_samples_required``
+    trials reported. ``pbt``: every ``perturbation_interval`` epochs the bottom
+    ``quantile_fraction`` copy a top trial's checkpoint and perturb its hyperparameters
+    (resampled with ``resample_probability``; ``synch``: wait for the whole population).
+    ``fifo``: no early stopping. A key set for another scheduler is an error.
+    """
+
+    name: SchedulerName = "asha"
     grace_period: PositiveInt = 1
     reduction_factor: Annotated[int, Field(ge=2)] = 2
+    min_samples_required: PositiveInt = 3
+    perturbation_interval: PositiveInt = 1
+    quantile_fraction: Annotated[float, Field(gt=0.0, le=0.5)] = 0.25
+    resample_probability: Annotated[float, Field(ge=0.0, le=1.0)] = 0.25
+    synch: bool = False
+
+    @model_validator(mode="after")
+    def _settings_of_this_scheduler(self) -> SchedulerSettings:
+        for key in sorted(self.model_fields_set - {"name"}):
+            if key not in SCHEDULER_KEYS[self.name]:
+                owners = " and ".join(name for name, keys in SCHEDULER_KEYS.items() if key in keys)
+                takes = ", ".join(SCHEDULER_KEYS[self.name]) or "no settings"
+                raise ValueError(f"{key} is a setting of {owners}, not of {self.name} ({self.name} takes {takes})")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """The settings the file set (``name`` aside), as written."""
+        return {key: getattr(self, key) for key in sorted(self.model_fields_set - {"name"})}
 
 
 SearcherName = Literal["random", "grid", "tpe", "qmc", "nsga2"]
@@ -378,6 +418,58 @@ class SpaceFile(_Strict):
                         )
         ordered_dimensions(self)  # refuses cycles
         return self
+
+    @model_validator(mode="after")
+    def _epochs_fit_the_scheduler(self) -> SpaceFile:
+        name, epochs = self.scheduler.name, self.train.epochs
+        if name in EQUAL_EPOCHS_SCHEDULERS and _searched(epochs):
+            raise ValueError(
+                f"train.epochs: {epochs.describe()} is sampled, but scheduler {name} compares trials at equal "
+                f"epochs and a trial's learning-rate schedule spans its own epochs: give epochs one value "
+                f"(or use scheduler median, pbt or fifo)"
+            )
+        if name == "pbt":
+            searched = [key for key in PBT_KEYS if _searched(getattr(self.train, key))]
+            if not searched:
+                raise ValueError(
+                    f"scheduler pbt perturbs {', '.join('train.' + key for key in PBT_KEYS)} where the space "
+                    f"searches them; this space searches none: give one a sampler (e.g. lr: {{loguniform: [0.02, 0.2]}})"
+                )
+            if self.scheduler.perturbation_interval >= max(epochs.values()):
+                raise ValueError(
+                    f"scheduler.perturbation_interval {self.scheduler.perturbation_interval} is not below "
+                    f"train.epochs {epochs.describe()}: PBT would never perturb"
+                )
+        return self
+
+
+PBT_KEYS = ("lr", "weight_decay", "label_smoothing", "mixup_alpha")
+"""The training keys PBT perturbs, where the space searches them."""
+
+
+def _searched(dimension: Dimension) -> bool:
+    return dimension.may_differ(dimension.values()[0])
+
+
+def pbt_dimensions(spec: SpaceFile) -> dict[str, Dimension]:
+    """The :data:`PBT_KEYS` that ``spec`` searches, as ``{"lr": dimension, ...}``."""
+    return {key: getattr(spec.train, key) for key in PBT_KEYS if _searched(getattr(spec.train, key))}
+
+
+def with_scheduler(spec: SpaceFile, name: str, source: str) -> tuple[SpaceFile, list[str]]:
+    """``spec`` under scheduler ``name`` (``--scheduler NAME``), validated again; returns it
+    and the file's scheduler settings that ``name`` does not take (dropped, for a note).
+
+    Raises :class:`UserError` naming ``source`` and the option (an unknown name, or a rule
+    the space breaks under ``name``, e.g. sampled epochs under asha).
+    """
+    given = spec.scheduler.given()
+    kept = {key: value for key, value in given.items() if key in SCHEDULER_KEYS.get(name, ())}
+    try:
+        changed = SpaceFile.model_validate({**dict(spec), "scheduler": {"name": name, **kept}})
+    except ValidationError as err:
+        raise UserError(format_validation_error(f"{source} with --scheduler {name}", err, SpaceFile)) from None
+    return changed, sorted(set(given) - set(kept))
 
 
 def dimensions(spec: SpaceFile) -> Iterator[tuple[str, Dimension]]:

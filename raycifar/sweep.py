@@ -1,6 +1,7 @@
 """The sweep: Ray Tune runs one function trial per drawn config, each fitting its own Ray
-Train ``TorchTrainer`` (:func:`raycifar.train_run.make_trainer`); ASHA stops weak trials
-early on ``val_acc``, and :mod:`raycifar.selection` picks the best epoch at the end.
+Train ``TorchTrainer`` (:func:`raycifar.train_run.make_trainer`); the space's scheduler
+(:mod:`raycifar.schedulers`: ASHA by default) stops weak trials early on ``val_acc`` or, for
+PBT, clones strong ones, and :mod:`raycifar.selection` picks the best epoch at the end.
 
 Faults: Ray Train restarts a trial whose worker crashed from its last checkpoint, up to
 ``SweepOptions.max_failures`` times (Tune itself never retries: a Tune retry would leave an
@@ -9,7 +10,7 @@ one-line reason (:class:`TrialFailed`) in its ``error.txt``, its record entry an
 outcome's ``problems``; a trial whose loss diverged ends in ``diverged`` and is never
 selected. The other trials go on either way.
 
-This is the only module that imports ``ray.tune``: the next Ray API change touches one file.
+This module and :mod:`raycifar.schedulers` are the only ones that import ``ray.tune``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import ray
 import ray.train
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from raycifar.config import TrialConfig
@@ -34,9 +35,10 @@ from raycifar.display import ProgressSink
 from raycifar.errors import Interrupted, RunFailed
 from raycifar.ray_session import RunResources, concurrent_runs, resolve_gpus
 from raycifar.resume import SCHEDULER_STATE_FILE
+from raycifar.schedulers import make_scheduler, population_space, run_population_trial
 from raycifar.search import Search
 from raycifar.selection import Selection, TrialHistory, is_diverged, select_best
-from raycifar.space_file import SchedulerSettings
+from raycifar.space_file import Dimension, SchedulerSettings
 from raycifar.sweep_record import TRIAL_DIR_PREFIX, SweepRecorder, completion_state
 from raycifar.train_backend import ray_is_local
 from raycifar.train_run import MAX_FAILURES, divergence_message, failure_reason, make_trainer, scaling_config
@@ -92,12 +94,15 @@ class TrialFailed(Exception):
 @dataclass(frozen=True)
 class SweepPlan:
     """What a sweep searches: the :class:`Search` proposing its configs, how many trials
-    (None: until ``time_budget_s``), the longest a trial can train, and the time budget."""
+    (None: until ``time_budget_s``), the longest a trial can train, and the time budget.
+    Under PBT, ``population`` holds the trials' first configs, drawn with ``search``."""
 
     search: Search
     trials: int | None
     max_epochs: int
     time_budget_s: float | None = None
+    population: list[TrialConfig] | None = None  # PBT: the first configs, drawn before the sweep (no searcher)
+    mutations: dict[str, Dimension] | None = None  # PBT: the training keys it perturbs, with their ranges
 
 
 class _StudySearcher(Searcher):
@@ -291,12 +296,23 @@ class _SchedulerState(tune.Callback):
             self.scheduler.restore(str(self.path))
 
 
-def _make_trial_function(options: SweepOptions, train_storage: Path, gpus: float, completed: frozenset[str]):
-    """The Tune function trial: fits one TorchTrainer on the trial's config (its Train run
-    resumes from its own last checkpoint); a trial in ``completed`` returns at once."""
+def _make_trial_function(
+    options: SweepOptions, train_storage: Path, gpus: float, completed: frozenset[str], scheduler: SchedulerSettings
+):
+    """The Tune function trial: fits one TorchTrainer on the trial's config (its Train run is
+    named after the trial and resumes from its own last checkpoint); a trial in ``completed``
+    returns at once. Under PBT it reports Tune checkpoints itself and starts each exploit
+    generation from the donor's (:func:`raycifar.schedulers.run_population_trial`)."""
     scaling, local = scaling_config(options.resources, gpus), ray_is_local(options.address)
 
     def run_trial(config: dict) -> None:
+        if scheduler.name == "pbt":
+            def fit(name: str, init: str | None, callbacks: list) -> None:
+                trainer = make_trainer(config, name, train_storage, scaling, callbacks, local, options.max_failures, init)
+                trainer.fit()
+
+            run_population_trial(config, train_storage, scheduler.perturbation_interval, fit)
+            return
         trial_id = tune.get_context().get_trial_id()
         if trial_id in completed:  # it ended after Tune last saved its state (every ~10 s)
             return
@@ -357,7 +373,7 @@ def run_sweep(
     storage = options.results_dir / "sweeps"
     sweep_dir = storage / options.sweep_name
     completed = resume.completed if resume else frozenset()
-    trainable = _make_trial_function(options, sweep_dir / "train_runs", gpus, completed)
+    trainable = _make_trial_function(options, sweep_dir / "train_runs", gpus, completed, scheduler)
     if resume is None:
         recorder = SweepRecorder.start(
             sweep_dir, options.sweep_name, plan.search.space.name, plan.trials,
@@ -407,23 +423,20 @@ def _new_tuner(
     progress: ProgressSink, recorder: SweepRecorder,
 ) -> tune.Tuner:  # fmt: skip
     """The Tuner of a new sweep: the plan's searcher proposes, the scheduler stops early."""
-    searcher = _StudySearcher(plan.search, plan.trials)
+    searcher = None if plan.population else _StudySearcher(plan.search, plan.trials)  # PBT refuses searchers
     sweep_dir = options.results_dir / "sweeps" / options.sweep_name
     tracker = _ProgressCallback(progress, recorder, key=str(sweep_dir), searcher=searcher)
-    asha = ASHAScheduler(
-        time_attr="epoch",
-        max_t=plan.max_epochs,
-        grace_period=min(scheduler.grace_period, plan.max_epochs),
-        reduction_factor=scheduler.reduction_factor,
-    )
+    trial_scheduler = make_scheduler(scheduler, plan.max_epochs, plan.mutations)
+    population = population_space([c.model_dump(mode="json") for c in plan.population]) if plan.population else None
     return tune.Tuner(
         trainable,
+        param_space=population,
         tune_config=tune.TuneConfig(
             metric="val_acc",
             mode="max",
-            scheduler=asha,
+            scheduler=trial_scheduler,
             search_alg=searcher,
-            num_samples=plan.trials if plan.trials is not None else -1,
+            num_samples=1 if population else (plan.trials if plan.trials is not None else -1),
             max_concurrent_trials=concurrent_runs(options.resources, gpus, options.max_concurrent_trials),
             trial_dirname_creator=_trial_dirname,
             time_budget_s=plan.time_budget_s,
@@ -431,7 +444,7 @@ def _new_tuner(
         run_config=tune.RunConfig(
             name=options.sweep_name,
             storage_path=str(options.results_dir / "sweeps"),
-            callbacks=_callbacks(options, tracker, asha),
+            callbacks=_callbacks(options, tracker, trial_scheduler),
             verbose=0,
         ),
     )

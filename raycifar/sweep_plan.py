@@ -93,3 +93,17 @@ def trial_count(
     if trials is None or trials >= size or unset:
         return TrialCount(size, f"the whole grid of {size} points")
     return TrialCount(trials, f"{trials} of the grid's {size} points (raise num_samples to run them all)")
+
+
+def check_scheduler_fits(space: Space, count: TrialCount) -> None:
+    """PBT is the search itself: it takes no searcher and a fixed population (a one-line
+    :class:`UserError` for ``--searcher`` other than random, or unlimited trials)."""
+    if space.spec.scheduler.name != "pbt":
+        return
+    if space.spec.searcher.name != "random":
+        raise UserError(
+            f"{space.path}: searcher {space.spec.searcher.name}: scheduler pbt takes no searcher "
+            "(it evolves a population drawn at random): drop --searcher or use another scheduler"
+        )
+    if count.trials is None:
+        raise UserError(f"{space.path}: scheduler pbt needs a population size: set num_samples or --max-trials")

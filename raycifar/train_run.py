@@ -31,7 +31,7 @@ from raycifar.errors import Interrupted, RunFailed, UserError
 from raycifar.loop import DIVERGED
 from raycifar.ray_session import RunResources
 from raycifar.train_backend import torch_config
-from raycifar.worker import CheckpointNotWritten, train_loop_per_worker
+from raycifar.worker import INIT_CHECKPOINT_KEY, CheckpointNotWritten, train_loop_per_worker
 
 RUNS_DIR = "runs"
 METRICS_FILE = "metrics.jsonl"
@@ -63,19 +63,22 @@ def make_trainer(
     callbacks: list,
     local: bool,
     max_failures: int = MAX_FAILURES,
+    init_checkpoint: str | None = None,
 ) -> TorchTrainer:
     """The Ray Train run of one trial config (a :class:`TrialConfig` as JSON values) under
     ``storage/name``: a sweep trial or ``raycifar train``. It keeps the
-    :data:`CHECKPOINTS_KEPT` best checkpoints by :func:`selection_metric`, and Ray Train
-    restarts a crashed worker group up to ``max_failures`` times (0: never), each time from
-    the run's latest checkpoint (:mod:`raycifar.worker` resumes from it).
+    :data:`CHECKPOINTS_KEPT` best checkpoints by :func:`selection_metric` (and the latest),
+    and Ray Train restarts a crashed worker group up to ``max_failures`` times (0: never),
+    each time from the run's latest checkpoint (:mod:`raycifar.worker` resumes from it).
 
     ``local``: Ray runs on this machine only; the workers' torch process group then listens
-    on loopback (:mod:`raycifar.train_backend`).
+    on loopback (:mod:`raycifar.train_backend`). ``init_checkpoint``: a checkpoint path
+    (another run's, e.g. a PBT donor's) the workers start from while this run has none of its own.
     """
+    loop_config = {**config, INIT_CHECKPOINT_KEY: init_checkpoint} if init_checkpoint else config
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=config,
+        train_loop_config=loop_config,
         torch_config=torch_config(local),
         scaling_config=scaling,
         run_config=ray.train.RunConfig(

@@ -1,10 +1,11 @@
 """The Ray Train worker entry point: each worker of a trial runs :func:`train_loop_per_worker`.
 
 It builds the worker's loaders and :class:`~raycifar.loop.Training`, resumes from the run's
-last checkpoint when Ray Train restarted it, and every epoch reports the metrics of
-:meth:`~raycifar.loop.Training.run_epoch` (plus ``world_size`` and ``resumed_from_epoch``:
-the checkpoint epoch this worker group started from, 0 for a fresh start) with a checkpoint
-written by rank 0.
+last checkpoint when Ray Train restarted it (or starts from the loop config's
+``init_checkpoint``, a PBT donor's, when the run has none), and every epoch reports the
+metrics of :meth:`~raycifar.loop.Training.run_epoch` (plus ``world_size`` and
+``resumed_from_epoch``: the checkpoint epoch this worker group started from, 0 for a fresh
+start) with a checkpoint written by rank 0.
 
 Faults: an epoch that diverged (``diverged`` in its metrics) is reported without a
 checkpoint and the run ends there, normally, so that Ray Train does not retry it; a
@@ -36,10 +37,15 @@ def describe_os_error(err: OSError) -> str:
     reason = err.strerror or (str(err).strip().splitlines() or [type(err).__name__])[0]
     return f"{reason}: {err.filename}" if err.filename else reason
 
+INIT_CHECKPOINT_KEY = "init_checkpoint"  # in a loop config: a checkpoint path to start from (PBT)
 
-def _restore(training: Training) -> int:
-    """Load the last reported checkpoint, if this trial was restarted; returns the next epoch."""
+
+def _restore(training: Training, init_checkpoint: str | None) -> int:
+    """Load the run's last reported checkpoint if it was restarted, else ``init_checkpoint``
+    (a path; another run's, e.g. a PBT donor's) if given; returns the next epoch (0: none)."""
     checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and init_checkpoint:
+        checkpoint = ray.train.Checkpoint(init_checkpoint)
     if checkpoint is None:
         return 0
     with checkpoint.as_directory() as folder:
@@ -63,6 +69,8 @@ def _report(metrics: dict, training: Training, rank: int) -> None:
 
 def train_loop_per_worker(config_dict: dict) -> None:
     """Ray Train entry point: train one trial config, reporting and checkpointing every epoch."""
+    config_dict = dict(config_dict)
+    init_checkpoint = config_dict.pop(INIT_CHECKPOINT_KEY, None)
     config = TrialConfig.model_validate(config_dict)
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
@@ -73,7 +81,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
     train_loader, val_loader = make_loaders(config, device, rank, world_size, max(1, int(cpus)), EVAL_BATCH_SIZE)
     with global_settings(config.train, config.seed):
         training = Training(config, train_loader, val_loader, device, wrap=ray.train.torch.prepare_model)
-        start_epoch = _restore(training)
+        start_epoch = _restore(training, init_checkpoint)
         for epoch in range(start_epoch, config.train.epochs):
             metrics = {**training.run_epoch(epoch), "world_size": world_size, "resumed_from_epoch": start_epoch}
             if metrics.get(DIVERGED):  # every rank saw it at the same step (raycifar.loop)

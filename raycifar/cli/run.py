@@ -28,7 +28,7 @@ from raycifar.cli.common import (
 )
 from raycifar.config import LoaderName, TrainOn
 from raycifar.data.catalog import DatasetName, LabelMode
-from raycifar.space_file import SearcherName
+from raycifar.space_file import SchedulerName, SearcherName
 from raycifar.sweep_plan import parse_duration
 from raycifar.wandb_log import WandbMode
 
@@ -131,6 +131,7 @@ def sweep(
     loader: Annotated[Optional[LoaderName], typer.Option(help="Data loader. Default: the space file's loader (device).")] = None,
     dataset: Annotated[Optional[DatasetName], typer.Option(help="Dataset. Default: the space file's dataset (cifar10).")] = None,
     label_mode: Annotated[Optional[LabelMode], typer.Option(help="CIFAR-100 labels: fine (100 classes) or coarse (20). Default: the space file's (fine).")] = None,
+    scheduler: Annotated[Optional[SchedulerName], typer.Option(help="Tune scheduler: asha, hyperband, median, pbt or fifo. Default: the space file's scheduler.name (asha); the file's settings for other schedulers are not used.")] = None,
     searcher: Annotated[Optional[SearcherName], typer.Option(help="How configs are proposed: random, grid (every choice), tpe (Optuna TPE), qmc (quasi-random), nsga2 (val_acc vs size, Pareto set). Default: the space file's searcher (random).")] = None,
     max_trials: Annotated[Optional[int], typer.Option(min=1, help="Run at most this many trials (a cap on num_samples; with num_samples: unlimited, the trial count).")] = None,
     time_budget: Annotated[Optional[str], typer.Option(help="Stop the sweep this long after the command starts (30s, 10m, 2h, 1h30m): no trial starts or runs past it, and the best epoch so far is promoted.")] = None,
@@ -156,7 +157,7 @@ def sweep(
         max_concurrent_trials=max_concurrent_trials, wandb=wandb, dashboard=dashboard, name=name, download=download,
         max_failures=max_failures,
         overrides={key: value for key, value in given.items() if value is not None},
-        searcher=searcher, max_trials=max_trials, time_budget_s=budget_s,
+        scheduler=scheduler, searcher=searcher, max_trials=max_trials, time_budget_s=budget_s,
         resources=RunResources(
             workers=workers_per_trial, cpus=cpus_per_trial, gpus=gpus_per_trial,
             cpu_request=f"--cpus-per-trial {cpus_per_trial:g}", gpu_request=f"--gpus-per-trial {gpus_per_trial or 0:g}",
@@ -172,7 +173,7 @@ def sweep(
 _RESUME_COMPARED = (
     "space", "data_dir", "num_samples", "max_epochs", "cpus_per_trial", "gpus_per_trial", "workers_per_trial",
     "seed", "max_concurrent_trials", "wandb", "loader", "dataset", "label_mode", "searcher", "max_trials",
-    "max_failures",
+    "max_failures", "scheduler",
 )
 _NOT_WITH_RESUME = ("name", "download")
 
