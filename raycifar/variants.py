@@ -54,7 +54,7 @@ def _variants() -> dict[str, Variant]:
         variants[f"preact_{name}"] = Variant(f"preact_{name}", f"pre-activation {description}", {**fields, "preact": True})
     variants["airbench"] = Variant(
         "airbench",
-        "airbench-style plain net: 3 stages of [conv, max-pool, BN, GELU, conv, BN, GELU], widths 64-256, max-pool head",
+        "airbench-style plain net: 3 stages of (conv, max-pool, BN, GELU, conv, BN, GELU), widths 64-256, max-pool head",
         {"depths": (1, 1, 1), "base_width": 64, "block": "convgroup"},
     )
     return variants
