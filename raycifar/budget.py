@@ -79,7 +79,9 @@ def _macs_and_output(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[i
 
 
 def _stem_key(config: ModelConfig) -> ModelConfig:
-    return ModelConfig(stem=config.stem, preact=config.preact, depths=(1,), widths=config.widths[:1])
+    return ModelConfig(
+        block=config.block, stem=config.stem, preact=config.preact, depths=(1,), widths=config.widths[:1]
+    )
 
 
 def _head_key(config: ModelConfig) -> ModelConfig:

@@ -38,7 +38,7 @@ Schedule = Literal["cosine", "linear", "onecycle", "step", "multistep"]
 TestTimeAugmentation = Literal["none", "flip", "flip_translate"]
 Precision = Literal["auto", "fp32", "bf16"]
 Policy = Literal["none", "autoaugment", "randaugment", "trivialaugment"]
-Block = Literal["basic", "bottleneck"]
+Block = Literal["basic", "bottleneck", "convgroup"]
 Stem = Literal["cifar", "imagenet"]
 CompileSwitch = StrictBool | Literal["auto"]
 TrainOn = Literal["train", "train+val"]  # what a run trains on: the split's train part, or train and val together
@@ -78,6 +78,8 @@ class ModelConfig(_Strict):
     """A resolved CIFAR ResNet: one entry of ``depths`` and ``widths`` per stage.
 
     ``widths`` are the stage widths (a bottleneck stage outputs ``4 * width`` channels).
+    ``block: convgroup`` is the fast CIFAR trainers' plain block (conv, max-pool, BN, GELU,
+    conv, BN, GELU; no shortcut): it has no pre-activation form and no stochastic depth.
     Squeeze-and-excitation is off when both ``se_ratio`` and ``se_width`` are 0; its
     hidden width is ``se_width`` when set, else ``channels // se_ratio``.
     """
@@ -102,6 +104,13 @@ class ModelConfig(_Strict):
             raise ValueError(f"depths {self.depths} and widths {self.widths} must have one entry per stage")
         if self.se_ratio and self.se_width:
             raise ValueError("give se_ratio or se_width, not both")
+        if self.block == "convgroup" and self.preact:
+            raise ValueError("block convgroup has no pre-activation form: set preact: false")
+        if self.block == "convgroup" and self.drop_path:
+            raise ValueError(
+                f"drop_path {self.drop_path} needs a residual block; convgroup blocks have no shortcut "
+                "to fall back on: set drop_path: 0.0 (block_dropout works)"
+            )
         if min(self.feature_sizes()) < 1:
             raise ValueError(
                 f"a 32x32 image shrinks to nothing: feature maps {self.feature_sizes()} per stage "
@@ -110,11 +119,18 @@ class ModelConfig(_Strict):
         return self
 
     def feature_sizes(self, image_size: int = 32) -> list[int]:
-        """Side of the feature map after each stage for a square input image."""
+        """Side of the feature map after each stage for a square input image.
+
+        A residual stage after the first halves it with a stride-2 conv (rounding up); every
+        convgroup stage, the first included, halves it with a 2x2 max-pool (rounding down).
+        """
         size = image_size if self.stem == "cifar" else image_size // 4  # 7x7/2 conv + 3x3/2 max-pool
         sizes = []
         for stage in range(len(self.depths)):
-            size = -(-size // 2) if stage > 0 else size
+            if self.block == "convgroup":
+                size //= 2
+            elif stage > 0:
+                size = -(-size // 2)
             size -= 1 if self.pool_after_stage else 0
             sizes.append(size)
         return sizes

@@ -10,7 +10,11 @@ plain SE (1x1 conv with bias, ReLU, 1x1 conv with bias, sigmoid) and per-sample 
 by ``1 / (1 - rate)``. timm (and the torchvision it loads) takes ~1.5 s to import, so it is
 imported only when a model has SE or stochastic depth: plain models build without it.
 
-Named variants (``resnet18``, ``seresnet56``, ``preact_resnet34`` ...) live in
+``block: convgroup`` swaps the residual blocks for the plain block of the fast CIFAR trainers
+(airbench, hlb-cifar10): conv, 2x2 max-pool, BN, GELU, conv, BN, GELU, with a max-pooling
+head; the ``airbench`` variant is a 3-stage network of them.
+
+Named variants (``resnet18``, ``seresnet56``, ``preact_resnet34``, ``airbench`` ...) live in
 :data:`raycifar.variants.VARIANTS`; :func:`create_model` builds one with overrides.
 """
 
@@ -39,6 +43,7 @@ class BlockSpec:
     width: int
     stride: int
     bottleneck: bool = False
+    convgroup: bool = False
     preact: bool = False
     se_ratio: int = 0
     se_width: int = 0
@@ -171,6 +176,26 @@ class PreActBottleneck(_Residual):
         return self.drop_path(self.se(self.conv3(out))) + shortcut
 
 
+class ConvGroup(nn.Module):
+    """The fast CIFAR trainers' block, without a shortcut: 3x3 conv to ``width``, a 2x2
+    max-pool when ``stride`` is 2 (halving H and W, rounding down), BN, GELU, dropout, 3x3
+    conv, BN, GELU, then SE when set. Input N x C x H x W, output N x width x H' x W'."""
+
+    def __init__(self, spec: BlockSpec) -> None:
+        super().__init__()
+        self.conv1 = _conv(spec.in_channels, spec.width, 3)
+        self.pool = nn.MaxPool2d(2) if spec.stride == 2 else nn.Identity()
+        self.bn1 = nn.BatchNorm2d(spec.width)
+        self.dropout = nn.Dropout(spec.dropout) if spec.dropout else nn.Identity()
+        self.conv2 = _conv(spec.width, spec.width, 3)
+        self.bn2 = nn.BatchNorm2d(spec.width)
+        self.se = make_se(spec.width, spec.se_hidden) if spec.se_hidden else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.dropout(nn.functional.gelu(self.bn1(self.pool(self.conv1(x)))))
+        return self.se(nn.functional.gelu(self.bn2(self.conv2(out))))
+
+
 BLOCKS: dict[tuple[bool, bool], type[_Residual]] = {
     (False, False): BasicBlock,
     (True, False): Bottleneck,
@@ -182,10 +207,12 @@ BLOCKS: dict[tuple[bool, bool], type[_Residual]] = {
 def block_plan(config: ModelConfig) -> list[list[BlockSpec]]:
     """One :class:`BlockSpec` per block, grouped by stage.
 
-    Every stage after the first halves the resolution in its first block; the
-    stochastic-depth rate grows linearly from 0 to ``drop_path`` over all blocks.
+    Every stage after the first halves the resolution in its first block (every convgroup
+    stage, the first included); the stochastic-depth rate grows linearly from 0 to
+    ``drop_path`` over all blocks.
     """
     total = sum(config.depths)
+    convgroup = config.block == "convgroup"
     stages, in_channels, index = [], config.widths[0], 0
     for stage, (width, depth) in enumerate(zip(config.widths, config.depths, strict=True)):
         specs = []
@@ -193,8 +220,9 @@ def block_plan(config: ModelConfig) -> list[list[BlockSpec]]:
             spec = BlockSpec(
                 in_channels=in_channels,
                 width=width,
-                stride=2 if stage > 0 and block == 0 else 1,
+                stride=2 if block == 0 and (stage > 0 or convgroup) else 1,
                 bottleneck=config.block == "bottleneck",
+                convgroup=convgroup,
                 preact=config.preact,
                 se_ratio=config.se_ratio,
                 se_width=config.se_width,
@@ -208,14 +236,17 @@ def block_plan(config: ModelConfig) -> list[list[BlockSpec]]:
 
 
 def make_block(spec: BlockSpec) -> nn.Module:
-    """The residual block described by ``spec``."""
+    """The block described by ``spec``: a convgroup or a residual block."""
+    if spec.convgroup:
+        return ConvGroup(spec)
     return BLOCKS[spec.bottleneck, spec.preact](spec)
 
 
 def make_stem(config: ModelConfig) -> nn.Sequential:
     """3x3 stride-1 conv (CIFAR) or 7x7 stride-2 conv + 3x3 max-pool (ImageNet).
 
-    A pre-activation network leaves BN-ReLU to its first block (CIFAR stem only).
+    A pre-activation network leaves BN-ReLU to its first block (CIFAR stem only); a
+    convgroup network's CIFAR stem activates with GELU, as its blocks do.
     """
     width = config.widths[0]
     if config.stem == "imagenet":
@@ -225,7 +256,8 @@ def make_stem(config: ModelConfig) -> nn.Sequential:
         )  # fmt: skip
     if config.preact:
         return nn.Sequential(_conv(3, width, 3))
-    return nn.Sequential(_conv(3, width, 3), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+    activation = nn.GELU() if config.block == "convgroup" else nn.ReLU(inplace=True)
+    return nn.Sequential(_conv(3, width, 3), nn.BatchNorm2d(width), activation)
 
 
 def feature_channels(config: ModelConfig) -> int:
@@ -242,12 +274,13 @@ def make_tail(config: ModelConfig) -> nn.Module:
 
 
 class Head(nn.Module):
-    """Global average pool, dropout, then one linear layer or a two-layer MLP."""
+    """Global average pool (global max pool after convgroup stages, as in the fast CIFAR
+    trainers), dropout, then one linear layer or a two-layer MLP."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         features = feature_channels(config)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = nn.AdaptiveMaxPool2d(1) if config.block == "convgroup" else nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(config.dropout)
         self.hidden = nn.Linear(features, config.head_hidden) if config.head_hidden else None
         self.fc = nn.Linear(config.head_hidden or features, config.num_classes)

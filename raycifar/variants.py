@@ -31,7 +31,8 @@ class Variant:
 
 def _variants() -> dict[str, Variant]:
     """ImageNet-style 4-stage ResNets (base width 64) and CIFAR-style 3-stage 6n+2 ResNets
-    (widths 16/32/64), each plain, with SE, and pre-activation."""
+    (widths 16/32/64), each plain, with SE, and pre-activation; and ``airbench``, the fast
+    CIFAR trainers' plain 3-stage network of convgroup blocks (widths 64/128/256)."""
     bases = [
         (f"resnet{d}", f"ResNet-{d}, BasicBlocks {list(s)}, widths 64-512", "imagenet", {"depths": s, "base_width": 64})
         for d, s in IMAGENET_DEPTHS.items()
@@ -51,6 +52,11 @@ def _variants() -> dict[str, Variant]:
         variants[name] = Variant(name, description, fields)
         variants[f"se{name}"] = Variant(f"se{name}", f"{description}, SE ratio {SE_RATIO[family]}", se_fields)
         variants[f"preact_{name}"] = Variant(f"preact_{name}", f"pre-activation {description}", {**fields, "preact": True})
+    variants["airbench"] = Variant(
+        "airbench",
+        "airbench-style plain net: 3 stages of (conv, max-pool, BN, GELU, conv, BN, GELU), widths 64-256, max-pool head",
+        {"depths": (1, 1, 1), "base_width": 64, "block": "convgroup"},
+    )
     return variants
 
 
@@ -84,13 +90,16 @@ def variant_config(name: str, num_classes: int = 10, **overrides: Any) -> ModelC
 
 
 def model_name(config: ModelConfig) -> str:
-    """A short readable name, e.g. ``seresnet18-w32`` or ``preact_resnet56-w16-sew12``.
+    """A short readable name, e.g. ``seresnet18-w32``, ``preact_resnet56-w16-sew12`` or
+    ``airbench8-w48`` (convgroup blocks).
 
-    Depth counts weighted layers (2 per BasicBlock, 3 per Bottleneck, plus stem and head).
+    Depth counts weighted layers (2 per BasicBlock or convgroup, 3 per Bottleneck, plus stem
+    and head).
     """
     per_block = 3 if config.block == "bottleneck" else 2
     prefix = ("preact_" if config.preact else "") + ("se" if config.se_ratio or config.se_width else "")
-    name = f"{prefix}resnet{2 + per_block * sum(config.depths)}-w{config.widths[0]}"
+    family = "airbench" if config.block == "convgroup" else "resnet"
+    name = f"{prefix}{family}{2 + per_block * sum(config.depths)}-w{config.widths[0]}"
     if config.se_width:
         return f"{name}-sew{config.se_width}"
     return f"{name}-se{config.se_ratio}" if config.se_ratio else name

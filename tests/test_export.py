@@ -93,3 +93,33 @@ def test_a_checkpoint_written_before_timm_se_resumes(tmp_path: Path) -> None:
             torch.equal(a, b) for a, b in zip(mine.state_dict().values(), theirs.state_dict().values(), strict=True)
         )
     assert not torch.equal(resumed.net.stages[1][0].se.fc1.weight, resumed.average.model.stages[1][0].se.fc1.weight)
+
+
+def test_an_airbench_entry_round_trips_through_load_model(tmp_path: Path) -> None:
+    """convgroup blocks (max-pool, GELU, max-pooling head) export and load like every model."""
+    import raycifar
+    from raycifar.variants import variant_config
+
+    model = variant_config("airbench", base_width=8, se_ratio=4)
+    config = TrialConfig(space="test", data_dir="unused", params=1, model=model, train=TrainConfig())
+    torch.manual_seed(0)
+    trained = build_model(model).eval()
+    with torch.no_grad():
+        for module in trained.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 1.5)
+        inputs = torch.randn(3, 3, 32, 32)
+        expected = trained(inputs)
+    save_model_files(tmp_path, trained, config)
+    loaded = raycifar.load_model(tmp_path)
+    assert read_block(tmp_path) == "convgroup"
+    with torch.no_grad():
+        assert torch.equal(loaded(inputs), expected)
+
+
+def read_block(folder: Path) -> str:
+    """The block kind recorded in an entry's config.json."""
+    import json
+
+    return json.loads((folder / "config.json").read_text())["model"]["block"]

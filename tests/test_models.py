@@ -7,10 +7,10 @@ import torch
 import torchvision
 from timm.layers import DropPath, SEModule
 
-from raycifar.budget import count_macs, count_params
+from raycifar.budget import count_macs, count_params, fit_widths, scaled_widths
 from raycifar.config import ModelConfig
 from raycifar.errors import UserError
-from raycifar.models import build_model, create_model
+from raycifar.models import BasicBlock, build_model, create_model
 from raycifar.variants import VARIANTS, model_name, variant_config
 
 RESNET18 = ModelConfig(depths=(2, 2, 2, 2), widths=(64, 128, 256, 512))
@@ -172,3 +172,81 @@ def test_the_family_is_registered_with_timm() -> None:
     assert "raycifar_seresnet56" in timm.list_models("raycifar_*")
     with pytest.raises(ValueError, match="no pretrained weights"):
         timm.create_model("raycifar_resnet18", pretrained=True)
+
+
+def conv_group_params(in_channels: int, width: int) -> int:
+    """Two bias-free 3x3 convs (in -> width -> width), each followed by a BatchNorm (2 x width)."""
+    return 9 * in_channels * width + 2 * width + 9 * width * width + 2 * width
+
+
+def airbench_params(widths: tuple[int, ...], classes: int = 10) -> int:
+    """The airbench layout counted by hand: 3x3 stem conv + BN, one convgroup per stage, linear head."""
+    total, channels = 9 * 3 * widths[0] + 2 * widths[0], widths[0]
+    for width in widths:
+        total, channels = total + conv_group_params(channels, width), width
+    return total + channels * classes + classes
+
+
+def test_airbench_is_three_convgroups_counted_like_the_hand_formula() -> None:
+    config = variant_config("airbench")
+    assert config.widths == (64, 128, 256) and config.block == "convgroup"
+    assert count_params(config) == airbench_params((64, 128, 256)) == 1_185_866
+    assert real_count(create_model("airbench", device="meta")) == 1_185_866
+    model = create_model("airbench")
+    assert not any(isinstance(m, BasicBlock) for m in model.modules())  # no residual block anywhere
+    assert isinstance(model.head.pool, torch.nn.AdaptiveMaxPool2d)
+
+
+def test_airbench_pools_in_every_stage_to_the_feature_sizes_it_reports() -> None:
+    for overrides in ({}, {"pool_after_stage": True}, {"stem": "imagenet"}):
+        config = variant_config("airbench", base_width=8, **overrides)
+        model = build_model(config)
+        x = model.stem(torch.randn(2, 3, 32, 32))
+        shapes = []
+        for stage in model.stages:
+            x = stage(x)
+            shapes.append(tuple(x.shape[1:]))
+        sizes = config.feature_sizes()
+        assert shapes == [(w, s, s) for w, s in zip((8, 16, 32), sizes, strict=True)], overrides
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert variant_config("airbench").feature_sizes() == [16, 8, 4]
+    assert variant_config("airbench", pool_after_stage=True).feature_sizes() == [15, 6, 2]
+
+
+def test_airbench_fits_a_budget_to_the_widest_doubling_widths() -> None:
+    fitted = fit_widths(variant_config("airbench"), 500_000)
+    assert fitted.widths == (40, 80, 160)
+    assert count_params(fitted) == airbench_params((40, 80, 160)) == 464_690
+    wider = fitted.model_copy(update={"widths": scaled_widths(168, 3, 8)})
+    assert count_params(wider) > 500_000  # the next step of the last stage is over budget
+    assert count_macs(fitted) < count_macs(variant_config("airbench")) / 2
+
+
+def test_airbench_takes_se_dropout_and_a_head_mlp_with_exact_counts() -> None:
+    options = {key: value for key, value in EVERY_OPTION.items() if key != "drop_path"}
+    config = variant_config("airbench", 100, base_width=16, **options)
+    model = build_model(config)
+    assert count_params(config) == real_count(model)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+    se_model = create_model("airbench", base_width=16, se_ratio=8)
+    se_layers = [m for m in se_model.modules() if isinstance(m, SEModule)]
+    assert [layer.fc1.out_channels for layer in se_layers] == [2, 4, 8]
+    assert count_params(variant_config("airbench", base_width=16, se_ratio=8)) == real_count(se_model)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"preact": True}, r"model airbench: block convgroup has no pre-activation form: set preact: false"),
+        ({"drop_path": 0.1}, r"model airbench: drop_path 0.1 needs a residual block; convgroup blocks have no shortcut"),
+    ],
+)
+def test_airbench_refuses_what_needs_a_residual_block(overrides: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        variant_config("airbench", **overrides)
+
+
+def test_airbench_names_count_its_weighted_layers() -> None:
+    assert model_name(variant_config("airbench")) == "airbench8-w64"
+    assert model_name(variant_config("airbench", base_width=40, se_ratio=8)) == "seairbench8-w40-se8"
+    assert model_name(variant_config("airbench", depths=(2, 2, 2))) == "airbench14-w64"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SPACE
+from conftest import REPO, TINY_SPACE
 
 from raycifar.budget import count_params, fit_se_width, fit_widths, scaled_widths
 from raycifar.errors import UserError
@@ -277,3 +277,20 @@ def test_raycifar_train_refuses_a_sampler_in_any_section_in_one_line(tmp_path: P
     (message,) = result.stderr.strip().splitlines()
     assert f"{section}." in message and "raycifar train needs one value per key" in message
     assert not (tmp_path / "r").exists()
+
+
+def test_a_space_asking_airbench_for_stochastic_depth_names_the_file(tmp_path: Path) -> None:
+    text = GOOD.replace("arch:\n", "arch:\n  model: airbench\n  drop_path: 0.1\n").replace("  depths: {choice: [[1, 1], [1, 1, 1]]}\n", "")
+    path = write_space(tmp_path, text)
+    with pytest.raises(UserError, match=r"space.yaml: arch: model airbench: drop_path 0.1 needs a residual block"):
+        sample_configs(load_space(str(path)), 1, seed=0, data_dir=tmp_path)
+
+
+def test_laptop_space_draws_budget_fitted_airbench_with_the_cpu_recipe(tmp_path: Path) -> None:
+    space = load_space(str(REPO / "search_spaces" / "laptop_space.yaml"))  # this checkout's file
+    draws = sample_configs(space, 6, seed=0, data_dir=tmp_path).configs
+    assert {config.model.block for config in draws} == {"convgroup"}
+    assert all(count_params(config.model) == config.params <= space.spec.budget for config in draws)
+    assert all(config.train.precision == "bf16" and config.train.channels_last for config in draws)
+    assert all(config.train.tta == "flip" for config in draws)
+    assert len({config.train.lr for config in draws}) == 6  # a real search: every draw differs
