@@ -106,6 +106,7 @@ def _summary(row: dict, files: Path, report: Path | None = None) -> None:
 
 
 def sweep(
+    ctx: typer.Context,
     space: Annotated[str, typer.Argument(help="A shipped space name (e.g. smoke_space, resnet_space) or a path to a YAML file.")],
     data_dir: DataDirOption = None,
     download: Annotated[bool, typer.Option("--download", help="Fetch the space's dataset (CIFAR-10 or CIFAR-100) into --data-dir with torchvision first (needs internet).")] = False,
@@ -125,8 +126,13 @@ def sweep(
     dataset: Annotated[Optional[DatasetName], typer.Option(help="Dataset. Default: the space file's dataset (cifar10).")] = None,
     label_mode: Annotated[Optional[LabelMode], typer.Option(help="CIFAR-100 labels: fine (100 classes) or coarse (20). Default: the space file's (fine).")] = None,
     output_format: FormatOption = "table",
+    submit: Annotated[bool, typer.Option("--submit", help="Send the sweep to the cluster whose dashboard --address names (http://HEAD:8265) as a Ray job and return at once; --data-dir and --results-dir are then absolute paths on the cluster.")] = False,
 ) -> None:
     """Run an ASHA sweep of a search space on Ray, then promote the best model to the leaderboard."""
+    if submit:  # raycifar.cli.jobs: the same options, run on the cluster as a Ray job
+        from raycifar.cli.jobs import submit as submit_job
+
+        return submit_job(ctx, space, address, output_format)
     from raycifar.pipeline import SweepRequest, sweep_and_promote
     from raycifar.ray_session import RunResources
 
