@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -64,8 +65,8 @@ def _only_this_address() -> Iterator[None]:
 
 
 @contextmanager
-def _dashboard_errors(url: str, token: tuple[str, str] | None) -> Iterator[None]:
-    """Turn the Ray clients' exceptions into one-line UserErrors naming --dashboard-url."""
+def _dashboard_errors(url: str, token: tuple[str, str] | None, flag: str = "--dashboard-url") -> Iterator[None]:
+    """Turn the Ray clients' exceptions into one-line UserErrors naming ``flag`` and ``url``."""
     import requests
     from ray.exceptions import AuthenticationError
     from ray.util.state.exception import RayStateApiException, ServerUnavailable
@@ -77,13 +78,13 @@ def _dashboard_errors(url: str, token: tuple[str, str] | None) -> Iterator[None]
             advice = "no token was sent: set RAY_AUTH_TOKEN or put the cluster's token in ~/.ray/auth_token"
         else:
             advice = f"the token from {token[1]} is not this cluster's: set RAY_AUTH_TOKEN to the cluster's token"
-        raise UserError(f"--dashboard-url {url}: the dashboard refused the request ({advice})") from None
+        raise UserError(f"{flag} {url}: the dashboard refused the request ({advice})") from None
     except (ServerUnavailable, ConnectionError, requests.exceptions.RequestException) as err:
         reason = "no answer" if isinstance(err, ServerUnavailable) else type(err).__name__
-        raise UserError(f"--dashboard-url {url}: cannot reach the Ray dashboard ({reason})") from None
+        raise UserError(f"{flag} {url}: cannot reach the Ray dashboard ({reason})") from None
     except (RayStateApiException, RuntimeError, ValueError) as err:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise UserError(f"--dashboard-url {url}: unexpected answer from the Ray dashboard ({first})") from None
+        raise UserError(f"{flag} {url}: unexpected answer from the Ray dashboard ({first})") from None
 
 
 def _node(node: dict) -> dict:
@@ -136,7 +137,30 @@ def _list_jobs(url: str, headers: dict[str, str]) -> list[dict]:
     return [_job(j) for j in client.list_jobs() if j.type == JobType.SUBMISSION]
 
 
-def read_cluster(url: str) -> ClusterStatus:
+def check_dashboard_url(url: str, flag: str) -> str:
+    """``url`` without trailing slashes if it is an http(s) URL; else UserError naming ``flag``
+    (the Jobs API is the dashboard's, not the GCS's ``host:6379`` or ``ray://``)."""
+    if not url.startswith(("http://", "https://")):
+        raise UserError(f"{flag} {url}: give the Ray dashboard's URL, e.g. http://127.0.0.1:8265")
+    return url.rstrip("/")
+
+
+@contextmanager
+def job_client(url: str, flag: str = "--dashboard-url") -> Iterator[Any]:
+    """A ``ray.job_submission.JobSubmissionClient`` for the dashboard at ``url`` (an http(s)
+    URL), sending the auth token. Inside the block, the Ray clients' errors (no answer, token
+    refused, unexpected answers) become one-line UserErrors naming ``flag`` and ``url``."""
+    from ray.job_submission import JobSubmissionClient
+
+    url = check_dashboard_url(url, flag)
+    token = auth_token()
+    with _dashboard_errors(url, token, flag):
+        with _only_this_address():
+            client = JobSubmissionClient(url, headers=_auth_headers(token))
+        yield client
+
+
+def read_cluster(url: str, flag: str = "--dashboard-url") -> ClusterStatus:
     """Alive nodes (head first) and all submitted jobs (newest first) from the dashboard at ``url``.
 
     Imports Ray. Raises UserError when the dashboard cannot be reached or refuses the token.
@@ -144,7 +168,7 @@ def read_cluster(url: str) -> ClusterStatus:
     url = url.rstrip("/")
     token = auth_token()
     headers = _auth_headers(token)
-    with _dashboard_errors(url, token):
+    with _dashboard_errors(url, token, flag):
         nodes = _list_alive_nodes(url, headers)  # first: it has a timeout, the jobs client has none
         jobs = _list_jobs(url, headers)
     jobs.sort(key=lambda j: j["start_time"] or "", reverse=True)

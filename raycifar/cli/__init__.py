@@ -10,6 +10,7 @@ module         commands
 ``catalog``    ``model list|info``, ``space show|sample``
 ``data``       ``data info|prepare``
 ``status``     ``status``
+``jobs``       ``logs``, ``stop`` (and ``sweep --submit``)
 ``report``     ``report``
 ``common``     consoles, one-line errors, shared options, tables
 =============  ======================================================
@@ -26,7 +27,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from raycifar.cli import catalog, data, predict, report, results, run, status
+from raycifar.cli import catalog, data, jobs, predict, report, results, run, status
 from raycifar.cli.common import stderr
 
 
@@ -82,6 +83,8 @@ app.command()(results.promote)
 app.command()(results.evaluate)
 app.command()(predict.predict)
 app.command()(status.status)
+app.command()(jobs.logs)
+app.command()(jobs.stop)
 app.command()(report.report)
 app.add_typer(catalog.model_app, name="model")
 app.add_typer(catalog.space_app, name="space")

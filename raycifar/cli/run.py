@@ -137,8 +137,15 @@ def sweep(
     time_budget: Annotated[Optional[str], typer.Option(help="Stop the sweep this long after the command starts (30s, 10m, 2h, 1h30m): no trial starts or runs past it, and the best epoch so far is promoted.")] = None,
     resume: Annotated[Optional[str], typer.Option("--resume", metavar="NAME", help="Continue the sweep NAME whose driver died (killed, Ctrl+C, a restarted head) with its own options: ended trials are kept, unfinished ones go on from their last checkpoint.")] = None,
     output_format: FormatOption = "table",
+    submit: Annotated[bool, typer.Option("--submit", help="Send the sweep to the cluster whose dashboard --address names (http://HEAD:8265) as a Ray job and return at once; --data-dir and --results-dir are then absolute paths on the cluster.")] = False,
 ) -> None:
     """Search a space on Ray (a searcher proposes, a scheduler stops weak trials early), then promote the best model to the leaderboard."""
+    if submit:  # raycifar.cli.jobs: the same options, run on the cluster as a Ray job
+        from raycifar.cli.jobs import submit as submit_job
+
+        if space is None:
+            fail("--submit needs a SPACE (a shipped space name or a YAML file)")
+        return submit_job(ctx, space, address, output_format)
     from raycifar.pipeline import SweepRequest, sweep_and_promote
     from raycifar.ray_session import RunResources
 

@@ -1,7 +1,9 @@
-"""``raycifar status``: the sweeps in a results folder and, optionally, the Ray cluster."""
+"""``raycifar status``: the sweeps in a results folder and, optionally, the Ray cluster with the
+sweeps submitted to it."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,13 +15,13 @@ from raycifar.cli.common import FormatOption, ResultsDir, console, exit_codes, f
 def status(
     results_dir: ResultsDir = Path("raycifar_results"),
     sweep_name: Annotated[Optional[str], typer.Option("--sweep", help="Show this sweep's trials one by one.")] = None,
-    dashboard_url: Annotated[Optional[str], typer.Option(envvar="RAY_API_SERVER_ADDRESS", help="Also show the nodes and jobs of the Ray cluster whose dashboard is here (e.g. http://127.0.0.1:8265).")] = None,
+    dashboard_url: Annotated[Optional[str], typer.Option("--address", "--dashboard-url", envvar="RAY_API_SERVER_ADDRESS", help="Also show the nodes and jobs of the Ray cluster whose dashboard is here (e.g. http://127.0.0.1:8265), and the sweeps submitted to it with their progress read on the cluster.")] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Redraw the sweeps every 2 s until no sweep shown is running (Ctrl+C to stop watching; the sweeps go on).")] = False,
     output_format: FormatOption = "table",
 ) -> None:
-    """Show the sweeps in a results folder (trials by state, best val_acc) and, with
-    --dashboard-url, the Ray cluster's nodes and jobs."""
+    """Show the sweeps in a results folder and, with --address, a cluster's nodes, jobs and submitted sweeps."""
     from raycifar import status as report
+    from raycifar.cli.jobs import print_submitted
     from raycifar.cluster_status import print_cluster, read_cluster
 
     results_dir = results_dir.expanduser()
@@ -32,14 +34,29 @@ def status(
             except KeyboardInterrupt:
                 pass
         return
+    local = not dashboard_url or results_dir.is_dir() or sweep_name is not None  # with --address: only if here
     with exit_codes():
-        sweeps = report.read_sweeps(results_dir, sweep_name)
-        cluster = read_cluster(dashboard_url) if dashboard_url else None
+        sweeps = report.read_sweeps(results_dir, sweep_name) if local else []
+        cluster = read_cluster(dashboard_url, "--address") if dashboard_url else None
+        submitted, notes = _submitted(dashboard_url) if dashboard_url else ([], [])
     if output_format == "json":
-        print_json(report.as_json(sweeps, cluster))
+        answer = report.as_json(sweeps, cluster)
+        if dashboard_url:
+            answer["submitted"] = [asdict(s) for s in submitted]
+            answer["notes"] = notes
+        print_json(answer)
         return
-    report.print_sweeps(console, sweeps, results_dir)
+    if local:
+        report.print_sweeps(console, sweeps, results_dir)
     if sweep_name:
         report.print_trials(console, sweeps[0])
     if cluster:
         print_cluster(console, cluster)
+        print_submitted(console, cluster.url, submitted, notes)
+
+
+def _submitted(url: str) -> tuple[list, list[str]]:
+    """The sweeps submitted to the dashboard at ``url``, with their progress (raycifar.jobs)."""
+    from raycifar.jobs import submitted_sweeps
+
+    return submitted_sweeps(url, "--address")
