@@ -24,6 +24,7 @@ from raycifar.errors import UserError
 from raycifar.leaderboard import entry_dir, find_entry, read_table, rows_dir
 from raycifar.metrics import confusion_matrix, most_confused, wilson_interval
 from raycifar.selection import good_results
+from raycifar.space_file import SCHEDULER_KEYS, SCHEDULER_LABELS
 from raycifar.status import _read_params, _result_rows
 from raycifar.sweep_record import TRIAL_DIR_PREFIX, completion_state, read_record
 
@@ -56,8 +57,8 @@ def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
 
 
 def scheduler_settings(space: str) -> tuple[dict, str]:
-    """The ASHA settings of the space a sweep ran (``grace_period``, ``reduction_factor``)
-    and where they came from; ASHA's defaults when the space file is not found."""
+    """The scheduler settings of the space a sweep ran (``name``, ``grace_period`` ...) and
+    where they came from; the defaults (ASHA) when the space file is not found."""
     from raycifar.space import load_space
     from raycifar.space_file import SchedulerSettings
 
@@ -191,6 +192,7 @@ def gather_sweep(sweep_dir: Path) -> dict:
     else:
         settings, source = scheduler_settings(space)
     max_t = max((t["planned_epochs"] for t in trials), default=0)
+    key = settings.get("name", "asha")  # records before schedulers had names ran ASHA
     scored = [(i, t) for i, t in enumerate(trials) if t["best_val_acc"] is not None and t["params"] is not None]
     front = pareto_front([(t["params"], t["best_val_acc"]) for _, t in scored])
     keys = varying(trials)
@@ -199,8 +201,8 @@ def gather_sweep(sweep_dir: Path) -> dict:
         "name": sweep_dir.name, "space": space, "folder": str(sweep_dir), "trials": trials,
         "counts": {"run": len(trials), "stopped_early": sum(t["state"] == "stopped_early" for t in trials),
                    "failed": sum(t["state"] in FAILED_STATES for t in trials)},
-        "scheduler": {"name": "ASHA", **settings, "max_t": max_t, "source": source},
-        "rungs": rungs(settings["grace_period"], settings["reduction_factor"], max_t),
+        "scheduler": {**{k: v for k, v in settings.items() if k in SCHEDULER_KEYS.get(key, ())}, "name": SCHEDULER_LABELS[key], "key": key, "max_t": max_t, "source": source},
+        "rungs": rungs(settings["grace_period"], settings["reduction_factor"], max_t) if key == "asha" else [],
         "started_at": record.started_at.isoformat(timespec="seconds") if record else None,
         "ended_at": record.ended_at.isoformat(timespec="seconds") if record and record.ended_at else None,
         "wall_s": wall, "outcome": record.outcome if record else None,

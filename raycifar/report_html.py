@@ -223,13 +223,19 @@ def _note(text: str) -> str:
     return f'<p class="note">{escape(text)}</p>'
 
 
+def scheduler_text(scheduler: dict) -> str:
+    """``ASHA (grace_period 1, reduction_factor 2)``: the scheduler and its settings."""
+    shown = {k: v for k, v in scheduler.items() if k not in ("name", "key", "max_t", "source")}
+    return f"{scheduler['name']} ({', '.join(f'{k} {v}' for k, v in shown.items())})" if shown else scheduler["name"]
+
+
 def summary(report: dict) -> str:
     sweep, entry = report["sweep"], report["entry"]
     items: list[tuple[str, str]] = []
     if sweep:
         s, c = sweep["scheduler"], sweep["counts"]
         items += [("sweep", sweep["name"]), ("space", sweep["space"]),
-                  ("scheduler", f"{s['name']} (grace {s['grace_period']}, ×{s['reduction_factor']})"),
+                  ("scheduler", scheduler_text(s)),
                   ("trials run", count(c["run"])), ("stopped early", count(c["stopped_early"])),
                   ("failed", count(c["failed"])), ("wall time", duration(sweep["wall_s"]))]  # fmt: skip
     if entry:
@@ -245,16 +251,19 @@ def summary(report: dict) -> str:
     if not entry:
         notes.append(_note("no leaderboard entry was promoted from this sweep: the model sections are empty."))
     if sweep:
-        notes.append(_note(f"ASHA settings from {sweep['scheduler']['source']}; sweep folder {sweep['folder']}."))
+        notes.append(_note(f"Scheduler settings from {sweep['scheduler']['source']}; sweep folder {sweep['folder']}."))
     return _section("summary", _cards(items) + "".join(notes))
 
 
 def curves(sweep: dict | None) -> str:
     if not sweep:
         return _section("curves", _note("no sweep: no learning curves."))
-    text = (f"{len(sweep['trials'])} trials, one line each. ✕ marks the last epoch of a trial ASHA stopped early; "
-            f"dashed lines are ASHA's rungs (epochs {', '.join(map(str, sweep['rungs'])) or 'none'}), where it "
-            "keeps the best 1/reduction_factor of the trials that reach them.")  # fmt: skip
+    stopper = sweep["scheduler"]["name"]
+    text = f"{len(sweep['trials'])} trials, one line each. ✕ marks the last epoch of a trial {stopper} stopped early"
+    if sweep["rungs"]:
+        text += (f"; dashed lines are ASHA's rungs (epochs {', '.join(map(str, sweep['rungs']))}), where it "
+                 "keeps the best 1/reduction_factor of the trials that reach them")  # fmt: skip
+    text += "."
     charts = chart("chart-val_acc", curves_figure(sweep, "val_acc")) + chart(
         "chart-train_loss", curves_figure(sweep, "train_loss")
     )

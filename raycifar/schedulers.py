@@ -42,15 +42,14 @@ from ray.tune.schedulers import (
 from ray.util.queue import Empty, Queue
 
 from raycifar.errors import UserError
-from raycifar.space_file import Dimension, SchedulerSettings
+from raycifar.space_file import SCHEDULER_LABELS, Dimension, SchedulerSettings
 
 TIME_ATTR = "epoch"
-LABELS = {"asha": "ASHA", "hyperband": "HyperBand", "median": "the median rule", "pbt": "PBT", "fifo": "FIFO"}
 
 
 def label(settings: SchedulerSettings) -> str:
     """How messages name the scheduler: ``ASHA``, ``HyperBand``, ``the median rule``, ``PBT``, ``FIFO``."""
-    return LABELS[settings.name]
+    return SCHEDULER_LABELS[settings.name]
 
 
 def make_scheduler(

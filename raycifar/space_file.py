@@ -281,6 +281,9 @@ the model is the largest within the budget (see :mod:`raycifar.budget`).
 
 
 SchedulerName = Literal["asha", "hyperband", "median", "pbt", "fifo"]
+SCHEDULER_LABELS: dict[str, str] = {
+    "asha": "ASHA", "hyperband": "HyperBand", "median": "the median rule", "pbt": "PBT", "fifo": "FIFO"
+}  # how messages name each scheduler
 SCHEDULER_KEYS: dict[str, tuple[str, ...]] = {
     "asha": ("grace_period", "reduction_factor"),
     "hyperband": ("reduction_factor",),

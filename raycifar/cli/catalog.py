@@ -81,7 +81,11 @@ def space_show(
         loaded = load_space(space)
     spec = loaded.spec
     settings = {key: value for key, value in spec.model_dump(mode="json").items() if key not in SECTION_KEYS}
-    summary = {"space": loaded.name, "path": str(loaded.path), **settings, "scheduler": spec.scheduler.model_dump()}
+    summary = {
+        "space": loaded.name, "path": str(loaded.path), **settings,
+        "scheduler": spec.scheduler.given() | {"name": spec.scheduler.name},
+        "searcher": spec.searcher.model_dump(exclude_defaults=True) | {"name": spec.searcher.name},
+    }  # fmt: skip
     shown = {key: dimension.describe() for key, dimension in dimensions(spec)}
     if output_format == "json":
         print_json({**summary, "dimensions": shown})
