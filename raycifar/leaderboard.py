@@ -157,21 +157,32 @@ def claim_entry(results_dir: Path, sweep: str) -> tuple[str, Path]:
         return entry_id, staging
 
 
-@contextmanager
-def locked(results_dir: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold the results folder's leaderboard lock while the block runs.
+class LeaderboardLocked(UserError):
+    """Another process held the leaderboard lock (``path``) for longer than ``timeout_s`` seconds."""
 
-    Raises :class:`UserError` when another process holds it for longer than ``timeout_s``.
+    def __init__(self, path: Path, timeout_s: float) -> None:
+        self.path, self.timeout_s = path, timeout_s
+        super().__init__(
+            f"{path}: the leaderboard stayed locked for {timeout_s:.0f} s by another raycifar process; "
+            "try again when it has finished (delete the lock file only if no raycifar is running)"
+        )
+
+
+@contextmanager
+def locked(results_dir: Path, timeout_s: float | None = None) -> Iterator[None]:
+    """Hold the results folder's leaderboard lock while the block runs (``timeout_s``:
+    default :data:`LOCK_TIMEOUT_S`).
+
+    Raises :class:`LeaderboardLocked` (a :class:`UserError`) when another process holds it
+    for longer than ``timeout_s``.
     """
     path = results_dir / LOCK_FILE
+    timeout_s = LOCK_TIMEOUT_S if timeout_s is None else timeout_s
     try:
         with FileLock(path, timeout=timeout_s):
             yield
     except Timeout:
-        raise UserError(
-            f"{path}: the leaderboard stayed locked for {timeout_s:.0f} s by another raycifar process; "
-            "try again when it has finished (delete the lock file only if no raycifar is running)"
-        ) from None
+        raise LeaderboardLocked(path, timeout_s) from None
 
 
 # ---------------------------------------------------------------------- writing

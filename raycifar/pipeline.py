@@ -22,7 +22,7 @@ from typing import Any
 
 from raycifar.config import TrialConfig, with_settings
 from raycifar.display import Display, EpochSink, Quiet
-from raycifar.errors import UserError
+from raycifar.errors import PromotionFailed, UserError
 from raycifar.preflight import check_data, check_name, check_resources, check_results_dir, make_results_dir
 from raycifar.ray_session import RunResources
 from raycifar.wandb_log import check_mode
@@ -177,13 +177,16 @@ def _run_sweep(
         display.info(_outcome_line(outcome, plan.search.infeasible, label(space.spec.scheduler)))
         for problem in outcome.problems:
             display.info(f"  {problem}")
-        from raycifar.promote_sweep import sweep_costs
+        from raycifar.promote_sweep import promote_command, sweep_costs
 
         wall_s, device_hours = sweep_costs(request.results_dir / "sweeps" / name, outcome.best_trial_id)
-        row = _promote_checkpoint(
-            outcome.best_checkpoint, request.results_dir, sweep=name, trial_id=outcome.best_trial_id,
-            val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, wall_s=wall_s, device_hours=device_hours,
-        )  # fmt: skip
+        try:
+            row = _promote_checkpoint(
+                outcome.best_checkpoint, request.results_dir, sweep=name, trial_id=outcome.best_trial_id,
+                val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, wall_s=wall_s, device_hours=device_hours,
+            )  # fmt: skip
+        except PromotionFailed as err:  # the record says completed, not promoted: `raycifar promote` finishes it
+            raise err.finish_with(f"sweep {name}", promote_command(request.results_dir, name)) from None
         SweepRecorder.reopen(request.results_dir / "sweeps" / name).promoted(row["entry_id"])
         _log_promoted(row, request.results_dir, request.wandb, display)
     finally:

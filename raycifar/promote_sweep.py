@@ -9,17 +9,19 @@ is still on disk. A checkpoint is a plain folder (``model.safetensors``, ``confi
 a results folder that was moved is followed to ``train_runs/<trial_id>/<checkpoint>``.
 
 A sweep whose driver is still running is refused (it promotes its best itself when it
-ends); a finished, failed or interrupted one is fine.
+ends); a finished, failed or interrupted one is fine. A promotion that cannot be written
+(:class:`~raycifar.errors.PromotionFailed`) names the command that finishes it: this one.
 """
 
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from raycifar.errors import UserError
+from raycifar.errors import PromotionFailed, UserError
 from raycifar.leaderboard import read_table
 from raycifar.selection import Candidate, TrialHistory, select_best
 from raycifar.status import _read_params, _result_rows
@@ -131,6 +133,16 @@ def refuse_duplicate(results_dir: Path, checkpoint: str) -> None:
             raise UserError(f"{checkpoint}: already on the leaderboard as entry {row['entry_id']}")
 
 
+def promote_command(
+    results_dir: Path, sweep: str, trial_id: str | None = None, extra_tests: Mapping[str, Path] | None = None
+) -> str:
+    """The ``raycifar promote`` command line that promotes ``sweep`` (or its trial ``trial_id``)."""
+    words = ["raycifar", "promote", sweep, "--results-dir", str(results_dir)]
+    words += ["--trial", trial_id] if trial_id else []
+    words += [f"--extra-test={name}={folder}" for name, folder in (extra_tests or {}).items()]
+    return shlex.join(words)
+
+
 def promote_sweep(
     results_dir: Path,
     sweep: str,
@@ -139,16 +151,32 @@ def promote_sweep(
 ) -> tuple[dict, Candidate]:
     """Promote the best epoch of ``sweep`` (or of its trial ``trial_id``); returns the new
     leaderboard row and the epoch promoted. Records the entry in the sweep record when the
-    sweep's own best was promoted."""
-    from raycifar.promote import check_extra_tests, promote
+    sweep's own best was promoted.
+
+    Raises :class:`PromotionFailed` (naming this command) when the entry cannot be written;
+    the sweep record then still shows the sweep as not promoted.
+    """
+    from raycifar.promote import check_extra_tests
 
     extra = check_extra_tests(extra_tests or {})
+    try:
+        return _promote_sweep(results_dir, sweep, trial_id, extra)
+    except PromotionFailed as err:
+        raise err.finish_with(f"sweep {sweep}", promote_command(results_dir, sweep, trial_id, extra)) from None
+
+
+def _promote_sweep(
+    results_dir: Path, sweep: str, trial_id: str | None, extra: dict[str, Path]
+) -> tuple[dict, Candidate]:
+    from raycifar.promote import promote, writing
+
     sweep_dir = sweep_folder(results_dir, sweep)
     record = read_record(sweep_dir)
     refuse_running(sweep_dir, record)
     trials = read_trials(sweep_dir)
     chosen = choose(trials, trial_id)
-    refuse_duplicate(results_dir, chosen.checkpoint)
+    with writing(sweep, results_dir):  # reading the leaderboard may wait for its lock
+        refuse_duplicate(results_dir, chosen.checkpoint)
     wall_s, device_hours = costs(trials, chosen.trial_id)
     row = promote(
         local_checkpoint(sweep_dir, chosen.trial_id, chosen.checkpoint), results_dir, sweep=sweep,
