@@ -22,7 +22,8 @@ The single-file table of older raycifars (``leaderboard.parquet``, schema versio
 imported once, automatically, on the first read: each row becomes a row file (schema_version
 1: the columns added since are null) and the old file is kept as
 ``leaderboard.parquet.v1-backup``. Row files of an older schema version read with the columns
-added since as null (version 3 added ``test_acc_mean``, ``test_acc_std`` and ``seeds``).
+added since as null (version 3 added ``test_acc_mean``, ``test_acc_std`` and ``seeds``;
+version 4 ``device``, the unit of ``device_hours``).
 This module imports neither torch nor Ray.
 """
 
@@ -49,7 +50,7 @@ TABLE_FILE = "leaderboard.parquet"  # the single-file table of raycifar before s
 BACKUP_SUFFIX = ".v1-backup"
 LOCK_FILE = ".leaderboard.lock"  # held only while importing the single-file table
 LOCK_TIMEOUT_S = 120.0
-SCHEMA_VERSION = 3  # 3: test_acc_mean, test_acc_std, seeds (null in rows of versions 1 and 2)
+SCHEMA_VERSION = 4  # 3: test_acc_mean, test_acc_std, seeds; 4: device (null in rows of older versions)
 
 # Schema version 1: the single-file table (leaderboard.parquet) of older raycifars.
 LEGACY_SCHEMA = pa.schema(
@@ -95,6 +96,9 @@ SCHEMA = pa.schema(
         ("test_acc_mean", pa.float64()),
         ("test_acc_std", pa.float64()),
         ("seeds", pa.int64()),
+        # Version 4: the unit of device_hours: "GPU" (GPU-hours) or "CPU" (CPU core-hours);
+        # null where it is unknown (rows of older versions, raycifar train runs).
+        ("device", pa.string()),
     ]
 )
 COLUMNS = tuple(SCHEMA.names)

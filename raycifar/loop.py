@@ -4,7 +4,8 @@ weight average, epochs, evaluation and checkpoint files.
 Each epoch (:meth:`Training.run_epoch`): train on the worker's shard of the training split,
 then evaluate on the whole validation split (with the EMA weights when ``ema_decay > 0``;
 with test-time augmentation as well when ``tta`` is on) and return ``train_loss, val_loss,
-val_acc, [val_acc_tta,] epoch, params, lr, train_seconds``.
+val_acc, [val_acc_tta,] epoch, params, lr, train_seconds, eval_seconds`` (seconds of this
+worker's training and of its evaluation, each timed on the host after the device finished).
 
 Divergence: the training loss is summed on the device and checked for NaN or infinity every
 :data:`DIVERGENCE_CHECK_EVERY` steps and at the end of the epoch (one host sync each; with
@@ -376,9 +377,11 @@ class Training:
         train_seconds = time.perf_counter() - started
         if not math.isfinite(train_loss):
             return self._diverged(epoch, train_loss, train_seconds)
+        started = time.perf_counter()
         scores = score(self.evaluated, self.eval_loader, self.train.tta, self.runtime)
+        eval_seconds = time.perf_counter() - started
         if not math.isfinite(scores.loss):
-            return self._diverged(epoch, train_loss, train_seconds, scores.loss)
+            return {**self._diverged(epoch, train_loss, train_seconds, scores.loss), "eval_seconds": eval_seconds}
         metrics = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -387,13 +390,15 @@ class Training:
             "params": self.config.params,
             "lr": self.schedule.get_last_lr()[0],
             "train_seconds": train_seconds,
+            "eval_seconds": eval_seconds,
         }
         if scores.acc_tta is not None:
             metrics["val_acc_tta"] = scores.acc_tta
         return metrics
 
     def _diverged(self, epoch: int, train_loss: float, train_seconds: float, val_loss: float = math.nan) -> dict:
-        """The metrics of epoch ``epoch`` (from 0) that diverged: no accuracy (NaN), ``diverged`` True."""
+        """The metrics of epoch ``epoch`` (from 0) that diverged: no accuracy (NaN), ``diverged`` True;
+        ``eval_seconds`` 0 (the caller gives it when the evaluation ran)."""
         return {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -402,6 +407,7 @@ class Training:
             "params": self.config.params,
             "lr": self.schedule.get_last_lr()[0],
             "train_seconds": train_seconds,
+            "eval_seconds": 0.0,
             DIVERGED: True,
         }
 

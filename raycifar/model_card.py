@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 
+from raycifar.cost import hours_unit
 from raycifar.data.catalog import CATALOG
 from raycifar.metrics import confusion_matrix, most_confused
 
@@ -63,8 +64,8 @@ def _confusions(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[st
 
 def _hours(row: dict) -> str:
     wall = "-" if row.get("wall_s") is None else f"{row['wall_s']:.0f} s"
-    device = "-" if row.get("device_hours") is None else f"{row['device_hours']:.3f}"
-    return f"training wall time {wall}; device hours {device}"
+    device = "-" if row.get("device_hours") is None else f"{row['device_hours']:.3f} {hours_unit(row.get('device'))}"
+    return f"training wall time {wall}; device time {device}"
 
 
 def render_card(row: dict, labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...]) -> str:

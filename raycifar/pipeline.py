@@ -174,16 +174,16 @@ def _run_sweep(
         plan = _plan(request, space, sweep_dir, trials, max_epochs, budget, resume is not None)
         with display.sweep_progress(trials) as progress:
             outcome = sweep.run_sweep(plan, space.spec.scheduler, options, progress, resume)
-        display.info(_outcome_line(outcome, plan.search.infeasible, label(space.spec.scheduler)))
-        for problem in outcome.problems:
-            display.info(f"  {problem}")
         from raycifar.promote_sweep import promote_command, sweep_costs
 
-        wall_s, device_hours = sweep_costs(request.results_dir / "sweeps" / name, outcome.best_trial_id)
+        spent = sweep_costs(sweep_dir, outcome.best_trial_id)
+        display.info(f"{_outcome_line(outcome, plan.search.infeasible, label(space.spec.scheduler))}; {spent.line}")
+        for problem in outcome.problems:
+            display.info(f"  {problem}")
         try:
             row = _promote_checkpoint(
                 outcome.best_checkpoint, request.results_dir, sweep=name, trial_id=outcome.best_trial_id,
-                val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, wall_s=wall_s, device_hours=device_hours,
+                val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, **spent.row_fields,
             )  # fmt: skip
         except PromotionFailed as err:  # the record says completed, not promoted: `raycifar promote` finishes it
             raise err.finish_with(f"sweep {name}", promote_command(request.results_dir, name)) from None

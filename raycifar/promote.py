@@ -211,6 +211,7 @@ def promote(
     extra_tests: Mapping[str, Path] | None = None,
     wall_s: float | None = None,
     device_hours: float | None = None,
+    device: str | None = None,
     other_seed_test_accs: Sequence[float] | None = None,
 ) -> dict:
     """Export the model in ``checkpoint_folder`` to a new entry, evaluate it once on the
@@ -218,7 +219,8 @@ def promote(
     name), write its model card and its row, and return the row.
 
     ``wall_s`` is the training run's wall-clock time (seconds) and ``device_hours`` the
-    device time spent to produce it (hours), where the caller knows them.
+    device time spent to produce it, where the caller knows them: GPU-hours when ``device``
+    is ``"GPU"``, CPU core-hours when it is ``"CPU"`` (:mod:`raycifar.cost`).
 
     ``other_seed_test_accs``: the test accuracies of the runs that repeated this one with
     other seeds (``raycifar train --seeds``), measured by the same evaluation; the row's
@@ -238,6 +240,7 @@ def promote(
         row = _row(
             entry_id, target, config, predictions, extra, sweep=sweep, trial_id=trial_id, val_acc=val_acc,
             epochs=epochs, source_checkpoint=source_checkpoint, wall_s=wall_s, device_hours=device_hours,
+            device=device,
         )  # fmt: skip
         if other_seed_test_accs is not None:
             row.update(seed_statistics([predictions.acc, *other_seed_test_accs]))

@@ -15,12 +15,12 @@ ends); a finished, failed or interrupted one is fine. A promotion that cannot be
 
 from __future__ import annotations
 
-import math
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from raycifar.cost import Cost, results_cost, total
 from raycifar.errors import PromotionFailed, UserError
 from raycifar.leaderboard import read_table
 from raycifar.selection import Candidate, TrialHistory, select_best
@@ -109,21 +109,39 @@ def choose(trials: SweepTrials, trial_id: str | None) -> Candidate:
     return best
 
 
-def costs(trials: SweepTrials, trial_id: str) -> tuple[float | None, float | None]:
-    """``wall_s``: the promoted trial's wall-clock seconds (Tune's ``time_total_s`` at its last
-    result); ``device_hours``: the sum over the sweep's trials of ``time_total_s`` times the
-    trial's Ray Train workers (``world_size``), in hours. None where a result lacks them."""
+@dataclass(frozen=True)
+class SweepCosts:
+    """What a sweep spent: ``wall_s``, the promoted trial's wall-clock seconds (Tune's
+    ``time_total_s`` at its last result), and ``cost``, the sweep's device time summed over
+    every trial and reported epoch (:mod:`raycifar.cost`; None: unknown, e.g. results of an
+    older raycifar)."""
+
+    wall_s: float | None
+    cost: Cost | None
+
+    @property
+    def row_fields(self) -> dict:
+        """The leaderboard columns ``wall_s``, ``device_hours`` and ``device`` (GPU or CPU)."""
+        cost = self.cost
+        return {
+            "wall_s": self.wall_s,
+            "device_hours": cost.device_hours if cost is not None else None,
+            "device": cost.device if cost is not None else None,
+        }
+
+    @property
+    def line(self) -> str:
+        """``cost: 0.0123 CPU core-hours (812 s training, 95 s evaluation)`` for the sweep's end line."""
+        if self.cost is None:
+            return "cost: unknown (a trial's results lack train_seconds, eval_seconds or the resources held)"
+        return f"cost: {self.cost.describe()}"
+
+
+def costs(trials: SweepTrials, trial_id: str) -> SweepCosts:
+    """The :class:`SweepCosts` of ``trials`` when ``trial_id`` is promoted."""
     wall = trials.last_results.get(trial_id, {}).get("time_total_s")
-    spent = 0.0
-    for result in trials.last_results.values():
-        if not result:
-            continue
-        seconds, workers = result.get("time_total_s"), result.get("world_size")
-        if seconds is None or workers is None:
-            return (float(wall) if wall is not None else None), None
-        spent += float(seconds) * int(workers)
-    hours = spent / 3600 if math.isfinite(spent) else None
-    return (float(wall) if wall is not None else None), hours
+    spent = total(results_cost(history.results) for history in trials.histories)
+    return SweepCosts(float(wall) if wall is not None else None, spent)
 
 
 def refuse_duplicate(results_dir: Path, checkpoint: str) -> None:
@@ -177,21 +195,20 @@ def _promote_sweep(
     chosen = choose(trials, trial_id)
     with writing(sweep, results_dir):  # reading the leaderboard may wait for its lock
         refuse_duplicate(results_dir, chosen.checkpoint)
-    wall_s, device_hours = costs(trials, chosen.trial_id)
     row = promote(
         local_checkpoint(sweep_dir, chosen.trial_id, chosen.checkpoint), results_dir, sweep=sweep,
         trial_id=chosen.trial_id, val_acc=chosen.val_acc, epochs=chosen.epoch, source_checkpoint=chosen.checkpoint,
-        extra_tests=extra, wall_s=wall_s, device_hours=device_hours,
+        extra_tests=extra, **costs(trials, chosen.trial_id).row_fields,
     )  # fmt: skip
     if record is not None and record.promoted_entry is None and chosen == choose(trials, None):
         SweepRecorder.reopen(sweep_dir).promoted(row["entry_id"])
     return row, chosen
 
 
-def sweep_costs(sweep_dir: Path, trial_id: str) -> tuple[float | None, float | None]:
-    """:func:`costs` of a sweep that just ended, (None, None) when its trial files cannot be
+def sweep_costs(sweep_dir: Path, trial_id: str) -> SweepCosts:
+    """:func:`costs` of a sweep that just ended, both unknown when its trial files cannot be
     read: a promotion after a long sweep must not fail over its bookkeeping."""
     try:
         return costs(read_trials(sweep_dir), trial_id)
     except UserError:
-        return None, None
+        return SweepCosts(None, None)

@@ -15,6 +15,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from raycifar.cost import hours_unit
+
 COUNTS_SHOWN_UP_TO = 20  # classes
 FONT = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
 PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d")
@@ -241,7 +243,8 @@ def summary(report: dict) -> str:
     if entry:
         row = entry["row"]
         hours = row.get("device_hours")
-        items += [("device-hours", "–" if hours is None else f"{hours:.3g} h"), ("promoted entry", row["entry_id"]),
+        spent = "–" if hours is None else f"{hours:.3g} {hours_unit(row.get('device'))}"
+        items += [("device-hours", spent), ("promoted entry", row["entry_id"]),
                   ("model", f"{row['model']} · {count(row['params'])} params"),
                   ("test accuracy", f"{pct(entry['acc'])} ({pct(entry['ci'][0])}–{pct(entry['ci'][1])})")]  # fmt: skip
     notes = []

@@ -10,7 +10,8 @@ results folder, without joining Ray, and after the cluster is gone:
   interrupted (its driver was killed).
 * the per-trial files Ray Tune documents, in ``trial_<id>/``: ``params.json`` (the trial
   config), ``result.json`` (one JSON result per reported epoch; ``progress.csv`` when it
-  is missing) and ``error.txt`` (an errored trial's traceback).
+  is missing) and ``error.txt`` (an errored trial's traceback). The sweep's cost is summed
+  from the epochs reported there (:mod:`raycifar.cost`).
 
 Tune's private experiment state files are never read. A sweep folder that cannot be
 read is reported on its own with the reason; the other sweeps are still listed.
@@ -39,6 +40,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from raycifar.cluster_status import ClusterStatus
 
+from raycifar.cost import Cost, results_cost, total
 from raycifar.errors import UserError
 from raycifar.resume import OPTIONS_FILE, resume_command
 from raycifar.selection import good_results
@@ -70,6 +72,7 @@ class TrialStatus:
     best_val_acc: float | None  # over all reported epochs
     error_file: str | None = None
     reason: str | None = None  # why it failed or diverged, one line (from the sweep record)
+    cost: Cost | None = field(default_factory=Cost)  # of its reported epochs; None: unknown (older results)
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,11 @@ class SweepStatus:
         return sum(t.state in ended for t in self.trials)
 
     @property
+    def cost(self) -> Cost | None:
+        """The device time of every epoch its trials reported so far (None: unknown)."""
+        return total(t.cost for t in self.trials)
+
+    @property
     def best_val_acc(self) -> float | None:
         scores = [t.best_val_acc for t in self.trials if t.best_val_acc is not None]
         return max(scores, default=None)
@@ -122,10 +130,13 @@ class _History:
     val_acc: float | None = None
     best_val_acc: float | None = None
     diverged: bool = False
+    cost: Cost | None = field(default_factory=Cost)  # of every reported epoch, diverged ones too
 
 
 def _history(rows: list[dict]) -> _History:
-    """The trial's last good epoch and scores: a diverged epoch (and any after it) is left out."""
+    """The trial's last good epoch and scores: a diverged epoch (and any after it) is left out
+    (but its time is in the cost)."""
+    cost = results_cost(rows)
     good = good_results(rows)
     diverged, rows = len(good) < len(rows), good
     scored = [float(r["val_acc"]) for r in rows if r.get("val_acc") not in (None, "")]
@@ -137,6 +148,7 @@ def _history(rows: list[dict]) -> _History:
         val_acc=None if last_acc in (None, "") else float(last_acc),
         best_val_acc=max(scored, default=None),
         diverged=diverged,
+        cost=cost,
     )
 
 
@@ -269,6 +281,7 @@ def _read_trial(sweep_dir: Path, trial_id: str, record: SweepRecord | None, live
         best_val_acc=history.best_val_acc,
         error_file=error_file,
         reason=entry.reason if entry else None,
+        cost=history.cost,
     )
 
 
@@ -401,13 +414,26 @@ def as_json(sweeps: list[SweepStatus], cluster: ClusterStatus | None = None) -> 
     """Everything ``raycifar status --format json`` prints."""
     report: dict = {
         "sweeps": [
-            {**asdict(s), "counts": s.counts, "best_val_acc": s.best_val_acc, "trials": [asdict(t) for t in s.trials]}
+            {
+                **asdict(s),
+                "counts": s.counts,
+                "best_val_acc": s.best_val_acc,
+                "cost": _cost_json(s.cost),
+                "trials": [{**asdict(t), "cost": _cost_json(t.cost)} for t in s.trials],
+            }
             for s in sweeps
         ]
     }
     if cluster is not None:
         report["cluster"] = asdict(cluster)
     return report
+
+
+def _cost_json(cost: Cost | None) -> dict | None:
+    """A cost as JSON: ``hours`` by kind, the seconds, and ``device``/``device_hours`` when one kind."""
+    if cost is None:
+        return None
+    return {**asdict(cost), "device": cost.device, "device_hours": cost.device_hours}
 
 
 def _score(value: float | None) -> str:
@@ -433,13 +459,14 @@ def sweeps_view(sweeps: list[SweepStatus], results_dir: Path, trials_of: str | N
     parts: list[RenderableType] = []
     readable = [s for s in sweeps if s.problem is None]
     if readable:
-        columns = ("sweep", "state", "trials", "best val_acc", "updated (UTC)", "leaderboard entry")
+        columns = ("sweep", "state", "trials", "best val_acc", "cost", "updated (UTC)", "leaderboard entry")
         table = titled_table(f"sweeps in {results_dir}", columns)
         for sweep in readable:
             counts = ", ".join(f"{n} {state}" for state, n in sorted(sweep.counts.items())) or "-"
             updated = sweep.updated.replace("+00:00", "") if sweep.updated else "-"
+            cost = "-" if sweep.cost is None else sweep.cost.spent()
             table.add_row(
-                sweep.name, describe_state(sweep), counts, _score(sweep.best_val_acc), updated,
+                sweep.name, describe_state(sweep), counts, _score(sweep.best_val_acc), cost, updated,
                 sweep.promoted_entry or "-",
             )  # fmt: skip
         parts.append(table)

@@ -3,9 +3,11 @@
 It builds the worker's loaders and :class:`~raycifar.loop.Training`, resumes from the run's
 last checkpoint when Ray Train restarted it (or starts from the loop config's
 ``init_checkpoint``, a PBT donor's, when the run has none), and every epoch reports the
-metrics of :meth:`~raycifar.loop.Training.run_epoch` (plus ``world_size`` and
-``resumed_from_epoch``: the checkpoint epoch this worker group started from, 0 for a fresh
-start) with a checkpoint written by rank 0.
+metrics of :meth:`~raycifar.loop.Training.run_epoch` with a checkpoint written by rank 0,
+plus ``world_size``, ``resumed_from_epoch`` (the checkpoint epoch this worker group started
+from, 0 for a fresh start), and what :mod:`raycifar.cost` needs: ``device`` (the torch
+device type the worker trains on: ``"cpu"``, ``"cuda"``) and ``worker_cpus`` /
+``worker_gpus`` (the Ray resources the worker holds; every worker of a run holds the same).
 
 Faults: an epoch that diverged (``diverged`` in its metrics) is reported without a
 checkpoint and the run ends there, normally, so that Ray Train does not retry it; a
@@ -67,6 +69,17 @@ def _report(metrics: dict, training: Training, rank: int) -> None:
         ) from None
 
 
+def held_hardware(device: torch.device, held: dict[str, float]) -> dict:
+    """What every report says of the worker's hardware (:mod:`raycifar.cost` reads it):
+    ``device``, the torch device type (``"cpu"``, ``"cuda"``), and ``worker_cpus`` /
+    ``worker_gpus``, the Ray resources ``held`` (``{"CPU": 2.0, "GPU": 1.0}``) by the worker."""
+    return {
+        "device": device.type,
+        "worker_cpus": float(held.get("CPU", 0.0)),
+        "worker_gpus": float(held.get("GPU", 0.0)),
+    }
+
+
 def train_loop_per_worker(config_dict: dict) -> None:
     """Ray Train entry point: train one trial config, reporting and checkpointing every epoch."""
     config_dict = dict(config_dict)
@@ -74,16 +87,20 @@ def train_loop_per_worker(config_dict: dict) -> None:
     config = TrialConfig.model_validate(config_dict)
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    held = ray.get_runtime_context().get_assigned_resources()
+    cpus = held.get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
     device = ray.train.torch.get_device()
+    hardware = held_hardware(device, held)
 
     train_loader, val_loader = make_loaders(config, device, rank, world_size, max(1, int(cpus)), EVAL_BATCH_SIZE)
     with global_settings(config.train, config.seed):
         training = Training(config, train_loader, val_loader, device, wrap=ray.train.torch.prepare_model)
         start_epoch = _restore(training, init_checkpoint)
         for epoch in range(start_epoch, config.train.epochs):
-            metrics = {**training.run_epoch(epoch), "world_size": world_size, "resumed_from_epoch": start_epoch}
+            metrics = {
+                **training.run_epoch(epoch), "world_size": world_size, "resumed_from_epoch": start_epoch, **hardware,
+            }  # fmt: skip
             if metrics.get(DIVERGED):  # every rank saw it at the same step (raycifar.loop)
                 ray.train.report(metrics)
                 return

@@ -60,7 +60,7 @@ def write_promoted_sweep(results: Path, cifar_dir: Path, scratch: Path) -> tuple
     sweep = write_sweep(results, cifar_dir)
     checkpoint = exported_checkpoint(scratch / "checkpoint", cifar_dir, seed=1)
     row = promote(checkpoint, results, sweep="s", trial_id="t2", val_acc=0.70, epochs=4,
-                  source_checkpoint=str(checkpoint), device_hours=0.25, wall_s=600.0)  # fmt: skip
+                  source_checkpoint=str(checkpoint), device_hours=0.25, device="CPU", wall_s=600.0)  # fmt: skip
     SweepRecorder.reopen(sweep).promoted(row["entry_id"])
     return sweep, row
 

@@ -25,6 +25,7 @@ from raycifar.leaderboard import (
     COLUMNS,
     LEGACY_SCHEMA,
     SCHEMA,
+    entry_dir,
     find_entry,
     read_table,
     row_path,
@@ -59,14 +60,17 @@ def test_promote_writes_an_entry_folder_and_one_row_file(tmp_path: Path, cifar_d
 
 
 def test_the_row_holds_the_new_columns(tmp_path: Path, cifar_dir: Path) -> None:
-    row = promote_once(exported_checkpoint(tmp_path / "ckpt", cifar_dir), tmp_path / "res", wall_s=90.0, device_hours=0.05)
+    checkpoint = exported_checkpoint(tmp_path / "ckpt", cifar_dir)
+    row = promote_once(checkpoint, tmp_path / "res", wall_s=90.0, device_hours=0.05, device="GPU")
     stored = find_entry(tmp_path / "res", row["entry_id"])
     correct = round(stored["test_acc"] * 200)
-    assert stored["schema_version"] == 3 and stored["test_images"] == 200
+    assert stored["schema_version"] == 4 and stored["test_images"] == 200
     assert (stored["test_acc_ci_low"], stored["test_acc_ci_high"]) == wilson_interval(correct, 200)
     assert stored["macs"] == 32 * 32 * (3 * 8 * 9 + 8 * 8 * 9 * 2) + 8 * 10  # stem conv + one basic block + head
     assert (stored["label_mode"], stored["test_acc_tta"], stored["extra_test_acc"]) == ("fine", None, None)
-    assert (stored["wall_s"], stored["device_hours"]) == (90.0, 0.05)
+    assert (stored["wall_s"], stored["device_hours"], stored["device"]) == (90.0, 0.05, "GPU")
+    card = (entry_dir(tmp_path / "res", row["entry_id"]) / "README.md").read_text()
+    assert "training wall time 90 s; device time 0.050 GPU-hours" in card
     assert stored["host"] == os.uname().nodename
     assert stored["git_sha"] is None or len(stored["git_sha"].removesuffix("-dirty")) == 40
 
@@ -201,6 +205,16 @@ def test_every_column_is_listed_even_for_rows_of_an_older_schema(tmp_path: Path)
     pq.write_table(pa.Table.from_pylist([legacy_row("s-old", 0.4)], schema=LEGACY_SCHEMA), path)
     (row,) = read_table(tmp_path)
     assert tuple(row) == COLUMNS and row["test_acc"] == 0.4 and row["test_acc_ci_low"] is None
+
+
+def test_a_row_of_schema_version_3_reads_with_no_device(tmp_path: Path) -> None:
+    version_3 = pa.schema([field for field in SCHEMA if field.name != "device"])
+    path = rows_dir(tmp_path) / "s-v3.parquet"
+    path.parent.mkdir(parents=True)
+    row = {**legacy_row("s-v3", 0.4), "schema_version": 3, "device_hours": 0.5, "seeds": 1}
+    pq.write_table(pa.Table.from_pylist([row], schema=version_3), path)
+    (read,) = read_table(tmp_path)
+    assert (read["schema_version"], read["device_hours"], read["device"]) == (3, 0.5, None)
 
 
 def test_unknown_entry_is_a_clear_error(tmp_path: Path) -> None:

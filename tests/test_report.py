@@ -54,7 +54,7 @@ def test_a_sweep_report_shows_every_section(tmp_path: Path, cifar_dir: Path) -> 
     record = read_record(sweep)
     for key, value in {"trials run": "5", "stopped early": "2", "failed": "1", "promoted entry": row["entry_id"],
                        "wall time": duration((record.ended_at - record.started_at).total_seconds()),
-                       "device-hours": "0.25 h", "scheduler": "ASHA (grace_period 1, reduction_factor 2)"}.items():  # fmt: skip
+                       "device-hours": "0.25 CPU core-hours", "scheduler": "ASHA (grace_period 1, reduction_factor 2)"}.items():  # fmt: skip
         assert f'<div class="k">{key}</div><div class="v">{value}</div>' in summary, key
 
     for metric in ("val_acc", "train_loss"):

@@ -124,11 +124,61 @@ def test_the_json_shape(results: Path) -> None:
     sweep = report["sweeps"][0]
     assert set(sweep) == {
         "name", "state", "updated", "promoted_entry", "trials", "planned_trials", "interrupted_at", "problem",
-        "counts", "best_val_acc", "resumable",
+        "counts", "best_val_acc", "resumable", "cost",
     }  # fmt: skip
     assert set(sweep["trials"][0]) == {
         "trial_id", "state", "model", "params", "epoch", "epochs", "val_acc", "best_val_acc", "error_file", "reason",
+        "cost",
     }  # fmt: skip
+
+
+def costed_sweep(results: Path) -> Path:
+    """Sweep ``costly``: c1 (2 epochs, 2 workers of 3 CPUs), c2 (diverged in its first epoch,
+    1 worker of 2 CPUs), c3 (progress.csv only, 1 worker of 1 CPU)."""
+    recorder = start_record(results, "costly", planned=3)
+    folder = recorder.sweep_dir
+    hardware = {"device": "cpu", "worker_gpus": 0.0}
+    epochs = {
+        "c1": [{"epoch": 1, "val_acc": 0.4, "train_seconds": 100.0, "eval_seconds": 20.0},
+               {"epoch": 2, "val_acc": 0.5, "train_seconds": 110.0, "eval_seconds": 10.0}],
+        "c2": [{"epoch": 1, "val_acc": float("nan"), "diverged": True, "train_seconds": 60.0, "eval_seconds": 0.0}],
+    }  # fmt: skip
+    for trial_id, workers, cpus in (("c1", 2, 3.0), ("c2", 1, 2.0)):
+        trial = write_trial(folder, trial_id, 2, [])
+        rows = [{**row, **hardware, "world_size": workers, "worker_cpus": cpus} for row in epochs[trial_id]]
+        (trial / "result.json").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    trial = write_trial(folder, "c3", 2, [], csv_only=True)
+    (trial / "progress.csv").write_text(
+        "epoch,val_acc,train_seconds,eval_seconds,world_size,worker_cpus,worker_gpus,device\n1,0.3,30.0,6.0,1,1.0,0.0,cpu\n"
+    )
+    for trial_id in ("c1", "c2", "c3"):
+        recorder.trial_started(trial_id, trial_config(2), model="recorded-w8")
+    return folder
+
+
+# c1: (100 + 20 + 110 + 10) s × 2 workers × 3 CPUs = 1440; c2: 60 s × 1 × 2 = 120; c3: 36 s × 1 × 1 = 36
+COSTLY_CORE_SECONDS = 1440 + 120 + 36  # = 1596 CPU core-seconds = 0.4433 CPU core-hours
+
+
+def test_the_sweeps_cost_sums_every_reported_epoch_of_every_trial(tmp_path: Path) -> None:
+    costed_sweep(tmp_path)
+    (sweep,) = status_json(tmp_path, "--sweep", "costly")["sweeps"]
+    assert sweep["cost"] == {
+        "hours": {"CPU": pytest.approx(COSTLY_CORE_SECONDS / 3600)}, "train_seconds": 300.0, "eval_seconds": 36.0,
+        "device": "CPU", "device_hours": pytest.approx(COSTLY_CORE_SECONDS / 3600),
+    }  # fmt: skip
+    c2 = next(t for t in sweep["trials"] if t["trial_id"] == "c2")
+    assert c2["cost"]["hours"] == {"CPU": pytest.approx(120 / 3600)}, "a diverged epoch's time is counted"
+    code, output = status("--results-dir", str(tmp_path))
+    (line,) = [line for line in output.splitlines() if line.strip().startswith("costly")]
+    assert code == 0 and "0.4433 CPU core-hours" in line
+
+
+def test_a_sweep_of_an_older_raycifar_shows_no_cost(results: Path) -> None:
+    sweeps = {s["name"]: s for s in status_json(results)["sweeps"]}
+    assert sweeps["done-sweep"]["cost"] is None, "its results lack the epoch times and resources"
+    code, output = status("--results-dir", str(results))
+    assert "CPU core-hours" not in output and "GPU-hours" not in output
 
 
 def test_a_promoted_sweep_names_its_leaderboard_entry(results: Path) -> None:

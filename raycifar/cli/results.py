@@ -22,6 +22,7 @@ from raycifar.cli.common import (
     print_record,
     table,
 )
+from raycifar.cost import hours_unit
 
 BoardFormat = Literal["table", "json", "csv", "markdown"]
 TABLE_COLUMNS = ("entry_id", "model", "params", "val_acc", "test_acc", "95% CI", "tta", "epochs")
@@ -136,7 +137,8 @@ def _entry_record(row: dict, folder: Path) -> dict:
     extra = record.get("extra_test_acc") or {}
     record["extra_test_acc"] = ", ".join(f"{k}: {v:.4f}" for k, v in sorted(extra.items())) or None
     record["wall_s"] = None if row.get("wall_s") is None else f"{row['wall_s']:.1f} s"
-    record["device_hours"] = None if row.get("device_hours") is None else f"{row['device_hours']:.4f} h"
+    hours = row.get("device_hours")
+    record["device_hours"] = None if hours is None else f"{hours:.4f} {hours_unit(row.get('device'))}"
     record["files"] = str(folder)
     record["model card"] = str(folder / CARD_FILE) if (folder / CARD_FILE).is_file() else None
     record["predictions"] = str(folder / PREDICTIONS_FILE) if (folder / PREDICTIONS_FILE).is_file() else None
