@@ -308,8 +308,7 @@ def _make_trial_function(
     def run_trial(config: dict) -> None:
         if scheduler.name == "pbt":
             def fit(name: str, init: str | None, callbacks: list) -> None:
-                trainer = make_trainer(config, name, train_storage, scaling, callbacks, local, options.max_failures, init)
-                trainer.fit()
+                _fit(make_trainer(config, name, train_storage, scaling, callbacks, local, options.max_failures, init))
 
             run_population_trial(config, train_storage, scheduler.perturbation_interval, fit)
             return
@@ -317,13 +316,17 @@ def _make_trial_function(
         if trial_id in completed:  # it ended after Tune last saved its state (every ~10 s)
             return
         callbacks = [TuneReportCallback()]
-        trainer = make_trainer(config, trial_id, train_storage, scaling, callbacks, local, options.max_failures)
-        try:
-            trainer.fit()
-        except ray.train.TrainingFailedError as err:
-            raise TrialFailed(failure_reason(err)) from None
+        _fit(make_trainer(config, trial_id, train_storage, scaling, callbacks, local, options.max_failures))
 
     return tune.with_resources(run_trial, DRIVER_RESOURCES)
+
+
+def _fit(trainer) -> None:
+    """Fit a trial's TorchTrainer; a run that failed after its restarts is a :class:`TrialFailed`."""
+    try:
+        trainer.fit()
+    except ray.train.TrainingFailedError as err:
+        raise TrialFailed(failure_reason(err)) from None
 
 
 def _trial_dirname(trial) -> str:
