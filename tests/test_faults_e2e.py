@@ -91,10 +91,10 @@ def _kill_the_good_trials_worker_after_epoch_1(
     while time.monotonic() < deadline and sweep.poll() is None:
         url = next((line.split("Ray dashboard: ")[1].strip() for line in out if "Ray dashboard: " in line), None)
         _, reported = _trial_results(sweep_dir, GOOD_LR)
-        if url and reported:
-            (pid,) = _alive_train_worker_pids(url)  # one trial at a time: its one worker
-            os.kill(pid, signal.SIGKILL)
-            return pid, len(_trial_results(sweep_dir, GOOD_LR)[1])
+        pids = _alive_train_worker_pids(url) if url and reported else []
+        if len(pids) == 1:  # one trial at a time: its one worker (the state API may lag its start)
+            os.kill(pids[0], signal.SIGKILL)
+            return pids[0], len(_trial_results(sweep_dir, GOOD_LR)[1])
         time.sleep(0.2)
     raise AssertionError(f"the learnable trial never reported an epoch:\n{''.join(out)[-3000:]}")
 
