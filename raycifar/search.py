@@ -293,6 +293,14 @@ class Search:
         self._live.pop(number, None)
         return outcome
 
+    def end_unfinished(self, trial_id: str) -> None:
+        """End the proposal Tune trial ``trial_id`` ran as pruned, if it is still running
+        (the time budget stopped it without a last result)."""
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.user_attrs.get(TRIAL_ID_ATTR) == trial_id:
+                self.study.tell(trial.number, state=TrialState.PRUNED)
+                self._live.pop(trial.number, None)
+
     def pareto(self) -> list[dict[str, Any]]:
         """``nsga2``: the within-budget trials no other beats on both objectives, by size
         (``trial_id``, ``val_acc`` and the size); [] for other searchers."""

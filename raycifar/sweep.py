@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -308,7 +309,8 @@ def _make_trial_function(
     def run_trial(config: dict) -> None:
         if scheduler.name == "pbt":
             def fit(name: str, init: str | None, callbacks: list) -> None:
-                _fit(make_trainer(config, name, train_storage, scaling, callbacks, local, options.max_failures, init))
+                _fit(lambda: make_trainer(config, name, train_storage, scaling, callbacks, local, options.max_failures, init),
+                     options.max_failures)  # fmt: skip
 
             run_population_trial(config, train_storage, scheduler.perturbation_interval, fit)
             return
@@ -316,17 +318,30 @@ def _make_trial_function(
         if trial_id in completed:  # it ended after Tune last saved its state (every ~10 s)
             return
         callbacks = [TuneReportCallback()]
-        _fit(make_trainer(config, trial_id, train_storage, scaling, callbacks, local, options.max_failures))
+        _fit(lambda: make_trainer(config, trial_id, train_storage, scaling, callbacks, local, options.max_failures),
+             options.max_failures)  # fmt: skip
 
     return tune.with_resources(run_trial, DRIVER_RESOURCES)
 
 
-def _fit(trainer) -> None:
-    """Fit a trial's TorchTrainer; a run that failed after its restarts is a :class:`TrialFailed`."""
-    try:
-        trainer.fit()
-    except ray.train.TrainingFailedError as err:
-        raise TrialFailed(failure_reason(err)) from None
+def _fit(make: Callable[[], Any], retries: int) -> None:
+    """Fit the TorchTrainer ``make`` builds; a run that failed after its restarts is a
+    :class:`TrialFailed`.
+
+    Ray Train restarts a crashed worker group itself (``FailureConfig``), except when a worker
+    dies while its group starts: that is a ``ControllerError``, which it never retries. Such a
+    run is fitted again under the same name, so it resumes from its latest checkpoint, at most
+    ``retries`` times.
+    """
+    for attempt in range(retries + 1):
+        try:
+            make().fit()
+            return
+        except ray.train.ControllerError as err:
+            if attempt == retries:
+                raise TrialFailed(failure_reason(err)) from None
+        except ray.train.TrainingFailedError as err:
+            raise TrialFailed(failure_reason(err)) from None
 
 
 def _trial_dirname(trial) -> str:
@@ -393,6 +408,9 @@ def run_sweep(
     finally:
         _LIVE.pop(str(sweep_dir), None)
     out_of_time = plan.time_budget_s is not None and time.monotonic() - started >= plan.time_budget_s
+    if out_of_time:  # Tune stops the trials it was running without ending them in callbacks
+        for trial_id in recorder.stop_unended("stopped by the time budget"):
+            plan.search.end_unfinished(trial_id)
     unfinished = None if plan.trials is None else plan.trials - recorder.record.done_trials()
     if not out_of_time and (unfinished is None or unfinished > 0):  # Tune ends early only when interrupted
         recorder.ended("interrupted")

@@ -285,6 +285,17 @@ class SweepRecorder:
             self._save()
         return lost
 
+    def stop_unended(self, reason: str) -> list[str]:
+        """Trials still ``running`` or ``pending`` become ``stopped_early`` with ``reason``
+        (the time budget stopped them); returns their ids."""
+        stopped = [tid for tid, t in self.record.trials.items() if t.state in ("running", "pending")]
+        for trial_id in stopped:
+            entry = self.record.trials[trial_id]
+            entry.state, entry.ended_at, entry.reason = "stopped_early", self.now(), reason
+        if stopped:
+            self._save()
+        return stopped
+
     def ended(self, outcome: Outcome, pareto: list[dict] | None = None) -> None:
         """The sweep is over: ``completed`` (all trials ran, or its time budget ended it),
         ``interrupted`` or ``failed``; ``pareto``: the nsga2 searcher's Pareto set."""

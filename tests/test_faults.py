@@ -106,3 +106,32 @@ def test_the_sweep_reads_a_failed_trials_reason_from_the_error_file_tune_wrote(t
     assert sweep._error_reason(failed) == "the checkpoint of epoch 3 could not be written (x)"
     assert sweep._error_reason(trial(f"{traceback}ValueError: bad\n")) == "ValueError: bad"
     assert sweep._error_reason(trial(None)) == "see its error.txt"
+
+
+def test_a_run_whose_worker_died_at_start_is_fitted_again_up_to_max_failures() -> None:
+    """Ray Train never retries a ControllerError (a worker that died while its group started):
+    the trial fits its run again under the same name, at most max_failures times."""
+    import ray.train
+
+    from raycifar.sweep import TrialFailed, _fit
+
+    class Run:
+        def __init__(self, failures: int) -> None:
+            self.failures, self.fits = failures, 0
+
+        def fit(self) -> None:
+            self.fits += 1
+            if self.fits <= self.failures:
+                raise ray.train.ControllerError(RuntimeError("The actor is dead because its worker process has died"))
+
+    recovers = Run(failures=2)
+    _fit(lambda: recovers, retries=2)
+    assert recovers.fits == 3
+    gives_up = Run(failures=3)
+    with pytest.raises(TrialFailed, match="The actor is dead"):
+        _fit(lambda: gives_up, retries=2)
+    assert gives_up.fits == 3
+    crashed = Run(failures=0)
+    crashed.fit = lambda: (_ for _ in ()).throw(ray.train.WorkerGroupError("boom", {0: RuntimeError("bad batch")}))
+    with pytest.raises(TrialFailed, match="worker 0 failed: RuntimeError: bad batch"):
+        _fit(lambda: crashed, retries=2)  # Ray Train already restarted it max_failures times: not again

@@ -274,3 +274,13 @@ def test_bad_durations_are_one_line(text: str) -> None:
 
 def test_durations_print_back() -> None:
     assert [format_duration(s) for s in (600, 5400, 45, 3661)] == ["10m", "1h30m", "45s", "1h1m1s"]
+
+
+def test_a_trial_the_time_budget_stopped_is_ended_as_pruned(tmp_path: Path) -> None:
+    search = search_of(tmp_path, TIGHT, "tpe")
+    stopped, other = search.propose(), search.propose()
+    search.name_trial(stopped.number, "late")
+    search.name_trial(other.number, "other")
+    search.end_unfinished("late")
+    states = {t.number: t.state for t in search.study.trials}
+    assert states[stopped.number] == TrialState.PRUNED and states[other.number] == TrialState.RUNNING

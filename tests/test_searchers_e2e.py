@@ -160,3 +160,5 @@ def test_a_time_budget_ends_an_open_ended_sweep_and_promotes(
     last_report = max(r["timestamp"] for rows in results_by_trial for r in rows)
     assert last_report <= deadline + longest_epoch + 5, "no epoch is reported a whole epoch after the budget"
     assert all(rows[-1]["epoch"] < 30 for rows in results_by_trial), "the budget stopped the trials, not their end"
+    assert {t["state"] for t in record["trials"].values()} <= {"finished", "stopped_early"}, "nothing left running"
+    assert not [t for t in _study(sweep_dir).trials if t.state == TrialState.RUNNING], "the study ended them too"

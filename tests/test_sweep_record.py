@@ -147,3 +147,14 @@ def test_the_module_imports_neither_torch_nor_ray() -> None:
     probe = "import sys, raycifar.sweep_record; print(sorted({'torch', 'ray'} & set(sys.modules)))"
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "[]"
+
+
+def test_trials_the_time_budget_stopped_are_ended_with_the_reason(tmp_path: Path, clock: Clock) -> None:
+    recorder = SweepRecorder.start(tmp_path, "s", "tiny", None, now=clock)
+    for trial_id in ("done", "late"):
+        recorder.trial_started(trial_id, CONFIG)
+    recorder.trial_ended("done", "finished")
+    assert recorder.stop_unended("stopped by the time budget") == ["late"]
+    trials = read_record(tmp_path).trials
+    assert (trials["late"].state, trials["late"].reason) == ("stopped_early", "stopped by the time budget")
+    assert trials["done"].state == "finished" and trials["done"].reason is None

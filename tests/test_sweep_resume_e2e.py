@@ -16,13 +16,13 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("short_tmpdir")]
 
 RESUME_SPACE = """
-description: one config that learns nothing (drawn first) and ones that learn, 3 epochs each
+description: one config that learns nothing (drawn first) and ones that learn, 6 epochs each
 budget: 100000
 arch: {model: resnet20, depths: [1, 1], base_width: 8}
 train:
   lr: {choice: [0.1, 1.0e-5]}
   batch_size: 64
-  epochs: 3
+  epochs: 6
   schedule: onecycle
 scheduler: {grace_period: 1, reduction_factor: 2}
 """
@@ -62,7 +62,7 @@ def _wait_for_one_finished_and_one_training(sweep_dir: Path, driver: subprocess.
     while time.monotonic() < deadline and driver.poll() is None:
         trials = _record(sweep_dir).get("trials", {})
         finished = [tid for tid, t in trials.items() if t["state"] == "finished"]
-        training = [tid for tid, t in trials.items() if t["state"] == "running" and 0 < len(_epochs(sweep_dir / f"trial_{tid}")) < 3]
+        training = [tid for tid, t in trials.items() if t["state"] == "running" and 0 < len(_epochs(sweep_dir / f"trial_{tid}")) < 6]
         if finished and training:
             return finished[0], training[0]
         time.sleep(0.2)
