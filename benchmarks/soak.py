@@ -68,6 +68,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=2, help="trials at once (1 CPU each)")
     parser.add_argument("--seed", type=int, default=0, help="the sweep's --seed and the kill times' seed")
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}")
+    parser.add_argument(
+        "--keep", type=Path, help="keep the space file, logs and results/ here (default: a temp folder)"
+    )
     parser.add_argument("--format", choices=("table", "json"), default="table")
     args = parser.parse_args()
     if args.quick:
@@ -103,10 +106,10 @@ class WorkerKiller(threading.Thread):
         self.dashboard, self.rate, self.rng = dashboard, rate_per_minute, random.Random(seed)
         self.kills: list[tuple[float, int]] = []
         self.misses = 0  # gaps that ended with no worker alive
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while self.rate > 0 and not self._stop.wait(self.rng.expovariate(self.rate / 60.0)):
+        while self.rate > 0 and not self._halt.wait(self.rng.expovariate(self.rate / 60.0)):
             try:
                 pids = train_worker_pids(self.dashboard)
             except Exception:  # the state API is briefly unavailable: count it as a miss
@@ -122,7 +125,7 @@ class WorkerKiller(threading.Thread):
                 self.misses += 1
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=60)
 
 
@@ -176,6 +179,11 @@ def summarize(sweep: SweepRun, killed_at: float, resumed_at: float) -> dict:
         "restarts_from_checkpoint": restarts, "carried_over_resume": carried, "epochs_reported": sweep.epochs(),
         "epochs_redone": redone,
         "epochs_abandoned": sum(len(t.results) for t in sweep.trials.values() if t.state == "lost"),
+        "errors": {
+            t.trial_id: (sweep.record["trials"][t.trial_id].get("reason") or "")[:110]
+            for t in sweep.trials.values()
+            if t.state == "error"
+        },
     }  # fmt: skip
 
 
@@ -184,7 +192,7 @@ def run_soak(args: argparse.Namespace, folder: Path, results: Path) -> dict:
     space.write_text(SPACE.format(budget=args.params, trials=args.trials, epochs=args.epochs, precision=args.precision))
     name, sweep_dir = "soak", results / "sweeps" / "soak"
     boards = {"before": leaderboard(results, cli_env(str(folder)))}
-    with HeldRay(args.concurrency) as ray:
+    with HeldRay(args.concurrency, folder / "ray" if args.keep else None) as ray:
         env = cli_env(ray.tmpdir)
         command = sweep_command(space, args.data_dir, results, name, ray.gcs, "--seed", str(args.seed), "--scheduler",
                                 "fifo", "--max-failures", str(args.max_failures), "--max-concurrent-trials",
@@ -213,6 +221,7 @@ def run_soak(args: argparse.Namespace, folder: Path, results: Path) -> dict:
         finally:
             killer.stop()
     boards["after resume"] = leaderboard(results, cli_env(str(folder)))
+    (folder / "kills.json").write_text(json.dumps([{"time": at, "pid": pid} for at, pid in killer.kills]))
     counts = summarize(read_sweep(results, name), killed_at, resumed_at)
     return {**counts, "worker_kills": len(killer.kills), "kill_misses": killer.misses,
             "wall_s": time.time() - started, "resume_wall_s": resume_wall, "leaderboards": boards}  # fmt: skip
@@ -237,13 +246,15 @@ def print_table(args: argparse.Namespace, soak: dict) -> None:
         ("trials retried", soak["retried"], f"resumed from a checkpoint ({soak['restarts_from_checkpoint']} restarts; "
                                             f"{soak['carried_over_resume']} carried over the driver kill)"),
         ("trials orphaned by the kill", soak["orphaned_by_driver_kill"], f"run again as new trials; {soak['epochs_abandoned']} epochs abandoned"),
-        ("trials failed (error)", soak["error"], "a trial killed more than --max-failures times"),
+        ("trials failed (error)", soak["error"], "reasons below"),
         ("trials lost", soak["lost"], "planned trials that did not finish: must be 0"),
         ("epochs reported", soak["epochs_reported"], ""),
         ("epochs redone", soak["epochs_redone"], "an epoch number reported again by the same trial"),
     ]  # fmt: skip
     for label, value, note in rows:
         print(f"{label:<28} {value:>6}  {note}")
+    for trial_id, reason in soak["errors"].items():
+        print(f"  trial {trial_id} failed: {reason}")
     print(f"leaderboard rows ({'entry':<17} {'sweep':<12} {'trial':<10} val_acc test_acc):")
     for stage, board in soak["leaderboards"].items():
         print(f" {stage}: {len(board)} row(s)")
@@ -255,8 +266,10 @@ def main() -> None:
     args = parse_args()
     args.data_dir = args.data_dir.resolve()
     with tempfile.TemporaryDirectory(prefix="rcsk", dir="/tmp") as scratch:
-        results = (args.results_dir or Path(scratch) / "results").resolve()
-        soak = run_soak(args, Path(scratch), results)
+        folder = (args.keep or Path(scratch)).resolve()  # the space file, sweep.log, resume.log
+        folder.mkdir(parents=True, exist_ok=True)
+        results = (args.results_dir or folder / "results").resolve()
+        soak = run_soak(args, folder, results)
     if args.format == "json":
         print(json.dumps(soak, indent=2))
     else:

@@ -51,15 +51,17 @@ class HeldRay:
     with ``--address``; ``with HeldRay(2) as ray: ray.gcs, ray.dashboard``. Only this Ray is
     stopped on exit (never ``ray stop``)."""
 
-    def __init__(self, cpus: int) -> None:
+    def __init__(self, cpus: int, keep: Path | None = None) -> None:
+        """``keep``: a short folder (Ray's socket paths) that keeps Ray's session logs
+        (``ray/session_*/logs``) after the Ray stops; default: a temp folder, removed."""
         self.cpus = cpus
         self.gcs = self.dashboard = ""
-        self._folder = tempfile.TemporaryDirectory(prefix="rcb", dir="/tmp", ignore_cleanup_errors=True)
+        self._folder = (
+            None if keep else tempfile.TemporaryDirectory(prefix="rcb", dir="/tmp", ignore_cleanup_errors=True)
+        )
+        self.tmpdir = str(keep) if keep else self._folder.name
+        Path(self.tmpdir).mkdir(parents=True, exist_ok=True)
         self._holder: subprocess.Popen | None = None
-
-    @property
-    def tmpdir(self) -> str:
-        return self._folder.name
 
     def __enter__(self) -> HeldRay:
         started = time.perf_counter()
@@ -87,7 +89,8 @@ class HeldRay:
                 self._holder.kill()
                 self._holder.wait(timeout=30)
             self._holder = None
-        self._folder.cleanup()
+        if self._folder is not None:
+            self._folder.cleanup()
 
 
 def sweep_command(space: Path | str, data_dir: Path, results: Path, name: str, address: str, *extra: str) -> list[str]:

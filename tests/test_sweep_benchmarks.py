@@ -30,8 +30,9 @@ def write_sweep(results: Path, name: str, trials: dict[str, dict], planned: int)
         config = {"seed": trial["seed"], "train": {"lr": trial["lr"], "label_smoothing": 0.1}}
         (trial_dir / "params.json").write_text(json.dumps(config))
         lines = [
-            json.dumps({"epoch": e, "val_acc": acc, "resumed_from_epoch": start, "timestamp": START + at,
-                        "train_seconds": 2.0})  # fmt: skip
+            json.dumps(
+                {"epoch": e, "val_acc": acc, "resumed_from_epoch": start, "timestamp": START + at, "train_seconds": 2.0}
+            )  # fmt: skip
             for e, acc, start, at in trial["results"]
         ]
         (trial_dir / "result.json").write_text("".join(line + "\n" for line in lines))
@@ -72,9 +73,8 @@ def test_asha_winner_is_ranked_among_fifo_full_trainings_of_the_same_configs(tmp
 
     fifo["f2"]["lr"] = 0.35  # another draw: the arms did not run the same configs
     write_sweep(tmp_path, "fifo2", fifo, planned=3)
-    assert sweep_efficiency.compare_schedulers(read_sweep(tmp_path, "asha"), read_sweep(tmp_path, "fifo2"))[
-        "identical_configs"
-    ] is False
+    other = sweep_efficiency.compare_schedulers(read_sweep(tmp_path, "asha"), read_sweep(tmp_path, "fifo2"))
+    assert other["identical_configs"] is False
 
 
 def test_searchers_are_timed_to_the_random_searchs_best(tmp_path: Path) -> None:
