@@ -39,7 +39,8 @@ def grad_cams(model_folder: Path, images: np.ndarray, classes: list[int], datase
 
     model, _ = rebuild(model_folder)
     stats = CATALOG[dataset]
-    scaled = torch.from_numpy(images).float().div(255).permute(0, 3, 1, 2)
+    # contiguous: this torch's CPU backward crashed (SIGSEGV) on the permuted, channels-last strides
+    scaled = torch.from_numpy(images).float().div(255).permute(0, 3, 1, 2).contiguous()
     normalised = (scaled - torch.tensor(stats.mean).view(1, 3, 1, 1)) / torch.tensor(stats.std).view(1, 3, 1, 1)
     with GradCAM(model=model, target_layers=[model.stages[-1][-1]]) as cam:
         maps = cam(input_tensor=normalised, targets=[ClassifierOutputTarget(c) for c in classes])

@@ -293,13 +293,12 @@ class Search:
         self._live.pop(number, None)
         return outcome
 
-    def end_unfinished(self, trial_id: str) -> None:
-        """End the proposal Tune trial ``trial_id`` ran as pruned, if it is still running
-        (the time budget stopped it without a last result)."""
+    def end_running(self) -> None:
+        """End every proposal still running as pruned: the time budget stopped its trial
+        without a last result, or ended the sweep before Tune started it."""
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if trial.user_attrs.get(TRIAL_ID_ATTR) == trial_id:
-                self.study.tell(trial.number, state=TrialState.PRUNED)
-                self._live.pop(trial.number, None)
+            self.study.tell(trial.number, state=TrialState.PRUNED)
+            self._live.pop(trial.number, None)
 
     def pareto(self) -> list[dict[str, Any]]:
         """``nsga2``: the within-budget trials no other beats on both objectives, by size

@@ -401,6 +401,9 @@ def run_sweep(
     else:
         recorder = SweepRecorder.reopen(sweep_dir)
         recorder.resumed()
+        # A trial that ended after Tune's last save is run again and returns at once, with no
+        # result: Tune's check that every result has val_acc would end the sweep (Tune's own switch).
+        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
         _LIVE[str(sweep_dir)] = (progress, recorder, completed)
         tuner = tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_errored=True)
     try:
@@ -409,8 +412,8 @@ def run_sweep(
         _LIVE.pop(str(sweep_dir), None)
     out_of_time = plan.time_budget_s is not None and time.monotonic() - started >= plan.time_budget_s
     if out_of_time:  # Tune stops the trials it was running without ending them in callbacks
-        for trial_id in recorder.stop_unended("stopped by the time budget"):
-            plan.search.end_unfinished(trial_id)
+        recorder.stop_unended("stopped by the time budget")
+        plan.search.end_running()
     unfinished = None if plan.trials is None else plan.trials - recorder.record.done_trials()
     if not out_of_time and (unfinished is None or unfinished > 0):  # Tune ends early only when interrupted
         recorder.ended("interrupted")

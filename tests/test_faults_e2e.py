@@ -39,9 +39,9 @@ arch: {{model: resnet20, depths: [1, 1], base_width: 8}}
 train:
   lr: {{choice: [{GOOD_LR}, {NAN_LR}, {FULL_DISK_LR}]}}
   batch_size: 64
-  epochs: 4
+  epochs: 8
   schedule: onecycle
-scheduler: {{grace_period: 4, reduction_factor: 2}}
+scheduler: {{grace_period: 8, reduction_factor: 2}}
 """
 
 
@@ -129,9 +129,9 @@ def test_a_killed_worker_resumes_a_diverged_trial_and_a_full_disk_fail_alone_and
 
     # the killed trial resumed from its last checkpoint (not from epoch 0), finished, and was promoted
     good_id, good = _trial_results(sweep_dir, GOOD_LR)
-    assert reported_before < 4, f"the worker {killed} was killed after the trial had finished"
+    assert reported_before < 8, f"the worker {killed} was killed after the trial had finished"
     epochs = [r["epoch"] for r in good]
-    assert epochs == [1, 2, 3, 4], f"an epoch was trained twice or skipped: {epochs}"
+    assert epochs == list(range(1, 9)), f"an epoch was trained twice or skipped: {epochs}"
     resumed = [r["resumed_from_epoch"] for r in good]
     restart = next(i for i, start in enumerate(resumed) if start > 0)  # the first epoch of the new worker group
     assert resumed[:restart] == [0] * restart and set(resumed[restart:]) == {epochs[restart - 1]}

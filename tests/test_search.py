@@ -276,11 +276,13 @@ def test_durations_print_back() -> None:
     assert [format_duration(s) for s in (600, 5400, 45, 3661)] == ["10m", "1h30m", "45s", "1h1m1s"]
 
 
-def test_a_trial_the_time_budget_stopped_is_ended_as_pruned(tmp_path: Path) -> None:
+def test_proposals_the_time_budget_stopped_are_ended_as_pruned(tmp_path: Path) -> None:
     search = search_of(tmp_path, TIGHT, "tpe")
-    stopped, other = search.propose(), search.propose()
-    search.name_trial(stopped.number, "late")
-    search.name_trial(other.number, "other")
-    search.end_unfinished("late")
+    done, late, unstarted = search.propose(), search.propose(), search.propose()
+    search.report(done.number, 2, 0.5)
+    search.finish(done.number, 2)
+    search.report(late.number, 1, 0.3)
+    search.end_running()
     states = {t.number: t.state for t in search.study.trials}
-    assert states[stopped.number] == TrialState.PRUNED and states[other.number] == TrialState.RUNNING
+    assert states[done.number] == TrialState.COMPLETE
+    assert states[late.number] == states[unstarted.number] == TrialState.PRUNED
