@@ -288,7 +288,7 @@ def resume_sweep(request: ResumeRequest, display: Display | None = None) -> Swee
     display.info(f"resuming sweep {request.name}: {done} trials finished, {left}")
     from raycifar.sweep import Resume
 
-    resume = Resume(planned_trials=count.trials, completed=found.completed)
+    resume = Resume(completed=found.completed)
     longest = longest_trial(loaded, saved.max_epochs)
     return _run_sweep(sweep_request, request.name, loaded, count.trials, longest, started, display, resume)
 

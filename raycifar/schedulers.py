@@ -121,14 +121,9 @@ class KeepInSpace:
         return config
 
 
-def accepts_searcher(settings: SchedulerSettings) -> bool:
-    """Whether the scheduler works with a Tune searcher: PBT refuses them (it is the search)."""
-    return settings.name != "pbt"
-
-
 def population_space(configs: list[dict]) -> dict:
     """A Tune ``param_space`` whose grid yields exactly ``configs`` (TrialConfig dicts), for a
-    scheduler that refuses searchers (:func:`accepts_searcher`; run it with ``num_samples=1``).
+    scheduler that refuses searchers (PBT; run it with ``num_samples=1``).
 
     It is a grid over the trial seeds (unique per draw); every other key is looked up by seed.
     """

@@ -19,7 +19,6 @@ This module imports neither Ray nor torch (counting parameters imports torch whe
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from dataclasses import dataclass
@@ -153,14 +152,15 @@ class Search:
         seed: int,
         data_dir: Path,
         max_epochs: int | None,
+        num_samples: int | None = None,
     ) -> None:
         self.space, self.settings, self.study = space, settings, study
+        self.num_samples = num_samples  # the sweep's trial count (TPE's start, NSGA-II's generation)
         self.seed, self.data_dir, self.max_epochs = seed, data_dir, max_epochs
         trials = study.get_trials(deepcopy=False)
         self.proposed = sum(INDEX_ATTR in trial.user_attrs for trial in trials)
         self.infeasible = len(trials) - self.proposed
         self._live: dict[int, optuna.Trial] = {}  # asked in this process, by number
-        self.num_samples: int | None = None  # the sweep's trial count (TPE's start, NSGA-II's generation)
 
     @property
     def objectives(self) -> list[str]:
@@ -172,7 +172,7 @@ class Search:
         cls, space: Space, settings: SearcherSettings, seed: int, data_dir: Path, max_epochs: int | None,
         storage: optuna.storages.BaseStorage | None, num_samples: int | None,
     ) -> Search:  # fmt: skip
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # its per-trial lines would cut into the progress line
         directions = ["maximize", "minimize"] if settings.name == "nsga2" else ["maximize"]
         study = optuna.create_study(
             storage=storage, study_name=STUDY_NAME, directions=directions, load_if_exists=True,
@@ -180,8 +180,7 @@ class Search:
         )  # fmt: skip
         if study.trials:  # reopened: a fresh sampler seed, so a random sampler does not repeat itself
             study.sampler = make_sampler(space, settings, seed + len(study.trials), num_samples)
-        search = cls(space, settings, study, seed, data_dir, max_epochs)
-        search.num_samples = num_samples
+        search = cls(space, settings, study, seed, data_dir, max_epochs, num_samples)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(search.objectives)
@@ -331,9 +330,3 @@ def _macs(config: TrialConfig) -> int:
     from raycifar.budget import count_macs
 
     return count_macs(config.model)
-
-
-def quiet_optuna() -> None:
-    """Optuna's per-trial INFO lines would interleave with the sweep's progress display."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("optuna").setLevel(logging.WARNING)

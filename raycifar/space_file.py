@@ -331,7 +331,6 @@ class SchedulerSettings(_Strict):
 
 
 SearcherName = Literal["random", "grid", "tpe", "qmc", "nsga2"]
-SEARCHERS: tuple[str, ...] = SearcherName.__args__
 
 
 class SearcherSettings(_Strict):

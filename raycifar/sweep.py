@@ -64,10 +64,9 @@ class SweepOptions:
 
 @dataclass(frozen=True)
 class Resume:
-    """A sweep to continue with ``Tuner.restore`` (see :mod:`raycifar.resume`): its planned
-    trial count, and the trials that completed before its driver died (never run again)."""
+    """A sweep to continue with ``Tuner.restore`` (see :mod:`raycifar.resume`): the trials
+    that completed before its driver died (never run again)."""
 
-    planned_trials: int
     completed: frozenset[str] = frozenset()
 
 

@@ -36,15 +36,6 @@ def parse_duration(text: str, option: str = "--time-budget") -> float:
     return seconds
 
 
-def format_duration(seconds: float) -> str:
-    """``10m``, ``1h30m``, ``45s``: the shortest exact spelling (whole seconds)."""
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
-    return text or "0s"
-
-
 def with_searcher(space: Space, name: SearcherName | None) -> Space:
     """``space`` searched by ``name`` (``--searcher``): the file's settings are kept when it
     names the same searcher, else the new searcher's defaults apply."""

@@ -16,7 +16,7 @@ from raycifar.errors import UserError
 from raycifar.search import OVER_BUDGET, TRIAL_ID_ATTR, Search, grid_space, startup_trials
 from raycifar.space import load_space
 from raycifar.space_file import SearcherSettings
-from raycifar.sweep_plan import format_duration, parse_duration, trial_count, with_searcher
+from raycifar.sweep_plan import parse_duration, trial_count, with_searcher
 
 SEARCHERS = ("random", "tpe", "qmc", "nsga2")
 
@@ -270,10 +270,6 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations_are_one_line(text: str) -> None:
     with pytest.raises(UserError, match=rf"--time-budget {text!r}: "):
         parse_duration(text)
-
-
-def test_durations_print_back() -> None:
-    assert [format_duration(s) for s in (600, 5400, 45, 3661)] == ["10m", "1h30m", "45s", "1h1m1s"]
 
 
 def test_proposals_the_time_budget_stopped_are_ended_as_pruned(tmp_path: Path) -> None:
