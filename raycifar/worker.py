@@ -9,6 +9,10 @@ from, 0 for a fresh start), and what :mod:`raycifar.cost` needs: ``device`` (the
 device type the worker trains on: ``"cpu"``, ``"cuda"``) and ``worker_cpus`` /
 ``worker_gpus`` (the Ray resources the worker holds; every worker of a run holds the same).
 
+A run whose last epoch was checkpointed but never reached the sweep (its driver was killed
+in between, so the resumed run starts with no epoch left) reports that epoch again, from the
+metrics its checkpoint keeps (``metrics.json``).
+
 Faults: an epoch that diverged (``diverged`` in its metrics) is reported without a
 checkpoint and the run ends there, normally, so that Ray Train does not retry it; a
 checkpoint that cannot be written raises :class:`CheckpointNotWritten` (one line), which
@@ -17,6 +21,7 @@ Ray Train retries like any worker crash (``FailureConfig.max_failures``).
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -40,18 +45,21 @@ def describe_os_error(err: OSError) -> str:
     return f"{reason}: {err.filename}" if err.filename else reason
 
 INIT_CHECKPOINT_KEY = "init_checkpoint"  # in a loop config: a checkpoint path to start from (PBT)
+METRICS_FILE = "metrics.json"  # in a checkpoint: the metrics reported with it
 
 
-def _restore(training: Training, init_checkpoint: str | None) -> int:
+def _restore(training: Training, init_checkpoint: str | None) -> tuple[int, dict | None]:
     """Load the run's last reported checkpoint if it was restarted, else ``init_checkpoint``
-    (a path; another run's, e.g. a PBT donor's) if given; returns the next epoch (0: none)."""
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None and init_checkpoint:
-        checkpoint = ray.train.Checkpoint(init_checkpoint)
+    (a path; another run's, e.g. a PBT donor's) if given. Returns the next epoch (0: none)
+    and, for the run's own checkpoint, the metrics reported with it (None if not kept)."""
+    own = ray.train.get_checkpoint()
+    checkpoint = own or (ray.train.Checkpoint(init_checkpoint) if init_checkpoint else None)
     if checkpoint is None:
-        return 0
+        return 0, None
     with checkpoint.as_directory() as folder:
-        return training.load(Path(folder))
+        metrics = Path(folder) / METRICS_FILE
+        kept = json.loads(metrics.read_text()) if own is not None and metrics.is_file() else None
+        return training.load(Path(folder)), kept
 
 
 def _report(metrics: dict, training: Training, rank: int) -> None:
@@ -62,6 +70,7 @@ def _report(metrics: dict, training: Training, rank: int) -> None:
     try:
         with tempfile.TemporaryDirectory() as folder:
             training.save(Path(folder), metrics["epoch"])
+            (Path(folder) / METRICS_FILE).write_text(json.dumps(metrics, default=str))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
     except OSError as err:  # a full disk, a file where a folder should be, a lost mount
         raise CheckpointNotWritten(
@@ -96,7 +105,9 @@ def train_loop_per_worker(config_dict: dict) -> None:
     train_loader, val_loader = make_loaders(config, device, rank, world_size, max(1, int(cpus)), EVAL_BATCH_SIZE)
     with global_settings(config.train, config.seed):
         training = Training(config, train_loader, val_loader, device, wrap=ray.train.torch.prepare_model)
-        start_epoch = _restore(training, init_checkpoint)
+        start_epoch, last = _restore(training, init_checkpoint)
+        if last is not None and start_epoch >= config.train.epochs:  # trained, but maybe never seen: again
+            _report({**last, "resumed_from_epoch": start_epoch}, training, rank)
         for epoch in range(start_epoch, config.train.epochs):
             metrics = {
                 **training.run_epoch(epoch), "world_size": world_size, "resumed_from_epoch": start_epoch, **hardware,
