@@ -172,6 +172,8 @@ def _run_sweep(
             None if request.time_budget_s is None else max(1.0, request.time_budget_s - (time.monotonic() - started))
         )
         plan = _plan(request, space, sweep_dir, trials, max_epochs, budget, resume is not None)
+        if resume is not None and resume.extend:
+            plan = replace(plan, to_propose=resume.added)
         with display.sweep_progress(trials) as progress:
             outcome = sweep.run_sweep(plan, space.spec.scheduler, options, progress, resume)
         from raycifar.promote_sweep import promote_command, sweep_costs
@@ -180,18 +182,29 @@ def _run_sweep(
         display.info(f"{_outcome_line(outcome, plan.search.infeasible, label(space.spec.scheduler))}; {spent.line}")
         for problem in outcome.problems:
             display.info(f"  {problem}")
-        try:
-            row = _promote_checkpoint(
-                outcome.best_checkpoint, request.results_dir, sweep=name, trial_id=outcome.best_trial_id,
-                val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, **spent.row_fields,
-            )  # fmt: skip
-        except PromotionFailed as err:  # the record says completed, not promoted: `raycifar promote` finishes it
-            raise err.finish_with(f"sweep {name}", promote_command(request.results_dir, name)) from None
+        row = _promoted_row(request.results_dir, outcome.best_checkpoint)  # an extension that found nothing better
+        if row is not None:
+            display.info(f"the best epoch is still leaderboard entry {row['entry_id']}: nothing new to promote")
+        else:
+            try:
+                row = _promote_checkpoint(
+                    outcome.best_checkpoint, request.results_dir, sweep=name, trial_id=outcome.best_trial_id,
+                    val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, **spent.row_fields,
+                )  # fmt: skip
+            except PromotionFailed as err:  # the record says completed, not promoted: `raycifar promote` finishes it
+                raise err.finish_with(f"sweep {name}", promote_command(request.results_dir, name)) from None
+            _log_promoted(row, request.results_dir, request.wandb, display)
         SweepRecorder.reopen(request.results_dir / "sweeps" / name).promoted(row["entry_id"])
-        _log_promoted(row, request.results_dir, request.wandb, display)
     finally:
         disconnect()
     return SweepResult(name, outcome, row, _write_sweep_report(request.results_dir, name, display))
+
+
+def _promoted_row(results_dir: Path, checkpoint: str) -> dict | None:
+    """The leaderboard row already promoted from ``checkpoint``, if any."""
+    from raycifar.leaderboard import read_table
+
+    return next((row for row in read_table(results_dir) if row["source_checkpoint"] == checkpoint), None)
 
 
 def _plan(
@@ -272,9 +285,10 @@ def resume_sweep(request: ResumeRequest, display: Display | None = None) -> Swee
     started = time.monotonic()
     prepare_environment(request.address)
     display = display or Quiet()
-    found = check_resumable(request.results_dir, request.name)
+    added = request.given.get("num_samples")
+    found = check_resumable(request.results_dir, request.name, extend=added)
     saved = found.options
-    refuse_changes(request.name, saved, request.given)
+    refuse_changes(request.name, saved, {k: v for k, v in request.given.items() if k != "num_samples" or not found.ended})
     check_mode(saved.wandb)
     sweep_request = _saved_request(request, saved)
     check_resources(sweep_request.resources, request.address)
@@ -284,13 +298,36 @@ def resume_sweep(request: ResumeRequest, display: Display | None = None) -> Swee
     loaded = with_searcher(load_space(saved.space, sweep_request.overrides), saved.searcher)
     count = trial_count(loaded, saved.num_samples, saved.max_trials, sweep_request.time_budget_s)
     done = found.record.done_trials()
-    left = "trials until the time budget" if count.trials is None else f"{count.trials - done} to run or continue"
-    display.info(f"resuming sweep {request.name}: {done} trials finished, {left}")
+    trials = saved.extended_to if saved.extended_to is not None else count.trials
+    if found.ended:
+        trials = _extend(found, loaded, added, display)
+    else:
+        left = "trials until the time budget" if trials is None else f"{trials - done} to run or continue"
+        display.info(f"resuming sweep {request.name}: {done} trials finished, {left}")
     from raycifar.sweep import Resume
 
-    resume = Resume(completed=found.completed)
+    resume = Resume(completed=found.completed, added=added if found.ended else 0)
     longest = longest_trial(loaded, saved.max_epochs)
-    return _run_sweep(sweep_request, request.name, loaded, count.trials, longest, started, display, resume)
+    return _run_sweep(sweep_request, request.name, loaded, trials, longest, started, display, resume)
+
+
+def _extend(found: Any, loaded: Any, added: int, display: Display) -> int:
+    """``--resume NAME --num-samples N`` on an ended sweep: check it can take ``added`` more
+    trials, save its new trial count in ``resume.json``, and return that count."""
+    from raycifar.resume import save_options
+
+    name, done = found.record.name, found.record.done_trials()
+    if loaded.spec.scheduler.name == "pbt":
+        raise UserError(
+            f"--num-samples {added}: sweep {name} ran PBT, whose population is fixed; start a new sweep instead"
+        )
+    total = done + added
+    save_options(found.sweep_dir, found.options.model_copy(update={"extended_to": total}))
+    display.info(
+        f"extending sweep {name}: {done} trials ended, {added} more proposed by {loaded.spec.searcher.name} "
+        f"from its study (warm-started by the {done} before)"
+    )
+    return total
 
 
 def _saved_request(request: ResumeRequest, saved: Any) -> SweepRequest:
@@ -301,7 +338,8 @@ def _saved_request(request: ResumeRequest, saved: Any) -> SweepRequest:
     return SweepRequest(
         space=saved.space, data_dir=Path(saved.data_dir), results_dir=request.results_dir,
         num_samples=saved.num_samples, max_epochs=saved.max_epochs, seed=saved.seed, address=request.address,
-        max_concurrent_trials=saved.max_concurrent_trials, wandb=saved.wandb, dashboard=request.dashboard,
+        max_concurrent_trials=request.given.get("max_concurrent_trials", saved.max_concurrent_trials),
+        wandb=saved.wandb, dashboard=request.dashboard,
         name=request.name, overrides=overrides, searcher=saved.searcher, max_trials=saved.max_trials,
         max_failures=saved.max_failures,
         time_budget_s=request.time_budget_s if request.time_budget_s is not None else saved.time_budget_s,

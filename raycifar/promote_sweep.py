@@ -76,7 +76,7 @@ def read_trials(sweep_dir: Path) -> SweepTrials:
 
 def refuse_running(sweep_dir: Path, record: SweepRecord | None) -> None:
     """A :class:`UserError` when the sweep's driver is still running."""
-    if record is None or record.ended_at is not None or record.promoted_entry is not None:
+    if record is None or record.ended_at is not None:
         return
     if not record.is_stale(utc_now()) and not record.driver_gone():
         raise UserError(

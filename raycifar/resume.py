@@ -61,10 +61,11 @@ class SavedOptions(BaseModel):
     dataset: str | None = None
     label_mode: str | None = None
     address: str | None = None  # where it ran first; a resume may join another cluster
+    extended_to: int | None = None  # the trial count after the latest `--resume NAME --num-samples N` (None: never)
 
 
-# Options a resume may give with a new value: where Ray runs, what is printed.
-CHANGEABLE = frozenset({"address", "dashboard", "results_dir", "format", "time_budget"})
+# Options a resume may give with a new value: where Ray runs, how many trials at once, what is printed.
+CHANGEABLE = frozenset({"address", "dashboard", "results_dir", "format", "time_budget", "max_concurrent_trials"})
 
 
 def options_path(sweep_dir: Path) -> Path:
@@ -146,11 +147,18 @@ class Resumable:
     record: SweepRecord
     options: SavedOptions
     completed: frozenset[str] = field(default_factory=frozenset)  # trial ids never run again
+    ended: bool = False  # it ended (completed or failed): only an extension runs it again
 
 
-def check_resumable(results_dir: Path, name: str, now: datetime | None = None) -> Resumable:
-    """The sweep ``name`` in ``results_dir``, if it can be resumed; else UserError (one line):
-    no such sweep, no record, its driver still running, or it already ended."""
+def has_ended(record: SweepRecord) -> bool:
+    """The sweep ended (completed, failed, or promoted) and is not being extended."""
+    return record.ended_at is not None and (record.outcome in ("completed", "failed") or record.promoted_entry is not None)
+
+
+def check_resumable(results_dir: Path, name: str, now: datetime | None = None, extend: int | None = None) -> Resumable:
+    """The sweep ``name`` in ``results_dir``, if it can be resumed (``extend`` None) or
+    extended by ``extend`` more trials; else UserError (one line): no such sweep, no
+    record, its driver still running, it already ended (resume), or it did not end (extend)."""
     sweeps_dir = results_dir / "sweeps"
     sweep_dir = sweeps_dir / name
     if not sweep_dir.is_dir():
@@ -164,15 +172,22 @@ def check_resumable(results_dir: Path, name: str, now: datetime | None = None) -
             f"--resume {name}: the sweep is still running (driver pid {record.driver_pid} on {record.driver_host}, "
             f"heartbeat {record.heartbeat_at:%H:%M:%S} UTC); stop it first or wait a minute after it died"
         )
-    if record.outcome in ("completed", "failed") or record.promoted_entry:
-        finished = record.done_trials()
+    ended = has_ended(record)
+    finished = record.done_trials()
+    if ended and extend is None:
         raise UserError(
             f"--resume {name}: the sweep already ended ({record.outcome or 'promoted'}, {finished} of "
-            f"{record.planned_trials} trials finished); nothing to resume"
+            f"{record.planned_trials or finished} trials finished); nothing to resume (add trials with "
+            f"--resume {name} --num-samples N)"
+        )
+    if not ended and extend is not None:
+        raise UserError(
+            f"--num-samples {extend}: sweep {name} did not end ({finished} trials finished), and only an ended sweep "
+            f"takes more trials; resume it first with raycifar sweep --resume {name}, then add trials"
         )
     options = load_options(sweep_dir)
     completed = frozenset(tid for tid, trial in record.trials.items() if trial.state in COMPLETED_STATES)
-    return Resumable(sweep_dir, record, options, completed)
+    return Resumable(sweep_dir, record, options, completed, ended)
 
 
 def resume_command(name: str, results_dir: Path | None = None) -> str:

@@ -297,7 +297,7 @@ def _is_live(record: SweepRecord | None, now: datetime, stale_after_s: float) ->
 
 
 def _sweep_state(record: SweepRecord | None, trials: list[TrialStatus], promoted: str | None, live: bool) -> str:
-    if promoted:
+    if promoted and (record is None or record.ended_at is not None):  # an extension runs it again
         return "promoted"
     if record is None:
         ended = {SHOWN_STATE.get(s, s) for s in TERMINAL_STATES}

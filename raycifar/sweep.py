@@ -34,17 +34,19 @@ from ray.tune.search import Searcher
 from raycifar.config import TrialConfig
 from raycifar.display import ProgressSink
 from raycifar.errors import Interrupted, RunFailed
+from raycifar.promote_sweep import read_trials
 from raycifar.ray_session import RunResources, concurrent_runs, resolve_gpus
 from raycifar.resume import SCHEDULER_STATE_FILE
 from raycifar.schedulers import make_scheduler, population_space, run_population_trial
 from raycifar.search import Search
 from raycifar.selection import Selection, TrialHistory, is_diverged, select_best
 from raycifar.space_file import Dimension, SchedulerSettings
-from raycifar.sweep_record import TRIAL_DIR_PREFIX, SweepRecorder, completion_state
+from raycifar.sweep_record import TERMINAL_STATES, TRIAL_DIR_PREFIX, SweepRecorder, completion_state
 from raycifar.train_backend import ray_is_local
 from raycifar.train_run import MAX_FAILURES, divergence_message, failure_reason, make_trainer, scaling_config
 from raycifar.variants import model_name
 from raycifar.wandb_log import WandbMode
+from raycifar.worker_groups import release_leaked
 
 DRIVER_RESOURCES = {"cpu": 0, "memory": 100 * 1024**2}  # the Tune function only waits on its trainer
 
@@ -64,10 +66,18 @@ class SweepOptions:
 
 @dataclass(frozen=True)
 class Resume:
-    """A sweep to continue with ``Tuner.restore`` (see :mod:`raycifar.resume`): the trials
-    that completed before its driver died (never run again)."""
+    """A sweep to continue (see :mod:`raycifar.resume`): the trials that completed before its
+    driver died (never run again). ``added`` > 0: the sweep ended and gets that many more
+    trials, in a new Tune experiment in its folder, proposed by its reopened study
+    (warm-started), under a scheduler that starts from the saved rung records; otherwise
+    ``Tuner.restore`` continues it."""
 
     completed: frozenset[str] = frozenset()
+    added: int = 0  # an extension: the trials it adds
+
+    @property
+    def extend(self) -> bool:
+        return self.added > 0
 
 
 @dataclass(frozen=True)
@@ -103,17 +113,28 @@ class SweepPlan:
     time_budget_s: float | None = None
     population: list[TrialConfig] | None = None  # PBT: the first configs, drawn before the sweep (no searcher)
     mutations: dict[str, Dimension] | None = None  # PBT: the training keys it perturbs, with their ranges
+    to_propose: int | None = None  # an extension: the trials its Tuner adds (``trials`` is the sweep's new total)
+
+    @property
+    def proposals(self) -> int | None:
+        """How many trials this driver's Tuner proposes (None: until the time budget)."""
+        return self.trials if self.to_propose is None else self.to_propose
 
 
 class _StudySearcher(Searcher):
     """Tune's view of a :class:`Search`: each ``suggest`` is one within-budget proposal,
-    each result an intermediate value, each ended trial told back (complete, pruned, failed)."""
+    each result an intermediate value, each ended trial told back (complete, pruned, failed).
 
-    def __init__(self, search: Search, trials: int | None) -> None:
+    It limits the trials running at once itself (``max_concurrent``; Tune's own limiter would
+    be pickled with the experiment and keep the first driver's limit): a resumed sweep takes
+    the limit of the driver that resumes it, e.g. more trials on a bigger cluster."""
+
+    def __init__(self, search: Search, trials: int | None, max_concurrent: int, key: str = "") -> None:
         super().__init__(metric="val_acc", mode="max")
-        self.search, self.trials = search, trials
+        self.search, self.trials, self.max_concurrent, self.key = search, trials, max_concurrent, key
         self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
         self.records: dict[str, dict] = {}  # Tune trial id -> search record
+        self.live: set[str] = set()  # proposed and not ended
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
@@ -121,6 +142,9 @@ class _StudySearcher(Searcher):
     def suggest(self, trial_id: str) -> dict | str | None:
         if self.trials is not None and len(self.numbers) >= self.trials:
             return Searcher.FINISHED
+        if len(self.live) >= self.max_concurrent:
+            return None  # Tune asks again when a trial ends
+        self.live.add(trial_id)
         proposal = self.search.propose()
         self.search.name_trial(proposal.number, trial_id)
         self.numbers[trial_id], self.records[trial_id] = proposal.number, proposal.search
@@ -131,6 +155,7 @@ class _StudySearcher(Searcher):
             self.search.report(self.numbers[trial_id], int(result["epoch"]), float(result["val_acc"]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.live.discard(trial_id)
         if trial_id not in self.numbers:
             return
         self.on_trial_result(trial_id, result or {})  # Tune hands the last result to this call only
@@ -138,13 +163,18 @@ class _StudySearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         # The study is on disk already; this is the map from Tune's trials to its trials.
-        Path(checkpoint_path).write_text(json.dumps({"numbers": self.numbers, "records": self.records}))
+        state = {"numbers": self.numbers, "records": self.records, "live": sorted(self.live)}
+        Path(checkpoint_path).write_text(json.dumps(state))
 
     def restore(self, checkpoint_path: str) -> None:
-        """After ``Tuner.restore``: the map back, a fresh sampler seed, and proposals asked
-        after Tune last saved its state (their trials are unknown to Tune) ended as lost."""
+        """After ``Tuner.restore``: the map back, the resuming driver's concurrency limit
+        (:data:`_LIVE`), a fresh sampler seed, and proposals asked after Tune last saved its
+        state (their trials are unknown to Tune) ended as lost."""
         state = json.loads(Path(checkpoint_path).read_text())
         self.numbers, self.records = state["numbers"], state["records"]
+        self.live = set(state.get("live", []))
+        if getattr(self, "key", "") in _LIVE:
+            self.max_concurrent = _LIVE[self.key].max_concurrent
         self.search.reopened(set(self.numbers.values()))
 
 
@@ -169,7 +199,8 @@ class _ProgressCallback(tune.Callback):
         """After ``Tuner.restore`` (this callback then comes from the tuner's pickle):
         take this driver's display, recorder and completed trials (:data:`_LIVE`)."""
         if self.key in _LIVE:
-            self.sink, self.recorder, self.completed = _LIVE[self.key]
+            live = _LIVE[self.key]
+            self.sink, self.recorder, self.completed = live.sink, live.recorder, live.completed
             self.running, self.done = set(), len(self.completed)
             self._reconciled = False
 
@@ -247,9 +278,20 @@ def _error_reason(trial) -> str:
     return last.removeprefix(f"{TrialFailed.__module__}.{TrialFailed.__qualname__}: ")
 
 
-# Live handles of the sweeps this process drives, by sweep folder: (progress sink, recorder,
-# completed trial ids). A restored callback finds its handles here (see _ProgressCallback.setup).
-_LIVE: dict[str, tuple] = {}
+@dataclass(frozen=True)
+class _Driver:
+    """What the driver process that resumes a sweep brings to the objects Tune restores from
+    its pickle: the live display, the record, the completed trials, the concurrency limit."""
+
+    sink: ProgressSink
+    recorder: SweepRecorder
+    completed: frozenset[str]
+    max_concurrent: int
+
+
+# The sweeps this process drives, by sweep folder. A restored callback or searcher finds its
+# driver here (see _ProgressCallback.setup and _StudySearcher.restore).
+_LIVE: dict[str, _Driver] = {}
 
 
 class _SchedulerState(tune.Callback):
@@ -263,8 +305,15 @@ class _SchedulerState(tune.Callback):
     scheduler without ``save``/``restore`` (FIFO, median stopping, PBT) keeps nothing.
     """
 
-    def __init__(self, scheduler: TrialScheduler, path: Path) -> None:
-        self.scheduler, self.path = scheduler, path
+    def __init__(self, scheduler: TrialScheduler, path: Path, warm: bool = False) -> None:
+        self.scheduler, self.path, self.warm = scheduler, path, warm
+
+    def setup(self, **info) -> None:
+        """An extension's scheduler starts from the saved state; loaded here, after Tune has
+        checked and set the scheduler's metric and mode (a loaded state carries them already)."""
+        if self.warm:
+            self.warm_start()
+            self.warm = False  # a later restore loads the state through set_state
 
     def _keeps_state(self) -> bool:
         kind = type(self.scheduler)
@@ -292,6 +341,11 @@ class _SchedulerState(tune.Callback):
         return {"scheduler_state": str(self.path)}  # not empty: Tune then calls set_state on restore
 
     def set_state(self, state: dict) -> None:
+        self.warm_start()
+
+    def warm_start(self) -> None:
+        """Load the saved state into the scheduler (a resume, or an extension whose new trials
+        then meet the rung records of the sweep's earlier ones)."""
         if self._keeps_state() and self.path.is_file():
             self.scheduler.restore(str(self.path))
 
@@ -328,15 +382,17 @@ def _fit(make: Callable[[], Any], retries: int) -> None:
     :class:`TrialFailed`.
 
     Ray Train restarts a crashed worker group itself (``FailureConfig``), except when a worker
-    dies while its group starts: that is a ``ControllerError``, which it never retries. Such a
-    run is fitted again under the same name, so it resumes from its latest checkpoint, at most
-    ``retries`` times.
+    dies while its group starts: that is a ``ControllerError``, which it never retries, and
+    whose placement group it leaves reserved (:mod:`raycifar.worker_groups` releases it). Such
+    a run is fitted again under the same name, so it resumes from its latest checkpoint, at
+    most ``retries`` times.
     """
     for attempt in range(retries + 1):
         try:
             make().fit()
             return
         except ray.train.ControllerError as err:
+            release_leaked()
             if attempt == retries:
                 raise TrialFailed(failure_reason(err)) from None
         except ray.train.TrainingFailedError as err:
@@ -348,9 +404,9 @@ def _trial_dirname(trial) -> str:
     return f"{TRIAL_DIR_PREFIX}{trial.trial_id}"
 
 
-def _callbacks(options: SweepOptions, progress: _ProgressCallback, scheduler: TrialScheduler) -> list:
+def _callbacks(options: SweepOptions, progress: _ProgressCallback, scheduler: TrialScheduler, warm: bool) -> list:
     sweep_dir = options.results_dir / "sweeps" / options.sweep_name
-    callbacks: list = [progress, _SchedulerState(scheduler, sweep_dir / SCHEDULER_STATE_FILE)]
+    callbacks: list = [progress, _SchedulerState(scheduler, sweep_dir / SCHEDULER_STATE_FILE, warm)]
     if options.wandb != "off":
         from ray.air.integrations.wandb import WandbLoggerCallback
 
@@ -391,19 +447,24 @@ def run_sweep(
     sweep_dir = storage / options.sweep_name
     completed = resume.completed if resume else frozenset()
     trainable = _make_trial_function(options, sweep_dir / "train_runs", gpus, completed, scheduler)
+    max_concurrent = concurrent_runs(options.resources, gpus, options.max_concurrent_trials)
+    # Trials Tune may hold waiting for resources (its own switch; 1 with a custom searcher).
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max_concurrent)
     if resume is None:
         recorder = SweepRecorder.start(
             sweep_dir, options.sweep_name, plan.search.space.name, plan.trials,
             scheduler=scheduler.model_dump(), searcher=plan.search.settings.name,
         )  # fmt: skip
-        tuner = _new_tuner(trainable, plan, scheduler, options, gpus, progress, recorder)
     else:
         recorder = SweepRecorder.reopen(sweep_dir)
-        recorder.resumed()
+        recorder.resumed(planned_trials=plan.trials if resume.extend else recorder.record.planned_trials)
+    if resume is None or resume.extend:
+        tuner = _new_tuner(trainable, plan, scheduler, options, max_concurrent, progress, recorder, resume is not None)
+    else:
         # A trial that ended after Tune's last save is run again and returns at once, with no
         # result: Tune's check that every result has val_acc would end the sweep (Tune's own switch).
         os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-        _LIVE[str(sweep_dir)] = (progress, recorder, completed)
+        _LIVE[str(sweep_dir)] = _Driver(progress, recorder, completed, max_concurrent)
         tuner = tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_errored=True)
     try:
         results = tuner.fit()
@@ -422,7 +483,7 @@ def run_sweep(
             f"Its results so far are in {results.experiment_path}: resume with raycifar sweep --resume {options.sweep_name}"
         )
     try:
-        outcome = _summarise(results, options, time.monotonic() - started, out_of_time, _problems(recorder))
+        outcome = _summarise(results, recorder, options, time.monotonic() - started, out_of_time, _problems(recorder))
     except SweepFailed:
         recorder.ended("failed")
         raise
@@ -442,14 +503,20 @@ def _problems(recorder: SweepRecorder) -> tuple[str, ...]:
 
 
 def _new_tuner(
-    trainable, plan: SweepPlan, scheduler: SchedulerSettings, options: SweepOptions, gpus: float,
-    progress: ProgressSink, recorder: SweepRecorder,
+    trainable, plan: SweepPlan, scheduler: SchedulerSettings, options: SweepOptions, max_concurrent: int,
+    progress: ProgressSink, recorder: SweepRecorder, extension: bool = False,
 ) -> tune.Tuner:  # fmt: skip
-    """The Tuner of a new sweep: the plan's searcher proposes, the scheduler stops early."""
-    searcher = None if plan.population else _StudySearcher(plan.search, plan.trials)  # PBT refuses searchers
+    """The Tuner of a new sweep, or of an extension of an ended one (a new Tune experiment in
+    the same folder; its scheduler starts from the saved rung records): the plan's searcher
+    proposes ``plan.proposals`` trials, ``max_concurrent`` at once, the scheduler stops early."""
     sweep_dir = options.results_dir / "sweeps" / options.sweep_name
+    searcher = None  # PBT refuses searchers: Tune's variant generator runs its population
+    if not plan.population:
+        searcher = _StudySearcher(plan.search, plan.proposals, max_concurrent, key=str(sweep_dir))
     tracker = _ProgressCallback(progress, recorder, key=str(sweep_dir), searcher=searcher)
+    tracker.done = recorder.record.done_trials() if extension else 0
     trial_scheduler = make_scheduler(scheduler, plan.max_epochs, plan.mutations)
+    callbacks = _callbacks(options, tracker, trial_scheduler, warm=extension)
     population = population_space([c.model_dump(mode="json") for c in plan.population]) if plan.population else None
     return tune.Tuner(
         trainable,
@@ -459,15 +526,15 @@ def _new_tuner(
             mode="max",
             scheduler=trial_scheduler,
             search_alg=searcher,
-            num_samples=1 if population else (plan.trials if plan.trials is not None else -1),
-            max_concurrent_trials=concurrent_runs(options.resources, gpus, options.max_concurrent_trials),
+            num_samples=1 if population else (plan.proposals if plan.proposals is not None else -1),
+            max_concurrent_trials=max_concurrent if population else None,
             trial_dirname_creator=_trial_dirname,
             time_budget_s=plan.time_budget_s,
         ),
         run_config=tune.RunConfig(
             name=options.sweep_name,
             storage_path=str(options.results_dir / "sweeps"),
-            callbacks=_callbacks(options, tracker, trial_scheduler),
+            callbacks=callbacks,
             verbose=0,
         ),
     )
@@ -486,13 +553,25 @@ def _history(result) -> TrialHistory:
     return TrialHistory(str(result.metrics.get("trial_id", "")) or result.path, planned, records, result.error is not None)
 
 
-def _summarise(
-    results, options: SweepOptions, wall_seconds: float, out_of_time: bool = False, problems: tuple[str, ...] = ()
-) -> SweepOutcome:
-    """The best epoch across all trials whose checkpoint is kept and that did not diverge
-    (see :mod:`raycifar.selection`); ``problems``: one line per failed or diverged trial."""
+def _histories(results, recorder: SweepRecorder) -> list[TrialHistory]:
+    """Every trial's history: those of this Tune experiment (``results``), and the ended
+    trials of the sweep's earlier experiments (an extended sweep), read from their folders."""
     started = [result for result in results if result.config]  # a time budget can end a trial before it has one
-    selection: Selection = select_best([_history(result) for result in started], _checkpoint_exists)
+    histories = [_history(result) for result in started]
+    known = {history.trial_id for history in histories}
+    earlier = {tid for tid, entry in recorder.record.trials.items() if tid not in known and entry.state in TERMINAL_STATES - {"lost"}}
+    if earlier:
+        histories += [h for h in read_trials(recorder.sweep_dir).histories if h.trial_id in earlier]
+    return histories
+
+
+def _summarise(
+    results, recorder: SweepRecorder, options: SweepOptions, wall_seconds: float, out_of_time: bool = False,
+    problems: tuple[str, ...] = (),
+) -> SweepOutcome:  # fmt: skip
+    """The best epoch across all the sweep's trials whose checkpoint is kept and that did not
+    diverge (see :mod:`raycifar.selection`); ``problems``: one line per failed or diverged trial."""
+    selection: Selection = select_best(_histories(results, recorder), _checkpoint_exists)
     best = selection.best
     if best is None:
         first = f" ({problems[0]}{f'; {len(problems) - 1} more' if len(problems) > 1 else ''})" if problems else ""

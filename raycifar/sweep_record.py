@@ -267,10 +267,13 @@ class SweepRecorder:
         self.record.trials[trial_id] = entry
         self._save()
 
-    def resumed(self) -> None:
-        """This process continues the sweep (``--resume``): it becomes the driver, not ended."""
+    def resumed(self, planned_trials: int | None = None) -> None:
+        """This process continues the sweep (``--resume``): it becomes the driver, not ended;
+        ``planned_trials``: the sweep's new trial count (an extension), else unchanged."""
         self.record.driver_pid, self.record.driver_host = os.getpid(), socket.gethostname()
         self.record.ended_at, self.record.outcome = None, None
+        if planned_trials is not None:
+            self.record.planned_trials = planned_trials
         self.record.resumed_at.append(self.now())
         self._save()
 

@@ -6,7 +6,7 @@ test_sweep_resume_e2e.py."""
 from __future__ import annotations
 
 import pickle
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +18,7 @@ from raycifar.cli import app
 from raycifar.errors import UserError
 from raycifar.resume import SavedOptions, check_resumable, refuse_changes, save_options
 from raycifar.status import read_sweeps, watch_sweeps
+from raycifar.sweep_record import SweepRecorder, write_record
 
 SAVED = SavedOptions(
     space="/spaces/tiny_space.yaml", data_dir="/data/cifar", seed=1, num_samples=3, cpus_per_trial=1.0,
@@ -46,7 +47,8 @@ def test_an_interrupted_sweep_can_be_resumed_and_its_ended_trials_are_kept(tmp_p
     ("setup", "message"),
     [
         ("none", "--resume s: no such sweep in {sweeps} (known: other)"),
-        ("ended", "--resume s: the sweep already ended (completed, 0 of 2 trials finished); nothing to resume"),
+        ("ended", "--resume s: the sweep already ended (completed, 0 of 2 trials finished); nothing to resume "
+                  "(add trials with --resume s --num-samples N)"),
         ("live", "--resume s: the sweep is still running"),
         ("no options", "resume.json: missing; sweep running-sweep was started by an older raycifar and cannot be resumed"),
     ],
@@ -64,9 +66,26 @@ def test_what_cannot_be_resumed_is_one_line(tmp_path: Path, setup: str, message:
     assert message.format(sweeps=tmp_path / "sweeps") in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_only_an_ended_sweep_can_be_extended_and_an_extension_can_itself_be_resumed(tmp_path: Path) -> None:
+    folder = interrupted_sweep(tmp_path)
+    with pytest.raises(UserError, match=rf"^--num-samples 4: sweep {NAME} did not end \(3 trials finished\).*resume it first"):
+        check_resumable(tmp_path, NAME, extend=4)
+    recorder = SweepRecorder.reopen(folder)
+    recorder.ended("completed")
+    recorder.promoted("entry-1")
+    found = check_resumable(tmp_path, NAME, extend=4)
+    assert found.ended and found.completed == {"t1", "t2"}
+    recorder.resumed(planned_trials=7)  # the extension's driver ...
+    recorder.record.heartbeat_at -= timedelta(minutes=10)  # ... died 10 minutes ago
+    write_record(folder, recorder.record)
+    found = check_resumable(tmp_path, NAME)  # promoted before, but the extension did not end: resumable
+    assert not found.ended and found.record.planned_trials == 7
+    assert read_sweeps(tmp_path)[0].state == "interrupted"
+
+
 def test_a_changed_option_is_refused_and_the_same_ones_pass() -> None:
     refuse_changes("s", SAVED, {"seed": 1, "cpus_per_trial": 1, "data_dir": Path("/data/cifar"), "space": "tiny_space"})
-    refuse_changes("s", SAVED, {"address": "127.0.0.1:6379", "dashboard": False})
+    refuse_changes("s", SAVED, {"address": "127.0.0.1:6379", "dashboard": False, "max_concurrent_trials": 8})
     with pytest.raises(UserError, match=r"^--seed 2: sweep s was started with 1, and a resumed sweep keeps its options \(drop --seed\)$"):
         refuse_changes("s", SAVED, {"seed": 2})
     with pytest.raises(UserError, match=r"^--max-epochs 4: sweep s was started with \(default\)"):

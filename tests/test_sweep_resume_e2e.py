@@ -112,12 +112,17 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path: Path, cifar_dir: Path
     assert changed.returncode == 2 and changed.stderr.count("\n") == 1, changed.stderr
     assert f"--seed 99: sweep {name} was started with {seed}" in changed.stderr
 
+    # Resumed with more trials at once than it started with (a bigger cluster).
     resumed = raycifar("sweep", "--resume", name, "--results-dir", str(results), "--address", ray_address,
-                       cwd=tmp_path, timeout=900)  # fmt: skip
+                       "--max-concurrent-trials", "2", cwd=tmp_path, timeout=900)  # fmt: skip
     assert "promoted to the leaderboard" in resumed.stdout, resumed.stdout[-2000:]
 
     record = _record(sweep_dir)
     assert len(record["trials"]) == 3 and record["outcome"] == "completed"
+    (third,) = set(record["trials"]) - {finished, training}
+    assert record["trials"][third]["started_at"] < record["trials"][training]["ended_at"], (
+        "after the resume with --max-concurrent-trials 2 the third trial waited for the interrupted one"
+    )
     assert all(t["state"] in ("finished", "stopped_early") for t in record["trials"].values()), record["trials"]
     assert ((finished_dir / "params.json").read_text(), (finished_dir / "result.json").read_text()) == finished_before
     assert record["trials"][finished]["state"] == "finished"
@@ -141,3 +146,37 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path: Path, cifar_dir: Path
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert again.returncode == 2 and "already ended" in again.stderr and again.stderr.count("\n") == 1, again.stderr
+
+    _extend_and_check(results, name, ray_address, tmp_path, raycifar, before=_files(sweep_dir))
+
+
+def _best_val_acc(sweep_dir: Path) -> float:
+    """The best val_acc any trial reported, read from the trials' result.json files."""
+    return max(
+        json.loads(line)["val_acc"] for path in sweep_dir.glob("trial_*/result.json")
+        for line in path.read_text().splitlines() if line.endswith("}")
+    )  # fmt: skip
+
+
+def _extend_and_check(results: Path, name: str, ray_address: str, cwd: Path, raycifar, before: set[str]) -> None:
+    """``--resume NAME --num-samples 1`` on the ended sweep: one more trial, proposed by the
+    same study, and the best epoch of all four trials on the leaderboard."""
+    import optuna
+
+    sweep_dir = results / "sweeps" / name
+    old_trials = set(_record(sweep_dir)["trials"])
+    extended = raycifar("sweep", "--resume", name, "--results-dir", str(results), "--address", ray_address,
+                        "--num-samples", "1", cwd=cwd, timeout=600)  # fmt: skip
+    assert f"extending sweep {name}: 3 trials ended, 1 more proposed by random" in extended.stdout, extended.stdout
+    record = _record(sweep_dir)
+    assert record["outcome"] == "completed" and record["planned_trials"] == 4 and len(record["trials"]) == 4
+    (added,) = set(record["trials"]) - old_trials
+    assert record["trials"][added]["state"] in ("finished", "stopped_early")
+    assert not before - _files(sweep_dir), "the extension deleted files of the first trials"
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(sweep_dir / "search" / "study.journal")))
+    (study,) = optuna.get_all_study_summaries(storage)
+    assert study.n_trials == 4, "the extension's trial was not asked from the sweep's own study"
+    rows = json.loads(raycifar("leaderboard", "--results-dir", str(results), "--format", "json", cwd=cwd).stdout)
+    promoted = next(row for row in rows if row["entry_id"] == record["promoted_entry"])
+    assert promoted["val_acc"] == pytest.approx(_best_val_acc(sweep_dir))
+    assert len(rows) == (1 if promoted["trial_id"] != added else 2), "a best that did not change was promoted again"

@@ -116,7 +116,7 @@ def sweep(
     data_dir: DataDirOption = None,
     download: Annotated[bool, typer.Option("--download", help="Fetch the space's dataset (CIFAR-10 or CIFAR-100) into --data-dir with torchvision first (needs internet).")] = False,
     results_dir: ResultsDir = Path("raycifar_results"),
-    num_samples: Annotated[Optional[int], typer.Option(min=1, help="Number of trials. Default: the space file's num_samples.")] = None,
+    num_samples: Annotated[Optional[int], typer.Option(min=1, help="Number of trials. Default: the space file's num_samples. With --resume NAME of a sweep that ended: the trials to add, proposed by its study.")] = None,
     max_epochs: Annotated[Optional[int], typer.Option(min=1, help="Cap every trial's epochs at this number.")] = None,
     cpus_per_trial: Annotated[float, typer.Option(min=0.01, help="CPUs reserved by each trial, split across its workers.")] = 1.0,
     gpus_per_trial: Annotated[Optional[float], typer.Option(min=0.0, help="GPUs per trial, split across its workers. Default: one per worker when the cluster has them, else 0.")] = None,
@@ -135,7 +135,7 @@ def sweep(
     searcher: Annotated[Optional[SearcherName], typer.Option(help="How configs are proposed: random, grid (every choice), tpe (Optuna TPE), qmc (quasi-random), nsga2 (val_acc vs size, Pareto set). Default: the space file's searcher (random).")] = None,
     max_trials: Annotated[Optional[int], typer.Option(min=1, help="Run at most this many trials (a cap on num_samples; with num_samples: unlimited, the trial count).")] = None,
     time_budget: Annotated[Optional[str], typer.Option(help="Stop the sweep this long after the command starts (30s, 10m, 2h, 1h30m): no trial starts or runs past it, and the best epoch so far is promoted.")] = None,
-    resume: Annotated[Optional[str], typer.Option("--resume", metavar="NAME", help="Continue the sweep NAME whose driver died (killed, Ctrl+C, a restarted head) with its own options: ended trials are kept, unfinished ones go on from their last checkpoint.")] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", metavar="NAME", help="Continue the sweep NAME whose driver died (killed, Ctrl+C, a restarted head) with its own options: ended trials are kept, unfinished ones go on from their last checkpoint. With --num-samples N, add N trials to a sweep that ended.")] = None,
     output_format: FormatOption = "table",
     submit: Annotated[bool, typer.Option("--submit", help="Send the sweep to the cluster whose dashboard --address names (http://HEAD:8265) as a Ray job and return at once; --data-dir and --results-dir are then absolute paths on the cluster.")] = False,
 ) -> None:
