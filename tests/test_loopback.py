@@ -9,6 +9,7 @@ actors, the Train workers and their torch process group).
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import signal
 import subprocess
@@ -120,7 +121,8 @@ def watch_listeners(args: list[str], cwd: Path) -> tuple[int, str, list[Listener
 
 
 CASES = {
-    # A sweep whose one trial trains data-parallel on two workers (gloo on CPU).
+    # A sweep whose one trial trains data-parallel on two workers (gloo on CPU); the test
+    # also checks that the trial's epochs were reported by a world of two.
     "sweep-ddp": lambda data, results: [
         "sweep", str(TINY_SPACE), "--data-dir", str(data), "--results-dir", str(results), "--num-samples", "1",
         "--max-epochs", "1", "--workers-per-trial", "2", "--cpus-per-trial", "2", "--wandb", "off", "--no-dashboard",
@@ -145,3 +147,9 @@ def test_a_local_run_listens_on_loopback_only(case: str, tmp_path: Path, cifar_d
     )
     exposed = sorted(str(listener) for listener in listeners if not is_loopback(listener.ip))
     assert not exposed, "listening beyond loopback:\n" + "\n".join(exposed)
+    if case == "sweep-ddp":  # the same run shows the trial trained data-parallel, W&B off
+        results = tmp_path / "results"
+        reported = [json.loads(line) for path in (results / "sweeps").rglob("result.json") for line in path.read_text().splitlines()]
+        assert reported and all(r["world_size"] == 2 for r in reported)
+        assert {r["node_ip"] for r in reported} == {"127.0.0.1"}, "a local Ray binds to loopback only"
+        assert not (results / "wandb").exists()

@@ -82,7 +82,9 @@ def _check_study_matches_the_sweep(sweep_dir: Path) -> dict:
     return record
 
 
-@pytest.mark.parametrize("searcher", ["tpe", "grid", "qmc", "nsga2"])
+# grid and qmc run through the same Tune searcher as tpe; tests/test_search.py covers their
+# proposals (budget, conditions, seeding) without Ray.
+@pytest.mark.parametrize("searcher", ["tpe", "nsga2"])
 def test_each_searcher_runs_a_sweep_and_leaves_its_study(
     tmp_path: Path, cifar_dir: Path, ray_address: str, raycifar, searcher: str
 ) -> None:
@@ -138,7 +140,7 @@ def _check_optuna_dashboard_serves(sweep_dir: Path) -> None:
 def test_a_time_budget_ends_an_open_ended_sweep_and_promotes(
     tmp_path: Path, cifar_dir: Path, ray_address: str, raycifar
 ) -> None:
-    budget = 45
+    budget = 35
     space = CONDITIONAL_SPACE.replace("epochs: 2", "epochs: 30") + "num_samples: unlimited\n"
     (tmp_path / "cond_space.yaml").write_text(space)
     results = tmp_path / "results"

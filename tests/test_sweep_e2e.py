@@ -48,17 +48,6 @@ def test_sweep_promotes_a_model_that_evaluate_reproduces(tmp_path: Path, cifar_d
     assert all(any(run.glob("*.wandb")) for run in offline_runs)
 
 
-def test_trials_run_data_parallel_with_two_workers(tmp_path: Path, cifar_dir: Path, raycifar) -> None:
-    results = tmp_path / "results"
-    raycifar("sweep", str(TINY_SPACE), "--data-dir", str(cifar_dir), "--results-dir", str(results),
-             "--num-samples", "1", "--max-epochs", "1", "--workers-per-trial", "2", "--cpus-per-trial", "2",
-             "--wandb", "off", "--no-dashboard", cwd=tmp_path)  # fmt: skip
-    reported = [json.loads(line) for path in (results / "sweeps").rglob("result.json") for line in path.read_text().splitlines()]
-    assert reported and all(r["world_size"] == 2 for r in reported)
-    assert {r["node_ip"] for r in reported} == {"127.0.0.1"}, "a local Ray binds to loopback only"
-    assert not (results / "wandb").exists()
-
-
 def test_sweep_joins_an_existing_ray_cluster(tmp_path: Path, cifar_dir: Path, ray_address: str, raycifar) -> None:
     results = tmp_path / "results"
     sweep = raycifar("sweep", str(TINY_SPACE), "--data-dir", str(cifar_dir), "--results-dir", str(results),
