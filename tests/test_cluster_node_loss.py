@@ -142,6 +142,9 @@ def test_a_trial_goes_on_from_its_checkpoint_on_another_node_when_its_node_dies(
     job = _job(cluster)
     logs = cluster.get(f"/api/jobs/{JOB_ID}/logs")["logs"]
     assert job["status"] == "SUCCEEDED", logs[-4000:]
+    record = read_record(results / "sweeps" / name)
+    ended = [(t.state, t.reason) for t in record.trials.values()]
+    assert record.outcome == "completed" and ended == [("finished", None)], f"the trial ended {ended}"
 
     # the trial's run went on on another node; its driver and Train controller sat on the head all along
     actors = _state(cluster, "actors", job_id=job["job_id"])
@@ -162,8 +165,6 @@ def test_a_trial_goes_on_from_its_checkpoint_on_another_node_when_its_node_dies(
     )
     assert resumed[:restart] == [0] * restart and set(resumed[restart:]) == {epochs[restart - 1]}
 
-    # ... and the sweep completed and promoted it
-    record = read_record(results / "sweeps" / name)
-    assert record.outcome == "completed" and [t.state for t in record.trials.values()] == ["finished"]
+    # ... and the sweep promoted it
     (row,) = read_table(results)
     assert row["sweep"] == name and row["entry_id"] == record.promoted_entry
