@@ -8,7 +8,8 @@ Faults: Ray Train restarts a trial whose worker crashed from its last checkpoint
 ``error.txt`` in a trial that recovered). A trial that still fails ends in ``error`` with a
 one-line reason (:class:`TrialFailed`) in its ``error.txt``, its record entry and the
 outcome's ``problems``; a trial whose loss diverged ends in ``diverged`` and is never
-selected. The other trials go on either way.
+selected. The other trials go on either way. A lost worker node is such a crash: the trials'
+drivers and Train controllers stay on the head node (:data:`DRIVER_RESOURCES`).
 
 This module and :mod:`raycifar.schedulers` are the only ones that import ``ray.tune``.
 """
@@ -48,7 +49,10 @@ from raycifar.variants import model_name
 from raycifar.wandb_log import WandbMode
 from raycifar.worker_groups import release_leaked
 
-DRIVER_RESOURCES = {"cpu": 0, "memory": 100 * 1024**2}  # the Tune function only waits on its trainer
+# The Tune function only waits on its trainer, on the head node (a sliver of the resource Ray
+# gives the head alone): Ray Train places a run's controller on the node of the process that
+# calls fit(), so a driver on a worker node would take its trial down with that node.
+DRIVER_RESOURCES = {"cpu": 0, "memory": 100 * 1024**2, "node:__internal_head__": 0.001}
 
 
 @dataclass(frozen=True)
