@@ -188,3 +188,25 @@ def test_watch_redraws_until_the_sweep_ends(tmp_path: Path) -> None:
     last = watch_sweeps(console, tmp_path, "s", every_s=0.0, sleep=sleep)
     assert seen == ["running", "running"] and last[0].state == "ended"
     assert "0.7000" in console.export_text(), "the trials of the sweep, as they were last read"
+
+
+PBT_SPACE = """
+budget: 100000
+arch: {model: resnet20, depths: [1, 1], base_width: 8}
+train: {lr: {loguniform: [0.02, 0.2]}, batch_size: 64, epochs: 2, schedule: onecycle}
+scheduler: {name: pbt, perturbation_interval: 1}
+"""
+
+
+def test_a_pbt_sweep_cannot_be_extended_and_nothing_is_written(tmp_path: Path) -> None:
+    space, data = tmp_path / "pbt.yaml", tmp_path / "data"
+    space.write_text(PBT_SPACE)
+    data.mkdir()
+    folder = interrupted_sweep(tmp_path)
+    save_options(folder, SAVED.model_copy(update={"space": str(space), "data_dir": str(data)}))
+    SweepRecorder.reopen(folder).ended("completed")
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    code, output = cli("sweep", "--resume", NAME, "--results-dir", str(tmp_path), "--num-samples", "2")
+    assert code == 2 and output.count("\n") == 1, output
+    assert f"--num-samples 2: sweep {NAME} ran PBT, whose population is fixed; start a new sweep instead" in output
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
