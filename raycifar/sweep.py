@@ -279,7 +279,21 @@ def _error_reason(trial) -> str:
     if not lines:
         return "see its error.txt"
     last = lines[-1].strip()
-    return last.removeprefix(f"{TrialFailed.__module__}.{TrialFailed.__qualname__}: ")
+    ours = f"{TrialFailed.__module__}.{TrialFailed.__qualname__}: "
+    return last.removeprefix(ours) if last.startswith(ours) else _short_error(last)
+
+
+def _short_error(line: str, limit: int = 160) -> str:
+    """Another exception's line, shortened: its class without the module, and its message up
+    to the first sentence or ``limit`` characters (Ray's actor errors run on for lines)."""
+    kind, sep, message = line.partition(": ")
+    if not sep or " " in kind:
+        kind, message = "", line
+    kind = kind.rsplit(".", 1)[-1]
+    first = message.split(". ")[0].split(": ")[0].strip()
+    if len(first) > limit:
+        first = first[: limit - 1].rstrip() + "…"
+    return f"{kind}: {first}" if kind else first
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,11 @@ def test_the_sweep_reads_a_failed_trials_reason_from_the_error_file_tune_wrote(t
     assert sweep._error_reason(failed) == "the checkpoint of epoch 3 could not be written (x)"
     assert sweep._error_reason(trial(f"{traceback}ValueError: bad\n")) == "ValueError: bad"
     assert sweep._error_reason(trial(None)) == "see its error.txt"
+    ray_error = (  # a trial function that died with its node, as Ray words it
+        "ray.exceptions.ActorUnavailableError: The actor 99fa01 is unavailable: RpcError: Socket closed. "
+        "The actor may or may not be restarted; see https://docs.ray.io"
+    )
+    assert sweep._error_reason(trial(f"{traceback}{ray_error}\n")) == "ActorUnavailableError: The actor 99fa01 is unavailable"
 
 
 def test_a_run_whose_worker_died_at_start_is_fitted_again_up_to_max_failures() -> None:
