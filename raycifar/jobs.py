@@ -54,9 +54,7 @@ POLL_S = 1.0
 # Options of ``raycifar sweep`` (by parameter name) that the submitting command uses itself.
 LOCAL_ONLY = ("submit", "address", "output_format")
 # Options that cannot go with --submit, and why (one line each).
-REFUSED = {
-    "resume": "--resume cannot be submitted yet: resume the sweep on the cluster (raycifar sweep --resume there)",
-}
+REFUSED: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -100,8 +98,10 @@ def _cluster_path(option: str, words: list[str] | None) -> str | None:
     return value
 
 
-def sweep_job(space: str, options: dict[str, list[str]], now: datetime | None = None) -> SweepJob:
-    """The job that runs ``raycifar sweep SPACE`` with ``options`` on a cluster.
+def sweep_job(space: str | None, options: dict[str, list[str]], now: datetime | None = None) -> SweepJob:
+    """The job that runs ``raycifar sweep SPACE`` (or, ``space`` None, ``raycifar sweep
+    --resume NAME``, whose options are in the sweep's folder on the cluster) with ``options``
+    on a cluster.
 
     ``options``: the sweep options given on the command line, by parameter name, as their
     command-line words in order (``{"num_samples": ["--num-samples", "8"], "download":
@@ -119,6 +119,10 @@ def sweep_job(space: str, options: dict[str, list[str]], now: datetime | None = 
     if results_dir is None:
         raise UserError("--submit needs --results-dir: a folder on the cluster's shared storage, e.g. /shared/rc")
     _cluster_path("--data-dir", options.get("data_dir"))
+    if "resume" in options:
+        return _resume_job(space, options, results_dir)
+    if space is None:
+        raise UserError("--submit needs a SPACE (a shipped space name or a YAML file), or --resume NAME")
     loaded = load_space(space)
     given_name = (options.get("name") or [None])[-1]
     name = check_name(given_name or f"{loaded.name}-{(now or datetime.now()):%Y%m%d-%H%M%S}")
@@ -128,6 +132,22 @@ def sweep_job(space: str, options: dict[str, list[str]], now: datetime | None = 
         "raycifar", "sweep", space_word, "--name", name, "--address", "auto", "--results-dir", results_dir, *passed,
     )  # fmt: skip
     return SweepJob(name, results_dir, argv, space_text)
+
+
+def _resume_job(space: str | None, options: dict[str, list[str]], results_dir: str) -> SweepJob:
+    """The job that runs ``raycifar sweep --resume NAME`` on the cluster (its head restarted,
+    or an ended sweep getting ``--num-samples`` more trials): the sweep's own folder on the
+    shared storage holds its options and space."""
+    from raycifar.preflight import check_name
+
+    if space is not None:
+        raise UserError(f"{space}: give a SPACE or --resume NAME, not both (a resumed sweep keeps its space)")
+    if "name" in options:
+        raise UserError("--name: not with --resume (the sweep keeps its name)")
+    name = check_name(options["resume"][-1])
+    passed = [word for key, words in options.items() if key not in (*LOCAL_ONLY, "results_dir") for word in words]
+    argv = ("raycifar", "sweep", "--address", "auto", "--results-dir", results_dir, *passed)
+    return SweepJob(name, results_dir, argv, None)
 
 
 def _space_to_send(space: str, path: Path, results_dir: str, name: str) -> tuple[str | None, str]:

@@ -63,16 +63,32 @@ def test_a_local_space_file_travels_in_the_runtime_env_and_is_written_on_the_clu
     assert yaml.safe_load(written.read_text()) == yaml.safe_load(space.read_text())
 
 
+def test_a_resume_is_submitted_with_its_name_and_the_options_that_may_change() -> None:
+    options = {
+        "resume": ["--resume", "resnet-1"], "results_dir": ["--results-dir", "/shared/rc"],
+        "num_samples": ["--num-samples", "8"], "max_concurrent_trials": ["--max-concurrent-trials", "6"],
+        "address": ["--address", "http://head:8265"], "submit": ["--submit"],
+    }  # fmt: skip
+    job = sweep_job(None, options)
+    assert job.argv == (
+        "raycifar", "sweep", "--address", "auto", "--results-dir", "/shared/rc", "--resume", "resnet-1",
+        "--num-samples", "8", "--max-concurrent-trials", "6",
+    )  # fmt: skip
+    assert (job.name, job.space_text) == ("resnet-1", None)
+    with pytest.raises(UserError, match="^--name: not with --resume"):
+        sweep_job(None, {**options, "name": ["--name", "other"]})
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ({}, "--submit needs --results-dir"),
         ({"results_dir": ["--results-dir", "rc"]}, "--results-dir rc: with --submit this is a folder on the cluster"),
         ({"results_dir": ["--results-dir", "/rc"], "data_dir": ["--data-dir", "data"]}, "--data-dir data: with --submit"),
-        ({"results_dir": ["--results-dir", "/rc"], "resume": ["--resume", "old"]}, "--resume cannot be submitted"),
+        ({"results_dir": ["--results-dir", "/rc"], "resume": ["--resume", "old"]}, "smoke_space: give a SPACE or --resume NAME, not both"),
         ({"results_dir": ["--results-dir", "/rc"], "name": ["--name", "a b"]}, "--name 'a b'"),
     ],
-    ids=["no results dir", "relative results dir", "relative data dir", "resume", "bad name"],
+    ids=["no results dir", "relative results dir", "relative data dir", "space and resume", "bad name"],
 )
 def test_options_that_cannot_go_with_submit_are_one_line_errors(options: dict, message: str) -> None:
     with pytest.raises(UserError, match=message.replace("(", r"\(")) as refused:

@@ -57,8 +57,9 @@ def given_options(ctx: typer.Context) -> dict[str, list[str]]:
     return given
 
 
-def submit(ctx: typer.Context, space: str, address: str | None, output_format: str) -> None:
-    """``raycifar sweep SPACE --submit``: submit the sweep as a Ray job and print how to follow it."""
+def submit(ctx: typer.Context, space: str | None, address: str | None, output_format: str) -> None:
+    """``raycifar sweep SPACE --submit`` (or ``--resume NAME --submit``): submit the sweep as a
+    Ray job and print how to follow it."""
     from raycifar.jobs import STOP_GRACE_S, submit_sweep, sweep_job
 
     url = dashboard_address(address).rstrip("/")

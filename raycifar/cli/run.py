@@ -143,8 +143,6 @@ def sweep(
     if submit:  # raycifar.cli.jobs: the same options, run on the cluster as a Ray job
         from raycifar.cli.jobs import submit as submit_job
 
-        if space is None:
-            fail("--submit needs a SPACE (a shipped space name or a YAML file)")
         return submit_job(ctx, space, address, output_format)
     from raycifar.pipeline import SweepRequest, sweep_and_promote
     from raycifar.ray_session import RunResources
