@@ -207,7 +207,7 @@ def run_population_trial(
                 metrics = queue.get(timeout=0.25)
             except Empty:
                 continue
-            _report(metrics, trial_id, name, source, interval)
+            _report(metrics, trial_id, name, source, interval, config["train"]["epochs"])
         worker.join()
     finally:
         queue.shutdown(force=True)
@@ -215,11 +215,16 @@ def run_population_trial(
         raise failure[0]
 
 
-def _report(metrics: dict, trial_id: str, name: str, source: str, interval: int) -> None:
+def _report(metrics: dict, trial_id: str, name: str, source: str, interval: int, epochs: int) -> None:
     """Report one epoch to Tune: with a copy of its Train checkpoint every ``interval``
     epochs (tagged with :data:`ORIGIN_KEYS`), and the Train run and the checkpoint this
-    generation started from (``restored_from``; empty for none or the trial's own)."""
-    row = {**metrics, "train_run": name, "restored_from": source}
+    generation started from (``restored_from``; empty for none or the trial's own).
+
+    The last of the trial's ``epochs`` is reported ``done``: Tune then ends the trial without
+    asking PBT, which would otherwise pause and restart it for nothing, and Tune 2.60 restarts
+    a trial's ``result.json`` from the copy in storage, which can lack the epochs since its
+    last sync (seen: an exploited trial's last epoch missing from ``result.json``)."""
+    row = {**metrics, "train_run": name, "restored_from": source, "done": int(metrics["epoch"]) >= epochs}
     path, epoch = metrics.get("checkpoint_path"), int(metrics["epoch"])
     if not path or epoch % interval:
         tune.report(row)

@@ -466,8 +466,10 @@ def run_sweep(
     completed = resume.completed if resume else frozenset()
     trainable = _make_trial_function(options, sweep_dir / "train_runs", gpus, completed, scheduler)
     max_concurrent = concurrent_runs(options.resources, gpus, options.max_concurrent_trials)
-    # Trials Tune may hold waiting for resources (its own switch; 1 with a custom searcher).
-    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max_concurrent)
+    if plan.population is None:  # Tune holds 1 pending trial with a custom searcher: as many as run at once
+        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max_concurrent)
+    else:  # PBT: Tune's own variant generator and its own default
+        os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
     if resume is None:
         recorder = SweepRecorder.start(
             sweep_dir, options.sweep_name, plan.search.space.name, plan.trials,
