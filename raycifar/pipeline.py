@@ -92,6 +92,7 @@ class SweepResult:
     outcome: Any  # raycifar.sweep.SweepOutcome
     row: dict
     report: Path | None = None  # sweeps/<name>/report.html, None if it could not be written
+    promoted: bool = True  # False: an extension whose best was already on the leaderboard (``row``)
 
 
 def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> SweepResult:
@@ -183,6 +184,7 @@ def _run_sweep(
         for problem in outcome.problems:
             display.info(f"  {problem}")
         row = _promoted_row(request.results_dir, outcome.best_checkpoint)  # an extension that found nothing better
+        promoted = row is None
         if row is not None:
             display.info(f"the best epoch is still leaderboard entry {row['entry_id']}: nothing new to promote")
         else:
@@ -197,7 +199,7 @@ def _run_sweep(
         SweepRecorder.reopen(request.results_dir / "sweeps" / name).promoted(row["entry_id"])
     finally:
         disconnect()
-    return SweepResult(name, outcome, row, _write_sweep_report(request.results_dir, name, display))
+    return SweepResult(name, outcome, row, _write_sweep_report(request.results_dir, name, display), promoted)
 
 
 def _promoted_row(results_dir: Path, checkpoint: str) -> dict | None:
@@ -325,7 +327,7 @@ def _extend(found: Any, loaded: Any, added: int, display: Display) -> int:
     save_options(found.sweep_dir, found.options.model_copy(update={"extended_to": total}))
     display.info(
         f"extending sweep {name}: {done} trials ended, {added} more proposed by {loaded.spec.searcher.name} "
-        f"from its study (warm-started by the {done} before)"
+        f"from the same study (it knows the {done} before)"
     )
     return total
 

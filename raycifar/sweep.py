@@ -534,7 +534,8 @@ def _new_tuner(
     if not plan.population:
         searcher = _StudySearcher(plan.search, plan.proposals, max_concurrent, key=str(sweep_dir))
     tracker = _ProgressCallback(progress, recorder, key=str(sweep_dir), searcher=searcher)
-    tracker.done = recorder.record.done_trials() if extension else 0
+    if extension:  # the display goes on from the earlier trials
+        tracker.done, tracker.best = recorder.record.done_trials(), _best_so_far(_histories([], recorder))
     trial_scheduler = make_scheduler(scheduler, plan.max_epochs, plan.mutations)
     callbacks = _callbacks(options, tracker, trial_scheduler, warm=extension)
     population = population_space([c.model_dump(mode="json") for c in plan.population]) if plan.population else None
@@ -583,6 +584,12 @@ def _histories(results, recorder: SweepRecorder) -> list[TrialHistory]:
     if earlier:
         histories += [h for h in read_trials(recorder.sweep_dir).histories if h.trial_id in earlier]
     return histories
+
+
+def _best_so_far(histories: list[TrialHistory]) -> float | None:
+    """The best ``val_acc`` any of these trials reported in an epoch that did not diverge."""
+    scores = [float(r["val_acc"]) for h in histories for r in h.results if "val_acc" in r and not is_diverged(r)]
+    return max(scores, default=None)
 
 
 def _summarise(

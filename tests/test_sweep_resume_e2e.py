@@ -179,4 +179,7 @@ def _extend_and_check(results: Path, name: str, ray_address: str, cwd: Path, ray
     rows = json.loads(raycifar("leaderboard", "--results-dir", str(results), "--format", "json", cwd=cwd).stdout)
     promoted = next(row for row in rows if row["entry_id"] == record["promoted_entry"])
     assert promoted["val_acc"] == pytest.approx(_best_val_acc(sweep_dir))
-    assert len(rows) == (1 if promoted["trial_id"] != added else 2), "a best that did not change was promoted again"
+    new_best = promoted["trial_id"] == added
+    assert len(rows) == (2 if new_best else 1), "a best that did not change was promoted again"
+    headline = "promoted to the leaderboard" if new_best else "best entry, already on the leaderboard"
+    assert f"{headline}: {promoted['entry_id']}" in extended.stdout, extended.stdout[-1500:]

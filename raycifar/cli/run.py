@@ -90,14 +90,14 @@ class RichDisplay:
             yield _EpochLines(progress, epochs)
 
 
-def _summary(row: dict, files: Path, report: Path | None = None) -> None:
+def _summary(row: dict, files: Path, report: Path | None = None, headline: str = "promoted to the leaderboard") -> None:
     """The promoted entry in a few lines."""
     tta = f" (with TTA {row['test_acc_tta']:.4f})" if row.get("test_acc_tta") is not None else ""
     val = "val_acc - (trained on train+val)" if row["val_acc"] is None else f"val_acc {row['val_acc']:.4f}"
     seeds = ""
     if (row.get("seeds") or 0) > 1:
         seeds = f"; over {row['seeds']} seeds {row['test_acc_mean']:.4f} ± {row['test_acc_std']:.4f} (mean ± std)"
-    console.print(f"promoted to the leaderboard: [bold]{row['entry_id']}[/]", highlight=False)
+    console.print(f"{headline}: [bold]{row['entry_id']}[/]", highlight=False)
     lines = {
         "model": f"{row['model']}, {row['params']:,} params (budget {row['budget']:,}), {row['epochs']} epochs",
         "accuracy": f"{val}, test_acc {row['test_acc']:.4f}{tta}{seeds}",
@@ -171,7 +171,7 @@ def sweep(
     display = RichDisplay(stderr if output_format == "json" else console)
     with exit_codes():
         result = sweep_and_promote(request, display)
-    _finish(result.row, output_format, result.report)
+    _finish(result.row, output_format, result.report, result.promoted)
 
 
 # Options of `raycifar sweep` that --resume compares with the sweep's own (CLI name -> value kind).
@@ -207,14 +207,15 @@ def _resume(
     display = RichDisplay(stderr if output_format == "json" else console)
     with exit_codes():
         result = resume_sweep(request, display)
-    _finish(result.row, output_format, result.report)
+    _finish(result.row, output_format, result.report, result.promoted)
 
 
-def _finish(row: dict | None, output_format: str, report: Path | None = None) -> None:
+def _finish(row: dict | None, output_format: str, report: Path | None = None, promoted: bool = True) -> None:
     if output_format == "json":
         print_json(jsonable(row) if row is not None else None)
     elif row is not None:
-        _summary(row, Path(row["checkpoint_path"]), report)
+        headline = "promoted to the leaderboard" if promoted else "best entry, already on the leaderboard"
+        _summary(row, Path(row["checkpoint_path"]), report, headline)
 
 
 def train(
