@@ -126,11 +126,7 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path: Path, cifar_dir: Path
     assert all(t["state"] in ("finished", "stopped_early") for t in record["trials"].values()), record["trials"]
     assert ((finished_dir / "params.json").read_text(), (finished_dir / "result.json").read_text()) == finished_before
     assert record["trials"][finished]["state"] == "finished"
-    epochs = _epochs(training_dir)
-    assert epochs[:last_epoch] == list(range(1, last_epoch + 1))
-    assert epochs[last_epoch:] and epochs[last_epoch:] == list(range(last_epoch + 1, epochs[-1] + 1)), (
-        f"after the kill at epoch {last_epoch} the trial reported epochs {epochs[last_epoch:]}"
-    )
+    _check_resumed_from_its_checkpoint(training_dir, last_epoch)
     missing = before_files - _files(sweep_dir)
     assert not missing, f"files deleted by the resume: {sorted(missing)}"
 
@@ -148,6 +144,27 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path: Path, cifar_dir: Path
     assert again.returncode == 2 and "already ended" in again.stderr and again.stderr.count("\n") == 1, again.stderr
 
     _extend_and_check(results, name, ray_address, tmp_path, raycifar, before=_files(sweep_dir))
+
+
+def _check_resumed_from_its_checkpoint(trial_dir: Path, last_epoch: int) -> None:
+    """The trial killed after reporting ``last_epoch`` went on from its last checkpoint: the
+    one of that epoch, or of the next if the kill came after that epoch's checkpoint was
+    written and before its report reached Tune (that epoch was trained, and is not again)."""
+    rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.endswith("}")]
+    epochs = [row["epoch"] for row in rows]
+    assert epochs[:last_epoch] == list(range(1, last_epoch + 1)), "the epochs reported before the kill changed"
+    after = rows[last_epoch:]
+    assert after, f"the trial reported nothing after the kill at epoch {last_epoch}"
+    restarted_from = after[0]["resumed_from_epoch"]
+    assert last_epoch <= restarted_from <= last_epoch + 1, (
+        f"killed after epoch {last_epoch} was reported, the trial restarted from epoch {restarted_from}"
+    )
+    reported = [row["epoch"] for row in after]
+    if reported[0] == restarted_from:  # its last epoch, trained before the kill, reported again (raycifar.worker)
+        reported = reported[1:]
+    assert reported == list(range(restarted_from + 1, epochs[-1] + 1)), (
+        f"after its restart from epoch {restarted_from} the trial reported epochs {[row['epoch'] for row in after]}"
+    )
 
 
 def _best_val_acc(sweep_dir: Path) -> float:
