@@ -177,13 +177,13 @@ def _run_sweep(
             plan = replace(plan, to_propose=resume.added)
         with display.sweep_progress(trials) as progress:
             outcome = sweep.run_sweep(plan, space.spec.scheduler, options, progress, resume)
-        from raycifar.promote_sweep import promote_command, sweep_costs
+        from raycifar.promote_sweep import promote_command, promoted_row, sweep_costs
 
         spent = sweep_costs(sweep_dir, outcome.best_trial_id)
         display.info(f"{_outcome_line(outcome, plan.search.infeasible, label(space.spec.scheduler))}; {spent.line}")
         for problem in outcome.problems:
             display.info(f"  {problem}")
-        row = _promoted_row(request.results_dir, outcome.best_checkpoint)  # an extension that found nothing better
+        row = promoted_row(request.results_dir, outcome.best_checkpoint)  # an extension that found nothing better
         promoted = row is None
         if row is not None:
             display.info(f"the best epoch is still leaderboard entry {row['entry_id']}: nothing new to promote")
@@ -200,13 +200,6 @@ def _run_sweep(
     finally:
         disconnect()
     return SweepResult(name, outcome, row, _write_sweep_report(request.results_dir, name, display), promoted)
-
-
-def _promoted_row(results_dir: Path, checkpoint: str) -> dict | None:
-    """The leaderboard row already promoted from ``checkpoint``, if any."""
-    from raycifar.leaderboard import read_table
-
-    return next((row for row in read_table(results_dir) if row["source_checkpoint"] == checkpoint), None)
 
 
 def _plan(

@@ -144,11 +144,16 @@ def costs(trials: SweepTrials, trial_id: str) -> SweepCosts:
     return SweepCosts(float(wall) if wall is not None else None, spent)
 
 
+def promoted_row(results_dir: Path, checkpoint: str) -> dict | None:
+    """The leaderboard row already promoted from ``checkpoint``, if any."""
+    return next((row for row in read_table(results_dir) if row["source_checkpoint"] == checkpoint), None)
+
+
 def refuse_duplicate(results_dir: Path, checkpoint: str) -> None:
     """A :class:`UserError` when ``checkpoint`` is already on the leaderboard."""
-    for row in read_table(results_dir):
-        if row["source_checkpoint"] == checkpoint:
-            raise UserError(f"{checkpoint}: already on the leaderboard as entry {row['entry_id']}")
+    row = promoted_row(results_dir, checkpoint)
+    if row is not None:
+        raise UserError(f"{checkpoint}: already on the leaderboard as entry {row['entry_id']}")
 
 
 def promote_command(

@@ -477,7 +477,7 @@ def run_sweep(
         )  # fmt: skip
     else:
         recorder = SweepRecorder.reopen(sweep_dir)
-        recorder.resumed(planned_trials=plan.trials if resume.extend else recorder.record.planned_trials)
+        recorder.resumed(planned_trials=plan.trials if resume.extend else None)
     if resume is None or resume.extend:
         tuner = _new_tuner(trainable, plan, scheduler, options, max_concurrent, progress, recorder, resume is not None)
     else:
