@@ -1,4 +1,4 @@
-"""Exit 1 unless pytest's JUnit report shows FFCV tests (tests/test_ffcv.py) that ran, none
+"""Exit 1 unless pytest's JUnit report shows FFCV tests (tests/data/test_ffcv.py) that ran, none
 skipped. Used by .ci/run under CI=true, where FFCV is required.
 
 Usage: python .ci/ffcv_ran.py REPORT.xml
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import xml.etree.ElementTree as ET
 
-MODULE = "tests.test_ffcv"
+MODULE = "tests.data.test_ffcv"
 
 
 def ffcv_problems(report: str) -> list[str]:

@@ -16,11 +16,12 @@ import statistics
 import time
 from pathlib import Path
 
-from raycifar import budget
-from raycifar.budget import count_params, fit_widths
-from raycifar.models import build_model
-from raycifar.space import load_space, sample_configs
-from raycifar.variants import VARIANTS, variant_config
+from raycifar.models import budget
+from raycifar.models.budget import count_params, fit_widths
+from raycifar.models.registry import VARIANTS, variant_config
+from raycifar.models.resnet import build_model
+from raycifar.search.sample import sample_configs
+from raycifar.space.find import load_space
 
 CACHES = [budget._block_params, budget._stem_params, budget._head_params]
 

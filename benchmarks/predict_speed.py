@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from raycifar.budget import count_macs, count_params, fit_widths
+from raycifar.cluster.session import available_cpus
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
 from raycifar.data import read_part
-from raycifar.models import build_model
-from raycifar.predict import find_inputs, predict
-from raycifar.ray_session import available_cpus
-from raycifar.variants import model_name, variant_config
+from raycifar.entries.predict import find_inputs, predict_images
+from raycifar.models.budget import count_macs, count_params, fit_widths
+from raycifar.models.registry import model_name, variant_config
+from raycifar.models.resnet import build_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 
@@ -65,7 +65,7 @@ def measure(folder: Path, model_config: ModelConfig, tta: bool, threads: int) ->
     model = build_model(model_config).eval()
     inputs = find_inputs(folder, config)
     started = time.perf_counter()
-    found = predict(model, config, inputs, tta="flip" if tta else "none", threads=threads)
+    found = predict_images(model, config, inputs, tta="flip" if tta else "none", threads=threads)
     total = time.perf_counter() - started
     return {
         "model": model_name(model_config),

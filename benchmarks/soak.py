@@ -88,7 +88,7 @@ def train_worker_pids(dashboard: str) -> list[int]:
     from ray.util.state import StateApiClient
     from ray.util.state.common import ListApiOptions, StateResource
 
-    from raycifar.cluster_status import auth_token
+    from raycifar.cluster.dashboard import auth_token
 
     token = auth_token()
     headers = {"Authorization": f"Bearer {token[0]}"} if token else {}

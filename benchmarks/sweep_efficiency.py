@@ -135,8 +135,11 @@ def eval_seconds_per_epoch(space: Path, args: argparse.Namespace) -> float:
     import torch
 
     from raycifar.data import DeviceLoader, read_part, stratified_split
-    from raycifar.loop import EVAL_BATCH_SIZE, Training, global_settings, score
-    from raycifar.space import load_space, sample_configs
+    from raycifar.search.sample import sample_configs
+    from raycifar.space.find import load_space
+    from raycifar.train.loop import Training
+    from raycifar.train.runtime import global_settings
+    from raycifar.train.scoring import EVAL_BATCH_SIZE, score
 
     config = sample_configs(load_space(str(space)), 1, args.seed, args.data_dir.resolve()).configs[0]
     train = read_part(args.data_dir, "train")

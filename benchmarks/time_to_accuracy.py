@@ -2,7 +2,7 @@
 a per-epoch log; then the same config for the same epochs through ``raycifar train`` on Ray
 Train, so that Ray's overhead is visible next to it.
 
-The in-process run is raycifar's own loop (:class:`raycifar.loop.Training`, the code each
+The in-process run is raycifar's own loop (:class:`raycifar.train.loop.Training`, the code each
 Ray Train worker runs) on the whole training set, evaluated on the test set after every
 epoch; only training counts as time (evaluation does not). Before it, a few untimed steps
 on a throwaway model compile the model and tune cuDNN, as the fast CIFAR trainers do.
@@ -31,9 +31,13 @@ import torch
 from raycifar.config import TrialConfig, with_settings
 from raycifar.data import DeviceLoader, ImageSet, default_data_dir, read_part, stratified_split
 from raycifar.errors import UserError
-from raycifar.loop import EVAL_BATCH_SIZE, Training, global_settings, train_epoch
-from raycifar.space import trial_config_from_file
-from raycifar.train_run import METRICS_FILE, run_dir
+from raycifar.results.layout import run_dir
+from raycifar.search.sample import trial_config_from_file
+from raycifar.train.epoch import train_epoch
+from raycifar.train.loop import Training
+from raycifar.train.run import RUN_METRICS_FILE
+from raycifar.train.runtime import global_settings
+from raycifar.train.scoring import EVAL_BATCH_SIZE
 
 WARMUP_STEPS = 3
 
@@ -147,7 +151,7 @@ def through_ray_train(
         wall = time.perf_counter() - started
         if done.returncode != 0:
             raise SystemExit(f"raycifar train failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        log = [json.loads(line) for line in (run_dir(results, "bench") / METRICS_FILE).read_text().splitlines()]
+        log = [json.loads(line) for line in (run_dir(results, "bench") / RUN_METRICS_FILE).read_text().splitlines()]
     train_split, _ = stratified_split(train.labels, config.val_fraction, config.split_seed)
     return {
         "epochs": len(log),

@@ -1,7 +1,7 @@
 """Training-step throughput (images/s) of a few models on this machine's device, with and
 without channels-last and torch.compile, side by side in one run.
 
-Each variant runs raycifar's own training step (``raycifar.loop.train_epoch``: batched
+Each variant runs raycifar's own training step (``raycifar.train.loop.train_epoch``: batched
 augmentation on the device, forward, loss, backward, SGD step, schedule step) on random
 images held on the device. Every variant is built and warmed up first (compilation happens
 there and is reported apart; dynamo reuses what it compiled for an earlier variant of the same
@@ -26,8 +26,10 @@ import torch
 
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
 from raycifar.data import DeviceLoader, ImageSet
-from raycifar.loop import Training, global_settings, train_epoch
-from raycifar.variants import model_name
+from raycifar.models.registry import model_name
+from raycifar.train.epoch import train_epoch
+from raycifar.train.loop import Training
+from raycifar.train.runtime import global_settings
 
 MODELS = {
     model_name(config): config

@@ -14,7 +14,7 @@ __all__ = ["__version__", "load_model"]
 
 def __getattr__(name: str) -> Any:
     if name == "load_model":
-        from raycifar.load import load_model
+        from raycifar.entries.load import load_model
 
         return load_model
     raise AttributeError(f"module 'raycifar' has no attribute {name!r}")

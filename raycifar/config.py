@@ -4,7 +4,7 @@ A *trial config* (:class:`TrialConfig`) is one fully resolved point of a space: 
 values only, frozen, JSON-serialisable, and enough to reproduce the trial on its own. Its
 sections (:class:`ModelConfig`, :class:`TrainConfig`, :class:`AugmentConfig`) declare every
 option with its type, range and default, once: the search-space sections of
-:mod:`raycifar.space_file` are derived from them.
+:mod:`raycifar.space.file` are derived from them.
 
 This module imports neither torch nor Ray: read-only commands stay instant.
 """
@@ -25,7 +25,6 @@ from pydantic import (
     model_validator,
 )
 
-from raycifar.data.catalog import DatasetName, LabelMode
 from raycifar.errors import UserError
 from raycifar.yaml_load import parse_yaml
 
@@ -41,6 +40,9 @@ Policy = Literal["none", "autoaugment", "randaugment", "trivialaugment"]
 Block = Literal["basic", "bottleneck", "convgroup"]
 Stem = Literal["cifar", "imagenet"]
 CompileSwitch = StrictBool | Literal["auto"]
+DatasetName = Literal["cifar10", "cifar100"]
+LabelMode = Literal["fine", "coarse"]  # CIFAR-100: its 100 fine classes, or the 20 coarse superclasses
+WandbMode = Literal["offline", "online", "off"]
 TrainOn = Literal["train", "train+val"]  # what a run trains on: the split's train part, or train and val together
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from timm.models import register_model
 
-from raycifar.models import CifarResNet, create_model
-from raycifar.variants import VARIANTS
+from raycifar.models.registry import VARIANTS
+from raycifar.models.resnet import CifarResNet, create_model
 
 PREFIX = "raycifar_"
 TIMM_ONLY_ARGUMENTS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "in_chans")
@@ -45,7 +45,7 @@ def raycifar_entry(
     pretrained: bool = True, entry: str | None = None, results_dir: str = "raycifar_results", **kwargs: Any
 ) -> CifarResNet:
     """A promoted raycifar leaderboard entry with its trained weights (eval mode, CPU)."""
-    from raycifar.load import load_model
+    from raycifar.entries.load import load_model
 
     if entry is None:
         raise ValueError("raycifar_entry needs entry=<entry id or folder> (see raycifar leaderboard)")

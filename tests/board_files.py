@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
-from raycifar.export import save_model_files
-from raycifar.models import build_model
+from raycifar.models.files import save_model_files
+from raycifar.models.resnet import build_model
 
 
 def exported_checkpoint(folder: Path, data_dir: Path, seed: int = 0, tta: str = "none") -> Path:
@@ -39,7 +39,7 @@ def plain_row(entry_id: str, test_acc: float, **fields: object) -> dict:
 
 def promote_in_child(checkpoint: Path, results: Path, index: int, barrier, queue) -> None:  # noqa: ANN001
     """A child process's promotion: wait until all children are ready, promote, report the id."""
-    from raycifar.promote import promote
+    from raycifar.entries.promote import promote
 
     torch.set_num_threads(1)
     barrier.wait()

@@ -19,7 +19,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+# The helper modules (cifar_files, board_files ...) sit beside this file; tests in the
+# package folders (tests/results/ ...) import them, and a few import helpers of another test
+# module by its name (test module names are unique across the folders).
+TESTS = Path(__file__).parent
+sys.path[:0] = [str(TESTS), *sorted(str(folder) for folder in TESTS.iterdir() if folder.is_dir() and folder.name not in ("fault_hooks", "__pycache__"))]
 
 from cifar_files import write_cifar10  # noqa: E402
 
@@ -70,7 +74,7 @@ def short_tmpdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 HOLD_RAY = """
 import sys, ray
 # The dashboard serves the state API that Ray Train's placement-group cleaner needs to free
-# the CPUs of trials the scheduler stops (see raycifar.ray_session.connect).
+# the CPUs of trials the scheduler stops (see raycifar.cluster.session.connect).
 context = ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1")
 print(context.address_info["gcs_address"], flush=True)
 sys.stdin.read()  # hold the cluster until the test process closes our stdin (or dies)

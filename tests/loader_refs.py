@@ -11,7 +11,7 @@ import torch
 from cifar_files import rows_to_hwc, synthetic_images
 
 from raycifar.data import CATALOG, ImageSet
-from raycifar.export import load_model_files
+from raycifar.models.files import load_model_files
 
 STATS = CATALOG["cifar10"]
 

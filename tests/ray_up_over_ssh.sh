@@ -3,7 +3,7 @@
 # 127.0.0.1:22, all inside private PID, network and mount namespaces, so Ray's default
 # ports and `ray stop` (which `ray down` runs on the head) touch nothing outside them.
 # /tmp is private too: Ray's session files, the launcher's cluster state and SSH control
-# sockets vanish with the namespace. Run by tests/test_ray_up_ssh.py as:
+# sockets vanish with the namespace. Run by tests/cluster/test_ray_up_ssh.py as:
 #   unshare --pid --net --mount --fork --mount-proc --kill-child=SIGKILL \
 #       bash ray_up_over_ssh.sh WORK SPACE DATA FOLDER...
 # WORK: an empty folder for keys, configs, results and logs; SPACE and DATA: the space file

@@ -11,8 +11,8 @@ from pathlib import Path
 from board_files import exported_checkpoint
 
 from raycifar.config import ModelConfig, TrainConfig, TrialConfig
-from raycifar.promote import promote
-from raycifar.sweep_record import SweepRecorder
+from raycifar.entries.promote import promote
+from raycifar.results.sweep_record import SweepRecorder
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
 # trial -> (params, widths, lr, recorded end state, [(epoch, val_acc, train_loss)])

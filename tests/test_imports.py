@@ -45,5 +45,40 @@ def test_model_info_of_a_plain_model_imports_torch_only() -> None:
 
 
 def test_the_single_run_module_does_not_import_tune() -> None:
-    code = "import sys, raycifar.train_run, raycifar.worker; assert 'ray.tune' not in sys.modules"
+    code = "import sys, raycifar.train.run, raycifar.train.worker; assert 'ray.tune' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, check=False).returncode == 0
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "raycifar"
+LIGHT_PACKAGES = ("results", "space", "search")  # read by read-only commands: no torch, no Ray
+
+
+def light_modules() -> list[str]:
+    """Every module of the packages that must import neither torch nor Ray."""
+    found = []
+    for package in LIGHT_PACKAGES:
+        for path in sorted((PACKAGE / package).glob("*.py")):
+            found.append(f"raycifar.{package}" if path.stem == "__init__" else f"raycifar.{package}.{path.stem}")
+    return found
+
+
+CHECK_MODULE = """
+import importlib, sys
+importlib.import_module({module!r})
+print(sorted(m for m in ("torch", "torchvision", "timm", "ray") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("module", light_modules())
+def test_results_space_and_search_modules_import_neither_torch_nor_ray(module: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK_MODULE.format(module=module)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]", f"importing {module} loaded {done.stdout.strip()}"
+
+
+def test_every_light_package_is_checked() -> None:
+    modules = light_modules()
+    assert {"raycifar.results.status", "raycifar.space.file", "raycifar.search.searchers"} <= set(modules)
+    assert len(modules) >= 15

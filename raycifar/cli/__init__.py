@@ -16,6 +16,9 @@ module         commands
 =============  ======================================================
 
 Every usage error (unknown option, bad value) is one line on stderr with exit code 2.
+
+May import: every package (the pipeline for long jobs, the readers for the rest); commands
+import what they use inside the command, so that ``--help`` and read-only commands stay instant.
 """
 
 from __future__ import annotations
@@ -79,9 +82,9 @@ app = typer.Typer(
 app.command()(run.sweep)
 app.command()(run.train)
 app.add_typer(results.leaderboard_app, name="leaderboard")
-app.command()(results.promote)
-app.command()(results.evaluate)
-app.command()(predict.predict)
+app.command("promote")(results.promote_command)
+app.command("evaluate")(results.evaluate_command)
+app.command("predict")(predict.predict_command)
 app.command()(status.status)
 app.command()(jobs.logs)
 app.command()(jobs.stop)

@@ -18,8 +18,8 @@ space_app = typer.Typer(help="Search spaces: show their dimensions, draw configs
 
 def _model_summary(config) -> dict:
     """Size and shape of one resolved model, as plain values."""
-    from raycifar.budget import count_macs, count_params
-    from raycifar.variants import model_name
+    from raycifar.models.budget import count_macs, count_params
+    from raycifar.models.registry import model_name
 
     return {
         "model": model_name(config),
@@ -35,7 +35,7 @@ def _model_summary(config) -> dict:
 @model_app.command("list")
 def model_list(output_format: FormatOption = "table") -> None:
     """List the registered models with their size on CIFAR-10 (10 classes)."""
-    from raycifar.variants import VARIANTS, variant_config
+    from raycifar.models.registry import VARIANTS, variant_config
 
     rows = [{"name": name, **_model_summary(variant_config(name)), "description": v.description} for name, v in VARIANTS.items()]
     if output_format == "json":
@@ -55,7 +55,7 @@ def model_info(
     output_format: FormatOption = "table",
 ) -> None:
     """Parameters, MACs per 32x32 image and per-stage widths of one registered model."""
-    from raycifar.variants import VARIANTS, variant_config
+    from raycifar.models.registry import VARIANTS, variant_config
 
     with exit_codes():
         config = variant_config(name, num_classes)
@@ -74,8 +74,8 @@ def space_show(
 ) -> None:
     """Show a space's settings (budget, dataset, loader, scheduler ...) and every dimension
     of every section (constant or sampler)."""
-    from raycifar.space import load_space
-    from raycifar.space_file import SECTION_KEYS, dimensions
+    from raycifar.space.file import SECTION_KEYS, dimensions
+    from raycifar.space.find import load_space
 
     with exit_codes():
         loaded = load_space(space)
@@ -114,7 +114,8 @@ def space_sample(
 ) -> None:
     """Draw configs as a sweep would (fitted widths, params, MACs) without starting Ray."""
     from raycifar.data.readers import default_data_dir
-    from raycifar.space import load_space, sample_configs
+    from raycifar.search.sample import sample_configs
+    from raycifar.space.find import load_space
 
     started = time.perf_counter()
     with exit_codes():

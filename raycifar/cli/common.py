@@ -26,7 +26,6 @@ console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ e
 stderr = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160)
 
 TableOrJson = Literal["table", "json"]
-RowsFormat = Literal["table", "json", "csv"]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -76,7 +75,6 @@ DataDirOption = Annotated[
     ),
 ]
 FormatOption = Annotated[TableOrJson, typer.Option("--format", help="table or json.")]
-SEED_HELP = "Seed (0 or more)"
 
 
 def resolve_data_dir(data_dir: Path | None) -> Path:

@@ -18,7 +18,7 @@ from raycifar.cli.common import (
     resolve_data_dir,
     table,
 )
-from raycifar.data.catalog import DatasetName, LabelMode
+from raycifar.config import DatasetName, LabelMode
 
 data_app = typer.Typer(help="Inspect a data folder and prepare loader files.", no_args_is_help=True)
 DatasetOption = Annotated[DatasetName, typer.Option(help="cifar10 or cifar100.")]

@@ -60,7 +60,7 @@ def given_options(ctx: typer.Context) -> dict[str, list[str]]:
 def submit(ctx: typer.Context, space: str | None, address: str | None, output_format: str) -> None:
     """``raycifar sweep SPACE --submit`` (or ``--resume NAME --submit``): submit the sweep as a
     Ray job and print how to follow it."""
-    from raycifar.jobs import STOP_GRACE_S, submit_sweep, sweep_job
+    from raycifar.pipeline.submit_job import STOP_GRACE_S, submit_sweep, sweep_job
 
     url = dashboard_address(address).rstrip("/")
     with exit_codes():
@@ -94,7 +94,7 @@ def logs(
     follow: Annotated[bool, typer.Option(help="Keep printing until the job ends (--no-follow: print what there is and return).")] = True,
 ) -> None:
     """Print a submitted sweep's output and follow it until its job ends (exit 1 if it failed)."""
-    from raycifar.jobs import job_logs
+    from raycifar.pipeline.submit_job import job_logs
 
     url = dashboard_address(address)
 
@@ -119,7 +119,7 @@ def stop(
     wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for the sweep to end (0: return at once).")] = 360,
 ) -> None:
     """Stop a submitted sweep: its trials stop, nothing is promoted, its results so far stay."""
-    from raycifar.jobs import stop_sweep
+    from raycifar.pipeline.submit_job import stop_sweep
 
     url = dashboard_address(address)
     with exit_codes():
@@ -139,7 +139,7 @@ def _when(ms: int | None) -> str:
 def print_submitted(out: Console, url: str, submitted: list, notes: list[str]) -> None:
     """The submitted sweeps (``SubmittedSweep``) as a table: job status, then the sweep's own
     state, trials and best val_acc as read on the cluster."""
-    from raycifar.status import titled_table
+    from raycifar.cli.status_view import titled_table
 
     if not submitted:
         out.print(f"no sweeps submitted to {escape(url)}", highlight=False)

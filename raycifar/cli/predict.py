@@ -17,7 +17,7 @@ from raycifar.cli.common import ResultsDir, console, exit_codes, fail, stderr, t
 LabelStyle = Literal["name", "index"]
 
 
-def predict(
+def predict_command(
     entry_id: Annotated[str, typer.Argument(help="The leaderboard entry whose model predicts.")],
     images: Annotated[
         Path,
@@ -65,10 +65,10 @@ def predict(
 
     Rows are sorted by id in natural order (2 before 10). The model runs on the CPU in float32, as `raycifar evaluate` runs it. Unreadable files are skipped and listed at the end (--strict: stop at the first).
     """
-    from raycifar.evaluate import rebuild
-    from raycifar.leaderboard import entry_dir, find_entry
-    from raycifar.predict import csv_rows, find_inputs, tta_mode, write_csv_atomically
-    from raycifar.predict import predict as run_predictions
+    from raycifar.entries.predict import csv_rows, find_inputs, predict_images, tta_mode, write_csv_atomically
+    from raycifar.models.files import rebuild
+    from raycifar.results.layout import entry_dir
+    from raycifar.results.leaderboard import find_entry
 
     results_dir, output = results_dir.expanduser(), output.expanduser()
     with exit_codes():
@@ -77,7 +77,7 @@ def predict(
         inputs = find_inputs(images.expanduser(), config)
         views = tta_mode(config) if tta else "none"
         with _progress_bar(len(inputs)) as advance:
-            found = run_predictions(
+            found = predict_images(
                 model, config, inputs, tta=views, resize=resize, strict=strict, progress=advance, threads=threads
             )
         for line in found.skipped:
@@ -99,7 +99,7 @@ def predict(
 def _progress_bar(total: int) -> Iterator[Callable[[int], None]]:
     """A Rich progress bar on stderr over ``total`` images, shown when stderr is a terminal and
     there is more than one batch; yields the function that advances it by a number of images."""
-    from raycifar.loop import EVAL_BATCH_SIZE
+    from raycifar.train.scoring import EVAL_BATCH_SIZE
 
     columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     shown = stderr.is_terminal and total > EVAL_BATCH_SIZE

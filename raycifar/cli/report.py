@@ -18,7 +18,7 @@ def report(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where the test images are, for the grid of misclassified images. Default: the entry's config data_dir.")] = None,
 ) -> None:
     """Write an HTML report (opens offline): learning curves, accuracy against size, hyperparameters, the promoted model's test results and mistakes, provenance."""
-    from raycifar.report import write_report
+    from raycifar.report.gather import write_report
 
     with exit_codes():
         written = write_report(

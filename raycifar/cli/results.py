@@ -22,7 +22,7 @@ from raycifar.cli.common import (
     print_record,
     table,
 )
-from raycifar.cost import hours_unit
+from raycifar.results.cost import hours_unit
 
 BoardFormat = Literal["table", "json", "csv", "markdown"]
 TABLE_COLUMNS = ("entry_id", "model", "params", "val_acc", "test_acc", "95% CI", "tta", "epochs")
@@ -73,7 +73,8 @@ def _csv_ready(row: dict) -> dict:
 
 
 def _print_rows(rows: list[dict], output_format: BoardFormat, where: Path) -> None:
-    from raycifar.leaderboard import COLUMNS, rows_dir
+    from raycifar.results.leaderboard import rows_dir
+    from raycifar.results.leaderboard_schema import COLUMNS
 
     if output_format == "json":
         print_json([jsonable(r) for r in rows])
@@ -109,7 +110,7 @@ def leaderboard(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from raycifar.leaderboard import ranked, read_table
+    from raycifar.results.leaderboard import ranked, read_table
 
     results_dir = results_dir.expanduser()
     with exit_codes():
@@ -128,8 +129,8 @@ def _group_results_dir(ctx: typer.Context, results_dir: Path) -> Path:
 
 def _entry_record(row: dict, folder: Path) -> dict:
     """Every column of ``row`` (the config left out) and the entry's files, for reading."""
-    from raycifar.evaluate import PREDICTIONS_FILE
-    from raycifar.model_card import CARD_FILE
+    from raycifar.entries.evaluate import PREDICTIONS_FILE
+    from raycifar.entries.model_card import CARD_FILE
 
     record = {k: v for k, v in row.items() if k != "config_json"}
     for key in ("params", "budget", "macs", "test_images"):
@@ -153,7 +154,8 @@ def show(
     output_format: FormatOption = "table",
 ) -> None:
     """Every column of one leaderboard entry, its files, and its config."""
-    from raycifar.leaderboard import entry_dir, find_entry
+    from raycifar.results.layout import entry_dir
+    from raycifar.results.leaderboard import find_entry
 
     results_dir = _group_results_dir(ctx, results_dir).expanduser()
     with exit_codes():
@@ -180,7 +182,7 @@ def _extra_tests(values: list[str]) -> dict[str, Path]:
     return tests
 
 
-def promote(
+def promote_command(
     sweep: Annotated[str, typer.Argument(help="The sweep's name (its folder under <results-dir>/sweeps/).")],
     trial: Annotated[Optional[str], typer.Option("--trial", help="Promote this trial's best epoch instead of the sweep's best.")] = None,
     extra_test: Annotated[Optional[list[str]], typer.Option("--extra-test", help="NAME=DIR: also score a labelled test set (an image folder of class folders, or any supported layout) as NAME. Repeatable.")] = None,
@@ -191,7 +193,7 @@ def promote(
 
     The best epoch is the highest val_acc among the epochs whose checkpoint is still on disk.
     """
-    from raycifar.promote_sweep import promote_sweep
+    from raycifar.entries.from_sweep import promote_sweep
 
     tests = _extra_tests(extra_test or [])
     results_dir = results_dir.expanduser().resolve()
@@ -219,7 +221,7 @@ def _same(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and abs(a - b) < 1e-9
 
 
-def evaluate(
+def evaluate_command(
     entry_id: Annotated[str, typer.Argument(help="The leaderboard entry to re-evaluate.")],
     results_dir: ResultsDir = Path("raycifar_results"),
     data_dir: DataDirOption = None,
@@ -231,9 +233,10 @@ def evaluate(
     train.tta on, the test-time-augmented accuracy is reported and compared too.
     """
     from raycifar.cli.predict import print_per_class
-    from raycifar.evaluate import evaluate_on_test
-    from raycifar.leaderboard import entry_dir, find_entry
-    from raycifar.predict import per_class_accuracy
+    from raycifar.entries.evaluate import evaluate_on_test
+    from raycifar.entries.predict import per_class_accuracy
+    from raycifar.results.layout import entry_dir
+    from raycifar.results.leaderboard import find_entry
 
     results_dir = results_dir.expanduser()
     with exit_codes():

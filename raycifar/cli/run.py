@@ -26,11 +26,9 @@ from raycifar.cli.common import (
     resolve_data_dir,
     stderr,
 )
-from raycifar.config import LoaderName, TrainOn
-from raycifar.data.catalog import DatasetName, LabelMode
-from raycifar.space_file import SchedulerName, SearcherName
-from raycifar.sweep_plan import parse_duration
-from raycifar.wandb_log import WandbMode
+from raycifar.config import DatasetName, LabelMode, LoaderName, TrainOn, WandbMode
+from raycifar.search.plan import parse_duration
+from raycifar.space.sections import SchedulerName, SearcherName
 
 
 class _SweepLine:
@@ -144,8 +142,8 @@ def sweep(
         from raycifar.cli.jobs import submit as submit_job
 
         return submit_job(ctx, space, address, output_format)
-    from raycifar.pipeline import SweepRequest, sweep_and_promote
-    from raycifar.ray_session import RunResources
+    from raycifar.cluster.session import RunResources
+    from raycifar.pipeline.sweep_job import SweepRequest, sweep_and_promote
 
     if resume is not None:
         _resume(ctx, resume, results_dir, address, dashboard, output_format, time_budget)
@@ -188,7 +186,7 @@ def _resume(
     time_budget: str | None,
 ) -> None:
     """``raycifar sweep --resume NAME``: the options typed with it must be the sweep's own."""
-    from raycifar.pipeline import ResumeRequest, resume_sweep
+    from raycifar.pipeline.resume_job import ResumeRequest, resume_sweep
 
     # By name: Typer may bring its own click, whose ParameterSource is another enum.
     typed = {key for key in ctx.params if getattr(ctx.get_parameter_source(key), "name", "") in ("COMMANDLINE", "ENVIRONMENT")}
@@ -239,8 +237,8 @@ def train(
     output_format: FormatOption = "table",
 ) -> None:
     """Train one config on Ray Train (no Tune) with per-epoch metrics; optionally promote it."""
-    from raycifar.pipeline import TrainRequest, train_and_promote
-    from raycifar.ray_session import RunResources
+    from raycifar.cluster.session import RunResources
+    from raycifar.pipeline.train_job import TrainRequest, train_and_promote
 
     gpus = None if gpus_per_worker is None else gpus_per_worker * workers
     request = TrainRequest(

@@ -20,9 +20,11 @@ def status(
     output_format: FormatOption = "table",
 ) -> None:
     """Show the sweeps in a results folder and, with --address, a cluster's nodes, jobs and submitted sweeps."""
-    from raycifar import status as report
+    from raycifar.cli import status_view
     from raycifar.cli.jobs import print_submitted
-    from raycifar.cluster_status import print_cluster, read_cluster
+    from raycifar.cli.status_view import print_cluster
+    from raycifar.cluster.dashboard import read_cluster
+    from raycifar.results import status as report
 
     results_dir = results_dir.expanduser()
     if watch:
@@ -30,7 +32,7 @@ def status(
             fail("--watch draws the table; it does not go with --format json")
         with exit_codes():
             try:
-                report.watch_sweeps(console, results_dir, sweep_name)
+                status_view.watch_sweeps(console, results_dir, sweep_name)
             except KeyboardInterrupt:
                 pass
         return
@@ -40,23 +42,23 @@ def status(
         cluster = read_cluster(dashboard_url, "--address") if dashboard_url else None
         submitted, notes = _submitted(dashboard_url) if dashboard_url else ([], [])
     if output_format == "json":
-        answer = report.as_json(sweeps, cluster)
+        answer = status_view.as_json(sweeps, cluster)
         if dashboard_url:
             answer["submitted"] = [asdict(s) for s in submitted]
             answer["notes"] = notes
         print_json(answer)
         return
     if local:
-        report.print_sweeps(console, sweeps, results_dir)
+        status_view.print_sweeps(console, sweeps, results_dir)
     if sweep_name:
-        report.print_trials(console, sweeps[0])
+        status_view.print_trials(console, sweeps[0])
     if cluster:
         print_cluster(console, cluster)
         print_submitted(console, cluster.url, submitted, notes)
 
 
 def _submitted(url: str) -> tuple[list, list[str]]:
-    """The sweeps submitted to the dashboard at ``url``, with their progress (raycifar.jobs)."""
-    from raycifar.jobs import submitted_sweeps
+    """The sweeps submitted to the dashboard at ``url``, with their progress (raycifar.pipeline.submit_job)."""
+    from raycifar.pipeline.submit_job import submitted_sweeps
 
     return submitted_sweeps(url, "--address")

@@ -16,16 +16,6 @@ from torch import nn
 if TYPE_CHECKING:
     from raycifar.config import AugmentConfig
 
-PER_IMAGE_KEYS = ("policy", "color_jitter", "rotation", "random_erasing")
-
-
-def needs_per_image_pipeline(augment: AugmentConfig) -> bool:
-    """Whether ``augment`` asks for something only the torchvision loader does."""
-    return augment.policy != "none" or any(
-        getattr(augment, key) > 0 for key in PER_IMAGE_KEYS[1:]
-    )
-
-
 # --- batched: the device loader ------------------------------------------------------------------
 
 

@@ -8,12 +8,11 @@ so an image folder whose class folders carry these names maps to the same indice
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import get_args
 
-DatasetName = Literal["cifar10", "cifar100"]
-LabelMode = Literal["fine", "coarse"]
+from raycifar.config import DatasetName
+
 DATASETS: tuple[str, ...] = get_args(DatasetName)
-LABEL_MODES: tuple[str, ...] = get_args(LabelMode)
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -24,8 +24,18 @@ from raycifar.data.catalog import CATALOG
 from raycifar.data.image_files import reason
 from raycifar.errors import UserError
 
-if TYPE_CHECKING:
-    from raycifar.data.readers import Source
+
+class OfficialSource(Protocol):
+    """What this module needs of a located dataset (:class:`raycifar.data.readers.Source`
+    is one): where its files are, in which layout, and how its labels are checked."""
+
+    format: str
+    path: Path
+    dataset: str
+    label_mode: str
+
+    def check_labels(self, name: str, labels: np.ndarray) -> np.ndarray: ...
+
 
 Part = Literal["train", "test"]
 PARTS: tuple[Part, ...] = ("train", "test")
@@ -35,7 +45,7 @@ PIXELS = 32 * 32 * 3  # one image of a batch: 1024 red, 1024 green, 1024 blue va
 # --- the official python and binary layouts, in a folder or a .tar.gz --------------------------
 
 
-def _official_order(source: Source, part: Part, name: str) -> int | None:
+def _official_order(source: OfficialSource, part: Part, name: str) -> int | None:
     """Where file ``name`` goes among the files of ``part`` (its batch number), or None if
     ``name`` is not an official name: ``data_batch_<n>`` (n = 1, 2, ...) and ``test_batch``
     for CIFAR-10, ``train`` and ``test`` for CIFAR-100, with ``.bin`` in the binary layouts.
@@ -49,11 +59,11 @@ def _official_order(source: Source, part: Part, name: str) -> int | None:
     return None if match is None else int(match.group(1) or 0)
 
 
-def _official_stems(source: Source) -> tuple[str, ...]:
+def _official_stems(source: OfficialSource) -> tuple[str, ...]:
     return ("train", "test") if source.dataset == "cifar100" else ("data_batch", "test_batch")
 
 
-def _member_names(source: Source) -> list[str]:
+def _member_names(source: OfficialSource) -> list[str]:
     """File names (base names) in the folder or archive; [] if it is neither."""
     if source.format.endswith("archive"):
         return (
@@ -68,11 +78,11 @@ def _member_names(source: Source) -> list[str]:
     )
 
 
-def has_official_part(source: Source, part: Part) -> bool:
+def has_official_part(source: OfficialSource, part: Part) -> bool:
     return any(_official_order(source, part, name) is not None for name in _member_names(source))
 
 
-def ignored_files(source: Source) -> list[str]:
+def ignored_files(source: OfficialSource) -> list[str]:
     """Files of an official layout that look like batches but are not read: names starting like
     an official one (``data_batch_1 copy``, ``test_batch.bak``, ``train (2)``), sorted."""
     if source.format not in ("python", "python-archive", "binary", "binary-archive"):
@@ -128,7 +138,7 @@ def _refuse_duplicates(archive_path: Path, names: list[str]) -> None:
         seen[base] = name
 
 
-def _official_files(source: Source, part: Part) -> list[tuple[str, bytes]]:
+def _official_files(source: OfficialSource, part: Part) -> list[tuple[str, bytes]]:
     """(display name, bytes) of the files holding ``part``, in batch-number order
     (``data_batch_2`` before ``data_batch_10``)."""
 
@@ -204,7 +214,7 @@ def _unpickle(name: str, blob: bytes, title: str) -> dict[object, object]:
 
 
 def _decode_pickle(
-    name: str, blob: bytes, source: Source
+    name: str, blob: bytes, source: OfficialSource
 ) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch (``data``: N x 3072 planar pixels, ``labels`` or ``fine_labels``/
     ``coarse_labels``: N classes) to (N x 32 x 32 x 3 uint8, N int64 labels)."""
@@ -223,7 +233,7 @@ def _decode_pickle(
 
 
 def _decode_records(
-    name: str, blob: bytes, source: Source
+    name: str, blob: bytes, source: OfficialSource
 ) -> tuple[np.ndarray, np.ndarray]:
     """One binary file of fixed-size records (label byte(s) then 3072 pixel bytes)."""
     label_bytes = 2 if source.dataset == "cifar100" else 1
@@ -241,7 +251,7 @@ def _decode_records(
     )
 
 
-def read_official(source: Source, part: Part) -> tuple[np.ndarray, np.ndarray]:
+def read_official(source: OfficialSource, part: Part) -> tuple[np.ndarray, np.ndarray]:
     decode = _decode_records if source.format.startswith("binary") else _decode_pickle
     decoded = [
         decode(name, blob, source) for name, blob in _official_files(source, part)

@@ -278,7 +278,6 @@ _READERS: dict[str, Callable[[Source, Part], tuple[np.ndarray, np.ndarray]]] = {
     "imagefolder": _read_imagefolder,
     "images": _read_unlabeled,
 }
-FORMATS = tuple(_READERS)
 
 
 def read_part(

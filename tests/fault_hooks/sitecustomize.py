@@ -1,11 +1,11 @@
-"""A full disk for one trial, in every Python process of a test's Ray (tests/test_faults_e2e.py).
+"""A full disk for one trial, in every Python process of a test's Ray (tests/sweep/test_faults_e2e.py).
 
 A test puts this folder on PYTHONPATH; Python then imports this module at start-up in the
 CLI and in every Ray worker the CLI's local Ray starts. When ``RAYCIFAR_TEST_FULL_DISK_LR``
-is set, ``raycifar.loop.Training.save`` (the checkpoint write of every epoch) fails with
+is set, ``raycifar.train.loop.Training.save`` (the checkpoint write of every epoch) fails with
 ENOSPC for trials whose ``train.lr`` has that value, as a full disk would; the other trials
 write their checkpoints as usual. Nothing is imported early: the patch is applied when a
-process first imports ``raycifar.loop``.
+process first imports ``raycifar.train.loop``.
 """
 
 import errno
@@ -30,7 +30,7 @@ def _patch(module) -> None:
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
-        if fullname != "raycifar.loop":
+        if fullname != "raycifar.train.loop":
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:

@@ -1,0 +1,189 @@
+"""``raycifar promote SWEEP``: promote the best (or a chosen) trial of a sweep from its files,
+without Ray.
+
+It reads what Tune wrote in ``<results>/sweeps/<SWEEP>/trial_<id>/`` (``params.json``,
+``result.json``: one JSON result per reported epoch, each with the epoch's
+``checkpoint_path``; ``error.txt`` for a trial that failed), as ``raycifar status`` does, and
+picks the epoch with :mod:`raycifar.results.selection`'s rules among those whose checkpoint folder
+is still on disk. A checkpoint is a plain folder (``model.safetensors``, ``config.json``);
+a results folder that was moved is followed to ``train_runs/<trial_id>/<checkpoint>``.
+
+A sweep whose driver is still running is refused (it promotes its best itself when it
+ends); a finished, failed or interrupted one is fine. A promotion that cannot be written
+(:class:`~raycifar.errors.PromotionFailed`) names the command that finishes it: this one.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from raycifar.errors import PromotionFailed, UserError
+from raycifar.results.cost import Cost, results_cost, total
+from raycifar.results.layout import SWEEPS_DIR, TRAIN_RUNS_DIR
+from raycifar.results.leaderboard import read_table
+from raycifar.results.selection import Candidate, select_best
+from raycifar.results.sweep_record import SweepRecord, SweepRecorder, read_record, utc_now
+from raycifar.results.trial_files import SweepTrials, local_checkpoint, read_trials
+
+
+def sweep_folder(results_dir: Path, sweep: str) -> Path:
+    """``<results_dir>/sweeps/<sweep>``; a :class:`UserError` naming the sweeps there if absent."""
+    folder = results_dir / SWEEPS_DIR / sweep
+    if not folder.is_dir():
+        parent = results_dir / SWEEPS_DIR
+        known = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+        listed = ", ".join(known[-8:]) if known else "none"
+        raise UserError(f"no sweep {sweep!r} in {parent} (sweeps there: {listed})")
+    return folder
+
+
+
+
+
+
+def refuse_running(sweep_dir: Path, record: SweepRecord | None) -> None:
+    """A :class:`UserError` when the sweep's driver is still running."""
+    if record is None or record.ended_at is not None:
+        return
+    if not record.is_stale(utc_now()) and not record.driver_gone():
+        raise UserError(
+            f"sweep {record.name} in {sweep_dir} is still running (heartbeat {record.heartbeat_at:%H:%M:%S} UTC); "
+            "it promotes its best trial when it ends: wait, or stop it first"
+        )
+
+
+def choose(trials: SweepTrials, trial_id: str | None) -> Candidate:
+    """The best epoch of the sweep, or of trial ``trial_id``, whose checkpoint is on disk."""
+    histories = trials.histories
+    if trial_id is not None:
+        histories = [h for h in histories if h.trial_id == trial_id]
+        if not histories:
+            known = ", ".join(h.trial_id for h in trials.histories) or "none"
+            raise UserError(f"no trial {trial_id!r} in {trials.sweep_dir} (trials: {known})")
+    exists = {
+        str(r["checkpoint_path"]): local_checkpoint(trials.sweep_dir, h.trial_id, str(r["checkpoint_path"])) is not None
+        for h in histories
+        for r in h.results
+        if r.get("checkpoint_path")
+    }
+    best = select_best(histories, lambda path: exists.get(path, False)).best
+    if best is None:
+        which = f"trial {trial_id}" if trial_id else "no trial"
+        raise UserError(
+            f"{trials.sweep_dir}: {which} left a checkpoint folder on disk to promote "
+            f"({len(exists)} reported, none found under {trials.sweep_dir / TRAIN_RUNS_DIR})"
+        )
+    return best
+
+
+@dataclass(frozen=True)
+class SweepCosts:
+    """What a sweep spent: ``wall_s``, the promoted trial's wall-clock seconds (Tune's
+    ``time_total_s`` at its last result), and ``cost``, the sweep's device time summed over
+    every trial and reported epoch (:mod:`raycifar.results.cost`; None: unknown, e.g. results of an
+    older raycifar)."""
+
+    wall_s: float | None
+    cost: Cost | None
+
+    @property
+    def row_fields(self) -> dict:
+        """The leaderboard columns ``wall_s``, ``device_hours`` and ``device`` (GPU or CPU)."""
+        cost = self.cost
+        return {
+            "wall_s": self.wall_s,
+            "device_hours": cost.device_hours if cost is not None else None,
+            "device": cost.device if cost is not None else None,
+        }
+
+    @property
+    def line(self) -> str:
+        """``cost: 0.0123 CPU core-hours (812 s training, 95 s evaluation)`` for the sweep's end line."""
+        if self.cost is None:
+            return "cost: unknown (a trial's results lack train_seconds, eval_seconds or the resources held)"
+        return f"cost: {self.cost.describe()}"
+
+
+def costs(trials: SweepTrials, trial_id: str) -> SweepCosts:
+    """The :class:`SweepCosts` of ``trials`` when ``trial_id`` is promoted."""
+    wall = trials.last_results.get(trial_id, {}).get("time_total_s")
+    spent = total(results_cost(history.results) for history in trials.histories)
+    return SweepCosts(float(wall) if wall is not None else None, spent)
+
+
+def promoted_row(results_dir: Path, checkpoint: str) -> dict | None:
+    """The leaderboard row already promoted from ``checkpoint``, if any."""
+    return next((row for row in read_table(results_dir) if row["source_checkpoint"] == checkpoint), None)
+
+
+def refuse_duplicate(results_dir: Path, checkpoint: str) -> None:
+    """A :class:`UserError` when ``checkpoint`` is already on the leaderboard."""
+    row = promoted_row(results_dir, checkpoint)
+    if row is not None:
+        raise UserError(f"{checkpoint}: already on the leaderboard as entry {row['entry_id']}")
+
+
+def promote_command_line(
+    results_dir: Path, sweep: str, trial_id: str | None = None, extra_tests: Mapping[str, Path] | None = None
+) -> str:
+    """The ``raycifar promote`` command line that promotes ``sweep`` (or its trial ``trial_id``)."""
+    words = ["raycifar", "promote", sweep, "--results-dir", str(results_dir)]
+    words += ["--trial", trial_id] if trial_id else []
+    words += [f"--extra-test={name}={folder}" for name, folder in (extra_tests or {}).items()]
+    return shlex.join(words)
+
+
+def promote_sweep(
+    results_dir: Path,
+    sweep: str,
+    trial_id: str | None = None,
+    extra_tests: Mapping[str, Path] | None = None,
+) -> tuple[dict, Candidate]:
+    """Promote the best epoch of ``sweep`` (or of its trial ``trial_id``); returns the new
+    leaderboard row and the epoch promoted. Records the entry in the sweep record when the
+    sweep's own best was promoted.
+
+    Raises :class:`PromotionFailed` (naming this command) when the entry cannot be written;
+    the sweep record then still shows the sweep as not promoted.
+    """
+    from raycifar.entries.promote import check_extra_tests
+
+    extra = check_extra_tests(extra_tests or {})
+    try:
+        return _promote_sweep(results_dir, sweep, trial_id, extra)
+    except PromotionFailed as err:
+        raise err.finish_with(f"sweep {sweep}", promote_command_line(results_dir, sweep, trial_id, extra)) from None
+
+
+def _promote_sweep(
+    results_dir: Path, sweep: str, trial_id: str | None, extra: dict[str, Path]
+) -> tuple[dict, Candidate]:
+    from raycifar.entries.promote import promote, writing
+
+    sweep_dir = sweep_folder(results_dir, sweep)
+    record = read_record(sweep_dir)
+    refuse_running(sweep_dir, record)
+    trials = read_trials(sweep_dir)
+    chosen = choose(trials, trial_id)
+    with writing(sweep, results_dir):  # reading the leaderboard may wait for its lock
+        refuse_duplicate(results_dir, chosen.checkpoint)
+    row = promote(
+        local_checkpoint(sweep_dir, chosen.trial_id, chosen.checkpoint), results_dir, sweep=sweep,
+        trial_id=chosen.trial_id, val_acc=chosen.val_acc, epochs=chosen.epoch, source_checkpoint=chosen.checkpoint,
+        extra_tests=extra, **costs(trials, chosen.trial_id).row_fields,
+    )  # fmt: skip
+    if record is not None and record.promoted_entry is None and chosen == choose(trials, None):
+        SweepRecorder.reopen(sweep_dir).promoted(row["entry_id"])
+    return row, chosen
+
+
+def sweep_costs(sweep_dir: Path, trial_id: str) -> SweepCosts:
+    """:func:`costs` of a sweep that just ended, both unknown when its trial files cannot be
+    read: a promotion after a long sweep must not fail over its bookkeeping."""
+    try:
+        return costs(read_trials(sweep_dir), trial_id)
+    except UserError:
+        return SweepCosts(None, None)

@@ -1,0 +1,116 @@
+"""``raycifar sweep --resume NAME``: continue a sweep whose driver died, or extend an ended
+one with ``--num-samples N`` more trials.
+
+The sweep's own options come from its ``resume.json`` (:mod:`raycifar.results.resume`);
+options typed again must equal them. Then the sweep runs and promotes as
+:func:`raycifar.pipeline.sweep_job.run_and_promote` does.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raycifar.cluster.session import RunResources
+from raycifar.display import Display, Quiet
+from raycifar.errors import UserError
+from raycifar.pipeline.preflight import check_resources, check_results_dir
+from raycifar.pipeline.sweep_job import SweepRequest, SweepResult, run_and_promote
+from raycifar.pipeline.wandb_log import check_mode
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    """``raycifar sweep --resume NAME``: the sweep, where Ray runs now, and the other options
+    typed on the command line (by :class:`raycifar.results.resume.SavedOptions` field; they must
+    equal the sweep's own)."""
+
+    name: str
+    results_dir: Path
+    address: str | None = None
+    dashboard: bool = True
+    given: dict[str, Any] = field(default_factory=dict)
+    time_budget_s: float | None = None  # None: the sweep's own budget, counted again from the resume
+
+
+def resume_sweep(request: ResumeRequest, display: Display | None = None) -> SweepResult:
+    """Continue sweep ``request.name`` after its driver died: trials that ended are kept,
+    unfinished ones go on from their last checkpoint, errored ones are run again; then the
+    best checkpoint is promoted as by :func:`sweep_and_promote`.
+
+    Raises UserError (one line, before Ray starts) when there is no such sweep, it is still
+    running or already ended, or an option given differs from the sweep's own.
+    """
+    from raycifar.cluster.session import prepare_environment
+    from raycifar.results.resume import check_resumable, refuse_changes
+    from raycifar.search.plan import longest_trial, trial_count, with_searcher
+    from raycifar.space.find import load_space
+
+    started = time.monotonic()
+    prepare_environment(request.address)
+    display = display or Quiet()
+    added = request.given.get("num_samples")
+    found = check_resumable(request.results_dir, request.name, extend=added)
+    saved = found.options
+    refuse_changes(request.name, saved, {k: v for k, v in request.given.items() if k != "num_samples" or not found.ended})
+    check_mode(saved.wandb)
+    sweep_request = _saved_request(request, saved)
+    check_resources(sweep_request.resources, request.address)
+    check_results_dir(request.results_dir)
+    if not Path(saved.data_dir).is_dir():
+        raise UserError(f"--resume {request.name}: its data folder {saved.data_dir} is gone")
+    loaded = with_searcher(load_space(saved.space, sweep_request.overrides), saved.searcher)
+    count = trial_count(loaded, saved.num_samples, saved.max_trials, sweep_request.time_budget_s)
+    done = found.record.done_trials()
+    trials = saved.extended_to if saved.extended_to is not None else count.trials
+    if found.ended:
+        trials = _extend(found, loaded, added, display)
+    else:
+        left = "trials until the time budget" if trials is None else f"{trials - done} to run or continue"
+        display.info(f"resuming sweep {request.name}: {done} trials finished, {left}")
+    from raycifar.sweep.options import Resume
+
+    resume = Resume(completed=found.completed, added=added if found.ended else 0)
+    longest = longest_trial(loaded, saved.max_epochs)
+    return run_and_promote(sweep_request, request.name, loaded, trials, longest, started, display, resume)
+
+
+def _extend(found: Any, loaded: Any, added: int, display: Display) -> int:
+    """``--resume NAME --num-samples N`` on an ended sweep: check it can take ``added`` more
+    trials, save its new trial count in ``resume.json``, and return that count."""
+    from raycifar.results.resume import save_options
+
+    name, done = found.record.name, found.record.done_trials()
+    if loaded.spec.scheduler.name == "pbt":
+        raise UserError(
+            f"--num-samples {added}: sweep {name} ran PBT, whose population is fixed; start a new sweep instead"
+        )
+    total = done + added
+    save_options(found.sweep_dir, found.options.model_copy(update={"extended_to": total}))
+    display.info(
+        f"extending sweep {name}: {done} trials ended, {added} more proposed by {loaded.spec.searcher.name} "
+        f"from the same study (it knows the {done} before)"
+    )
+    return total
+
+
+def _saved_request(request: ResumeRequest, saved: Any) -> SweepRequest:
+    """The :class:`SweepRequest` a sweep was started with (its ``resume.json``), joining
+    Ray at ``request.address`` this time."""
+    cpus, gpus = saved.cpus_per_trial, saved.gpus_per_trial
+    overrides = {key: getattr(saved, key) for key in ("loader", "dataset", "label_mode") if getattr(saved, key)}
+    return SweepRequest(
+        space=saved.space, data_dir=Path(saved.data_dir), results_dir=request.results_dir,
+        num_samples=saved.num_samples, max_epochs=saved.max_epochs, seed=saved.seed, address=request.address,
+        max_concurrent_trials=request.given.get("max_concurrent_trials", saved.max_concurrent_trials),
+        wandb=saved.wandb, dashboard=request.dashboard,
+        name=request.name, overrides=overrides, searcher=saved.searcher, max_trials=saved.max_trials,
+        max_failures=saved.max_failures,
+        time_budget_s=request.time_budget_s if request.time_budget_s is not None else saved.time_budget_s,
+        resources=RunResources(
+            workers=saved.workers_per_trial, cpus=cpus, gpus=gpus, cpu_request=f"--cpus-per-trial {cpus:g}",
+            gpu_request=f"--gpus-per-trial {gpus or 0:g}",
+        ),
+    )  # fmt: skip

@@ -1,0 +1,218 @@
+"""``raycifar sweep``: validate everything before Ray starts (space, data, names, the
+leaderboard), plan the search, run the sweep on Ray, promote its best checkpoint and write
+its report.
+
+It tells a :class:`~raycifar.display.Display` what happens; the CLI draws it with Rich.
+Errors: :class:`~raycifar.errors.UserError` for bad input (before Ray starts wherever it can
+be known then), :class:`~raycifar.errors.RunFailed` when nothing is left to promote,
+:class:`~raycifar.errors.Interrupted` on Ctrl+C.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from raycifar.cluster.session import RunResources
+from raycifar.display import Display, Quiet
+from raycifar.errors import PromotionFailed, UserError
+from raycifar.pipeline.preflight import check_data, check_name, check_resources, check_results_dir, make_results_dir
+from raycifar.pipeline.steps import connect_ray, log_promoted, promote_checkpoint, write_sweep_report
+from raycifar.pipeline.wandb_log import check_mode
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """A sweep as the user asks for it (``raycifar sweep``'s options, as plain values)."""
+
+    space: str
+    data_dir: Path
+    results_dir: Path
+    num_samples: int | None = None
+    max_epochs: int | None = None
+    resources: RunResources = RunResources()
+    seed: int = 0
+    address: str | None = None
+    max_concurrent_trials: int | None = None
+    wandb: str = "offline"
+    dashboard: bool = True
+    name: str | None = None
+    download: bool = False
+    overrides: dict[str, str] = field(default_factory=dict)  # space keys set by --loader/--dataset/--label-mode
+    searcher: str | None = None  # None: the space file's searcher (random by default)
+    max_trials: int | None = None  # a cap on the trials, whatever num_samples says
+    time_budget_s: float | None = None  # from the command's start: no trial runs past it
+    max_failures: int = 2  # restarts of a crashed trial from its last checkpoint (raycifar.train.run.MAX_FAILURES)
+    scheduler: str | None = None  # --scheduler: replaces the space's scheduler.name
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a finished sweep produced: its outcome and the promoted leaderboard row."""
+
+    name: str
+    outcome: Any  # raycifar.sweep.SweepOutcome
+    row: dict
+    report: Path | None = None  # sweeps/<name>/report.html, None if it could not be written
+    promoted: bool = True  # False: an extension whose best was already on the leaderboard (``row``)
+
+
+def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> SweepResult:
+    """Validate, plan the search, run the sweep on Ray, and promote its best checkpoint."""
+    from raycifar.cluster.session import prepare_environment
+    from raycifar.search.plan import check_scheduler_fits, longest_trial, trial_count, with_searcher
+    from raycifar.search.sample import sample_configs
+    from raycifar.space.find import load_space
+
+    started = time.monotonic()
+    prepare_environment(request.address)  # before anything imports Ray: it reads these settings once
+    display = display or Quiet()
+    results_dir = request.results_dir
+    loaded = with_searcher(load_space(request.space, request.overrides), request.searcher)
+    if request.scheduler is not None:
+        loaded = _with_scheduler(loaded, request.scheduler, display)
+    count = trial_count(loaded, request.num_samples, request.max_trials, request.time_budget_s)
+    check_scheduler_fits(loaded, count)
+    check_mode(request.wandb)
+    name = check_name(request.name or f"{loaded.name}-{datetime.now():%Y%m%d-%H%M%S}")
+    if (results_dir / "sweeps" / name).exists():
+        raise UserError(f"a sweep named {name!r} already exists in {results_dir / 'sweeps'}: choose another --name")
+    check_resources(request.resources, request.address)
+    check_results_dir(results_dir)
+    check_data(request.data_dir, request.download, loaded.spec, request.seed, display)
+    sample_configs(loaded, 1, request.seed, request.data_dir, request.max_epochs)  # a space that cannot fit fails here
+    make_results_dir(results_dir)
+    display.info(_plan_line(name, loaded, count))
+    _save_resume_options(results_dir / "sweeps" / name, request, loaded.path)
+    return run_and_promote(request, name, loaded, count.trials, longest_trial(loaded, request.max_epochs), started, display)
+
+
+def _plan_line(name: str, space: Any, count: Any) -> str:
+    from raycifar.search.searchers import startup_trials
+
+    searcher = space.spec.searcher
+    how = searcher.name
+    if searcher.name == "tpe":
+        trials = count.trials if count.trials is not None else None
+        how += f" (first {searcher.n_startup_trials or startup_trials(trials)} proposals random)"
+    trials = f"{count.trials} trials" if count.trials is not None else "trials until the time budget"
+    note = f"; {count.note}" if count.note else ""
+    return (
+        f"sweep {name}: {trials} proposed by {how} from {space.path}{note}, "
+        f"each fitted to the budget of {space.spec.budget:,} parameters"
+    )
+
+
+def _with_scheduler(loaded: Any, name: str, display: Display) -> Any:
+    """The loaded space under ``--scheduler name``; says which of the file's settings it drops."""
+    from raycifar.space.file import with_scheduler
+
+    spec, dropped = with_scheduler(loaded.spec, name, str(loaded.path))
+    if dropped:
+        display.info(f"--scheduler {name}: not using the space's {', '.join('scheduler.' + k for k in dropped)}")
+    return replace(loaded, spec=spec)
+
+
+def run_and_promote(
+    request: SweepRequest, name: str, space: Any, trials: int | None, max_epochs: int, started: float,
+    display: Display, resume: Any = None,
+) -> SweepResult:
+    from raycifar.cluster.session import disconnect
+    from raycifar.results.sweep_record import SweepRecorder
+    from raycifar.sweep.driver import run_sweep
+    from raycifar.sweep.options import SweepOptions
+    from raycifar.sweep.schedulers import label
+
+    if request.wandb == "offline":
+        os.environ["WANDB_MODE"] = "offline"
+    options = SweepOptions(
+        results_dir=request.results_dir, sweep_name=name, resources=request.resources,
+        address=request.address, max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb,
+        max_failures=request.max_failures,
+    )  # fmt: skip
+    sweep_dir = request.results_dir / "sweeps" / name
+    try:
+        connect_ray(request.address, request.dashboard, display)
+        budget = (
+            None if request.time_budget_s is None else max(1.0, request.time_budget_s - (time.monotonic() - started))
+        )
+        plan = _plan(request, space, sweep_dir, trials, max_epochs, budget, resume is not None)
+        if resume is not None and resume.extend:
+            plan = replace(plan, to_propose=resume.added)
+        with display.sweep_progress(trials) as progress:
+            outcome = run_sweep(plan, space.spec.scheduler, options, progress, resume)
+        from raycifar.entries.from_sweep import promote_command_line, promoted_row, sweep_costs
+
+        spent = sweep_costs(sweep_dir, outcome.best_trial_id)
+        display.info(f"{_outcome_line(outcome, plan.search.infeasible, label(space.spec.scheduler))}; {spent.line}")
+        for problem in outcome.problems:
+            display.info(f"  {problem}")
+        row = promoted_row(request.results_dir, outcome.best_checkpoint)  # an extension that found nothing better
+        promoted = row is None
+        if row is not None:
+            display.info(f"the best epoch is still leaderboard entry {row['entry_id']}: nothing new to promote")
+        else:
+            try:
+                row = promote_checkpoint(
+                    outcome.best_checkpoint, request.results_dir, sweep=name, trial_id=outcome.best_trial_id,
+                    val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, **spent.row_fields,
+                )  # fmt: skip
+            except PromotionFailed as err:  # the record says completed, not promoted: `raycifar promote` finishes it
+                raise err.finish_with(f"sweep {name}", promote_command_line(request.results_dir, name)) from None
+            log_promoted(row, request.results_dir, request.wandb, display)
+        SweepRecorder.reopen(request.results_dir / "sweeps" / name).promoted(row["entry_id"])
+    finally:
+        disconnect()
+    return SweepResult(name, outcome, row, write_sweep_report(request.results_dir, name, display), promoted)
+
+
+def _plan(
+    request: SweepRequest, space: Any, sweep_dir: Path, trials: int | None, max_epochs: int,
+    budget: float | None, resumed: bool,
+) -> Any:
+    """The :class:`raycifar.sweep.SweepPlan`: the study of the space's searcher (on a resume:
+    the study as saved, read for its Pareto set); under PBT, which takes no searcher, the
+    first population drawn at random instead."""
+    from raycifar.search.searchers import Search
+    from raycifar.space.file import pbt_dimensions
+    from raycifar.sweep.options import SweepPlan
+
+    spec = space.spec
+    if spec.scheduler.name != "pbt":
+        search = Search.on_disk(
+            space, spec.searcher, request.seed, request.data_dir, request.max_epochs, sweep_dir, trials
+        )
+        return SweepPlan(search, trials, max_epochs, budget)
+    search = Search.in_memory(space, "random", request.seed, request.data_dir, request.max_epochs)
+    population = None if resumed else [search.propose().config for _ in range(trials or 0)]
+    return SweepPlan(search, trials, max_epochs, budget, population, pbt_dimensions(spec))
+
+
+def _outcome_line(outcome: Any, infeasible: int, scheduler: str) -> str:
+    ended = "ended by its time budget after" if outcome.out_of_time else "finished in"
+    return (
+        f"sweep {ended} {outcome.wall_seconds:.0f} s: {outcome.trials} trials, "
+        f"{outcome.stopped_early} stopped early by {scheduler}, {outcome.failed} failed, {outcome.diverged} diverged, "
+        f"{infeasible} over-budget proposals "
+        f"refused; best val_acc {outcome.best_val_acc:.4f} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
+    )
+
+
+def _save_resume_options(sweep_dir: Path, request: SweepRequest, space_path: Path) -> None:
+    """Keep what ``--resume`` needs: the sweep's options (:mod:`raycifar.results.resume`)."""
+    from raycifar.results.resume import SavedOptions, save_options
+
+    resources = request.resources
+    save_options(sweep_dir, SavedOptions(
+        space=str(Path(space_path).resolve()), data_dir=str(request.data_dir), seed=request.seed,
+        num_samples=request.num_samples, max_epochs=request.max_epochs, cpus_per_trial=resources.cpus,
+        searcher=request.searcher, max_trials=request.max_trials, time_budget_s=request.time_budget_s,
+        max_failures=request.max_failures,
+        gpus_per_trial=resources.gpus, workers_per_trial=resources.workers,
+        max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb, address=request.address,
+        **{key: request.overrides.get(key) for key in ("loader", "dataset", "label_mode")},
+    ))  # fmt: skip

@@ -1,0 +1,12 @@
+"""report: one offline HTML page about a sweep or an entry.
+
+==========  =====================================================================
+module      holds
+==========  =====================================================================
+``gather``  everything the page shows, gathered from the results folder into one dict
+``html``    the page: plotly's offline bundle, charts, tables
+``images``  misclassified test images with Grad-CAM
+==========  =====================================================================
+
+May import: ``entries``, ``results``, ``models``, ``space``, ``data``, the ground modules. Never Ray.
+"""

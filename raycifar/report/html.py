@@ -1,0 +1,368 @@
+"""The report as one self-contained HTML page: :func:`render` turns what
+:func:`raycifar.report.gather` found into HTML with plotly's offline bundle inlined once.
+
+Each chart is a plotly figure stored as JSON in a ``<script type="application/json">``
+block next to its ``<div class="chart">``; one script at the end draws them all
+(responsive). Images are base64 PNGs. Nothing is fetched when the page opens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from html import escape
+from typing import Any
+
+import plotly.graph_objects as go
+
+from raycifar.results.cost import hours_unit
+
+COUNTS_SHOWN_UP_TO = 20  # classes
+FONT = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
+PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d")
+SECTIONS = (
+    ("summary", "Summary"), ("curves", "Learning curves"), ("size", "Accuracy against size"),
+    ("hyperparameters", "Hyperparameters"), ("model", "Promoted model"), ("mistakes", "Mistakes"),
+    ("provenance", "Provenance"),
+)  # fmt: skip
+CSS = (
+    """
+:root { --ink: #1f2937; --muted: #6b7280; --line: #e5e7eb; --accent: #2563eb; --soft: #f8fafc; }
+* { box-sizing: border-box; }
+body { margin: 0; font-family: %s; color: var(--ink); background: #fff; line-height: 1.5; }
+main { max-width: 1100px; margin: 0 auto; padding: 32px 24px 64px; }
+h1 { font-size: 1.7rem; margin: 0 0 4px; } h2 { font-size: 1.3rem; margin: 40px 0 12px; padding-bottom: 6px;
+  border-bottom: 1px solid var(--line); } h3 { font-size: 1.02rem; margin: 20px 0 8px; }
+.sub, .note { color: var(--muted); font-size: .92rem; } .note { margin: 6px 0 12px; }
+nav.toc { display: flex; flex-wrap: wrap; gap: 6px 16px; margin: 16px 0 8px; padding: 10px 14px;
+  background: var(--soft); border: 1px solid var(--line); border-radius: 8px; font-size: .92rem; }
+nav.toc a { color: var(--accent); text-decoration: none; } nav.toc a:hover { text-decoration: underline; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(190px, 1fr)); gap: 12px; }
+.card { border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; background: var(--soft); }
+.card .k { color: var(--muted); font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; }
+.card .v { font-size: 1.15rem; font-weight: 600; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
+.chart { width: 100%%; } .row2 { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
+@media (max-width: 800px) { .row2 { grid-template-columns: 1fr; } }
+table { border-collapse: collapse; font-size: .92rem; font-variant-numeric: tabular-nums; }
+th, td { text-align: left; padding: 4px 14px 4px 0; border-bottom: 1px solid var(--line); }
+th { color: var(--muted); font-weight: 600; }
+pre { background: var(--soft); border: 1px solid var(--line); border-radius: 8px; padding: 12px;
+  font-size: .8rem; overflow: auto; max-height: 420px; }
+.grid { display: flex; flex-wrap: wrap; gap: 12px; }
+figure { margin: 0; padding: 8px; border: 1px solid var(--line); border-radius: 8px; text-align: center; }
+figure img { width: 96px; height: 96px; image-rendering: pixelated; margin: 0 2px; }
+figcaption { font-size: .8rem; color: var(--muted); }
+code { font-size: .88em; background: var(--soft); padding: 1px 4px; border-radius: 4px; }
+"""
+    % FONT
+)
+DRAW = """
+for (const el of document.querySelectorAll('div.chart')) {
+  const fig = JSON.parse(document.getElementById(el.id + '-data').textContent);
+  Plotly.newPlot(el, fig.data, fig.layout, {responsive: true, displaylogo: false});
+}
+"""
+
+
+# ---------------------------------------------------------------------- numbers
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f}%"
+
+
+def count(value: int | None) -> str:
+    return "–" if value is None else f"{value:,}"
+
+
+def duration(seconds: float | None) -> str:
+    """``seconds`` as ``1 h 02 min``, ``3 min 12 s`` or ``45 s``."""
+    if seconds is None:
+        return "–"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+# ---------------------------------------------------------------------- charts
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 380) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "font": {"size": 15}}, template="plotly_white", height=height, autosize=True,
+        font={"family": FONT, "size": 12}, margin={"l": 56, "r": 20, "t": 48, "b": 48},
+        xaxis_title=x, yaxis_title=y, legend={"font": {"size": 11}},
+    )  # fmt: skip
+    return fig
+
+
+def chart(chart_id: str, fig: go.Figure) -> str:
+    """The chart's div and its figure as JSON (``</`` escaped so it cannot close the script)."""
+    data = fig.to_json().replace("</", "<\\/")
+    return (
+        f'<div class="chart" id="{chart_id}"></div><script type="application/json" id="{chart_id}-data">{data}</script>'
+    )
+
+
+def curves_figure(sweep: dict, metric: str) -> go.Figure:
+    """One line per trial of ``metric`` by epoch; an X where ASHA stopped a trial; rungs dashed."""
+    fig = go.Figure()
+    for i, trial in enumerate(sweep["trials"]):
+        stopped = trial["state"] == "stopped_early"
+        last = len(trial["epochs"]) - 1
+        sizes = [11 if stopped and j == last else 5 for j in range(len(trial["epochs"]))]
+        symbols = ["x" if stopped and j == last else "circle" for j in range(len(trial["epochs"]))]
+        fig.add_trace(go.Scatter(
+            x=trial["epochs"], y=trial[metric], mode="lines+markers", name=f"{trial['trial_id']} ({trial['model']})",
+            line={"color": PALETTE[i % len(PALETTE)], "width": 2}, marker={"size": sizes, "symbol": symbols},
+            hovertemplate=f"trial {escape(trial['trial_id'])} · {trial['state']}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>",
+        ))  # fmt: skip
+    for rung in sweep["rungs"]:
+        fig.add_vline(x=rung, line={"dash": "dash", "color": "#9ca3af", "width": 1},
+                      annotation_text=f"rung {rung}", annotation_position="top", annotation_font_size=10)  # fmt: skip
+    fig.update_xaxes(dtick=1 if sweep["scheduler"]["max_t"] <= 20 else None)
+    return _layout(fig, metric, "epoch", metric)
+
+
+def size_figure(sweep: dict, key: str) -> go.Figure:
+    """Best val_acc of every trial against ``key`` (params or macs); on params, the Pareto
+    front and the budget line."""
+    trials = [t for t in sweep["trials"] if t["best_val_acc"] is not None and t[key] is not None]
+    fig = go.Figure(go.Scatter(
+        x=[t[key] for t in trials], y=[t["best_val_acc"] for t in trials], mode="markers", name="trials",
+        text=[f"{t['trial_id']} · {t['model']} · {t['state']}" for t in trials],
+        marker={"size": 10, "color": PALETTE[0], "opacity": .8, "line": {"width": 1, "color": "#fff"}},
+        hovertemplate="%{text}<br>" + key + " %{x:,}<br>best val_acc %{y:.4f}<extra></extra>",
+    ))  # fmt: skip
+    if key == "params":
+        by_id = {t["trial_id"]: t for t in trials}
+        front = [by_id[i] for i in sweep["pareto"] if i in by_id]
+        fig.add_trace(go.Scatter(
+            x=[t["params"] for t in front], y=[t["best_val_acc"] for t in front], mode="lines+markers",
+            name="Pareto front", line={"shape": "hv", "color": PALETTE[1], "width": 2},
+            marker={"size": 13, "symbol": "diamond-open", "color": PALETTE[1]}, hoverinfo="skip",
+        ))  # fmt: skip
+        if sweep["budget"]:
+            fig.add_vline(x=sweep["budget"], line={"dash": "dot", "color": PALETTE[3]},
+                          annotation_text=f"budget {sweep['budget']:,}", annotation_position="bottom left")  # fmt: skip
+    title = "val_acc vs parameters" if key == "params" else "val_acc vs MACs (per 32×32 image)"
+    return _layout(fig, title, "parameters" if key == "params" else "MACs", "best val_acc")
+
+
+def _axis(key: str, values: list) -> dict:
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return {"label": key, "values": values}
+    labels = sorted({str(v) for v in values})
+    return {"label": key, "values": [labels.index(str(v)) for v in values],
+            "tickvals": list(range(len(labels))), "ticktext": labels}  # fmt: skip
+
+
+def parallel_figure(sweep: dict) -> go.Figure:
+    """One line per scored trial across the varying hyperparameters, ending at best val_acc."""
+    trials = [t for t in sweep["trials"] if t["best_val_acc"] is not None]
+    scores = [t["best_val_acc"] for t in trials]
+    dimensions = [_axis(k, [t["hyperparameters"].get(k) for t in trials]) for k in sweep["varying"]]
+    dimensions.append({"label": "best val_acc", "values": scores})
+    fig = go.Figure(go.Parcoords(
+        line={"color": scores, "colorscale": "Viridis", "showscale": True, "colorbar": {"title": {"text": "val_acc"}}},
+        dimensions=dimensions, labelangle=-20, labelfont={"size": 11},
+    ))  # fmt: skip
+    fig.update_layout(margin={"l": 60, "r": 60, "t": 90, "b": 30}, height=420, font={"family": FONT, "size": 11})
+    return fig
+
+
+def importance_figure(values: dict[str, float]) -> go.Figure:
+    items = sorted(values.items(), key=lambda kv: kv[1])
+    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h",
+                           marker_color=PALETTE[0], texttemplate="%{x:.2f}", textposition="outside"))  # fmt: skip
+    return _layout(fig, "hyperparameter importance (fANOVA)", "share of val_acc variance", "", 120 + 28 * len(items))
+
+
+def confusion_figure(entry: dict) -> go.Figure:
+    """Counts by true (rows) and predicted (columns) class; written in the cells up to
+    ``COUNTS_SHOWN_UP_TO`` classes (CIFAR-100's 100 show them on hover only)."""
+    names = entry["class_names"]
+    few = len(names) <= COUNTS_SHOWN_UP_TO
+    fig = go.Figure(go.Heatmap(
+        z=entry["confusion"], x=names, y=names, colorscale="Blues", texttemplate="%{z}" if few else None,
+        showscale=not few, hovertemplate="true %{y} → predicted %{x}: %{z}<extra></extra>",
+    ))  # fmt: skip
+    fig.update_yaxes(autorange="reversed")
+    size = max(420, 36 * len(names) + 140) if few else 900
+    return _layout(fig, "confusion matrix (test images)", "predicted", "true", size)
+
+
+def per_class_figure(entry: dict) -> go.Figure:
+    fig = go.Figure(go.Bar(x=entry["class_names"], y=entry["per_class"], marker_color=PALETTE[2],
+                           texttemplate="%{y:.0%}", textposition="outside"))  # fmt: skip
+    fig.update_yaxes(range=[0, 1.1], tickformat=".0%")
+    return _layout(fig, "per-class test accuracy", "class", "accuracy")
+
+
+# ---------------------------------------------------------------------- sections
+
+
+def _cards(items: list[tuple[str, str]]) -> str:
+    cells = "".join(
+        f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div></div>' for k, v in items
+    )
+    return f'<div class="cards">{cells}</div>'
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _section(section_id: str, body: str) -> str:
+    title = dict(SECTIONS)[section_id]
+    return f'<section id="{section_id}"><h2>{escape(title)}</h2>{body}</section>'
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{escape(text)}</p>'
+
+
+def scheduler_text(scheduler: dict) -> str:
+    """``ASHA (grace_period 1, reduction_factor 2)``: the scheduler and its settings."""
+    shown = {k: v for k, v in scheduler.items() if k not in ("name", "key", "max_t", "source")}
+    return f"{scheduler['name']} ({', '.join(f'{k} {v}' for k, v in shown.items())})" if shown else scheduler["name"]
+
+
+def summary(report: dict) -> str:
+    sweep, entry = report["sweep"], report["entry"]
+    items: list[tuple[str, str]] = []
+    if sweep:
+        s, c = sweep["scheduler"], sweep["counts"]
+        items += [("sweep", sweep["name"]), ("space", sweep["space"]),
+                  ("scheduler", scheduler_text(s)),
+                  ("trials run", count(c["run"])), ("stopped early", count(c["stopped_early"])),
+                  ("failed", count(c["failed"])), ("wall time", duration(sweep["wall_s"]))]  # fmt: skip
+    if entry:
+        row = entry["row"]
+        hours = row.get("device_hours")
+        spent = "–" if hours is None else f"{hours:.3g} {hours_unit(row.get('device'))}"
+        items += [("device-hours", spent), ("promoted entry", row["entry_id"]),
+                  ("model", f"{row['model']} · {count(row['params'])} params"),
+                  ("test accuracy", f"{pct(entry['acc'])} ({pct(entry['ci'][0])}–{pct(entry['ci'][1])})")]  # fmt: skip
+    notes = []
+    if not sweep:
+        notes.append(_note(f"{report['target']} did not come from a sweep in {report['results_dir']}/sweeps "
+                           "(e.g. raycifar train --promote): the sweep sections are empty."))  # fmt: skip
+    if not entry:
+        notes.append(_note("no leaderboard entry was promoted from this sweep: the model sections are empty."))
+    if sweep:
+        notes.append(_note(f"Scheduler settings from {sweep['scheduler']['source']}; sweep folder {sweep['folder']}."))
+    return _section("summary", _cards(items) + "".join(notes))
+
+
+def curves(sweep: dict | None) -> str:
+    if not sweep:
+        return _section("curves", _note("no sweep: no learning curves."))
+    stopper = sweep["scheduler"]["name"]
+    text = f"{len(sweep['trials'])} trials, one line each. ✕ marks the last epoch of a trial {stopper} stopped early"
+    if sweep["rungs"]:
+        text += (f"; dashed lines are ASHA's rungs (epochs {', '.join(map(str, sweep['rungs']))}), where it "
+                 "keeps the best 1/reduction_factor of the trials that reach them")  # fmt: skip
+    text += "."
+    charts = chart("chart-val_acc", curves_figure(sweep, "val_acc")) + chart(
+        "chart-train_loss", curves_figure(sweep, "train_loss")
+    )
+    return _section("curves", _note(text) + charts)
+
+
+def size(sweep: dict | None) -> str:
+    if not sweep:
+        return _section("size", _note("no sweep: nothing to compare."))
+    front = ", ".join(sweep["pareto"]) or "none"
+    text = (f"Each point is a trial at its best val_acc. Pareto front (no other trial has as few or fewer parameters "
+            f"and as high or higher accuracy): {front}. The dotted line is the space's parameter budget.")  # fmt: skip
+    body = _note(text) + '<div class="row2">' + chart("chart-params", size_figure(sweep, "params"))
+    return _section("size", body + chart("chart-macs", size_figure(sweep, "macs")) + "</div>")
+
+
+def hyperparameters(sweep: dict | None) -> str:
+    if not sweep:
+        return _section("hyperparameters", _note("no sweep: no hyperparameters to compare."))
+    found = sweep["importance"]
+    if "note" in found:
+        return _section("hyperparameters", _note(f"Skipped: {found['note']}."))
+    text = (f"The hyperparameters that vary across the trials ({len(sweep['varying'])}), each trial a line coloured "
+            "by its best val_acc. The importance ranking is computed by optuna's fANOVA evaluator "
+            "(optuna.importance.FanovaImportanceEvaluator) on an in-memory study built from the trials' configs "
+            "and best val_acc: the sweep keeps no Optuna study. With few trials, read it as a hint.")  # fmt: skip
+    body = chart("chart-parallel", parallel_figure(sweep)) + chart(
+        "chart-importance", importance_figure(found["values"])
+    )
+    return _section("hyperparameters", _note(text) + body)
+
+
+def model(entry: dict | None) -> str:
+    if not entry:
+        return _section("model", _note("no promoted model."))
+    low, high = entry["ci"]
+    tta = f"; with test-time augmentation {pct(entry['tta_acc'], 2)}" if entry["tta_acc"] is not None else ""
+    head = (f"<p><strong>Test accuracy {pct(entry['acc'], 2)}</strong> ({count(entry['correct'])} of "
+            f"{count(entry['total'])} test images), 95% confidence interval {pct(low, 2)}–{pct(high, 2)} "
+            f"(Wilson){escape(tta)}.</p>")  # fmt: skip
+    row = entry.get("row") or {}
+    if row.get("seeds") and row.get("test_acc_mean") is not None:
+        spread = f" ± {pct(row['test_acc_std'], 2)}" if row.get("test_acc_std") is not None else ""
+        head += (f"<p>Retrained with {row['seeds']} seeds (<code>raycifar train --seeds</code>): test accuracy "
+                 f"{pct(row['test_acc_mean'], 2)}{spread} (mean ± standard deviation over the seeds).</p>")  # fmt: skip
+    confused = _table(("true class", "predicted as", "images", "rate"),
+                      [(c["true"], c["predicted"], f"{c['count']} of {c['total']}", pct(c["rate"])) for c in entry["confused"]])  # fmt: skip
+    charts = chart("chart-per-class", per_class_figure(entry)) + chart("chart-confusion", confusion_figure(entry))
+    return _section("model", head + charts + "<h3>Most confused classes</h3>" + confused)
+
+
+def mistakes(entry: dict | None) -> str:
+    if not entry:
+        return _section("mistakes", _note("no promoted model."))
+    grids = entry["grids"]
+    if "note" in grids:
+        return _section("mistakes", _note(grids["note"]))
+    parts = [_note("Misclassified test images of the most confused pairs, most confident first; beside each, the "
+                   "Grad-CAM heat map of the predicted class on the last block of the last stage (red: the regions "
+                   f"that drove the prediction). Images from {grids['data_dir']}.")]  # fmt: skip
+    for pair in grids["pairs"]:
+        parts.append(f"<h3>{escape(pair['true'])} → {escape(pair['predicted'])} "
+                     f"<span class=\"sub\">({pair['count']} of {pair['total']}, {pct(pair['rate'])})</span></h3>")  # fmt: skip
+        figures = "".join(
+            f'<figure><img src="{i["image"]}" alt="test image {i["index"]}"><img src="{i["cam"]}" alt="Grad-CAM">'
+            f'<figcaption>#{i["index"]} · {escape(pair["true"])} → {escape(pair["predicted"])} · {pct(i["confidence"])}</figcaption></figure>'
+            for i in pair["images"]
+        )  # fmt: skip
+        parts.append(f'<div class="grid">{figures}</div>')
+    return _section("mistakes", "".join(parts))
+
+
+def provenance_section(found: dict | None) -> str:
+    if not found:
+        return _section("provenance", _note("no promoted model: no provenance."))
+    rows = [("seed", found["seed"]), ("git commit", found["git_sha"] or "– (not recorded)"),
+            ("raycifar (trained)", found["entry_raycifar"] or "–"), ("raycifar (this report)", found["raycifar"] or "–"),
+            ("Ray", found["ray"] or "–"), ("Python", found["python"]), ("host", found["host"] or "–")]  # fmt: skip
+    config = escape(json.dumps(found["config"], indent=2, sort_keys=True))
+    return _section("provenance", _table(("", ""), rows) + "<h3>Resolved config</h3>" + f"<pre>{config}</pre>")
+
+
+def render(report: dict) -> str:
+    """The whole page for a :func:`raycifar.report.gather` dict."""
+    from plotly.offline import get_plotlyjs
+
+    sweep, entry = report["sweep"], report["entry"]
+    toc = "".join(f'<a href="#{sid}">{escape(title)}</a>' for sid, title in SECTIONS)
+    body = "".join([summary(report), curves(sweep), size(sweep), hyperparameters(sweep), model(entry),
+                    mistakes(entry), provenance_section(report["provenance"])])  # fmt: skip
+    title = f"raycifar report: {report['target']}"
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
+        f"<style>{CSS}</style><script>{get_plotlyjs()}</script></head><body><main>"
+        f'<h1>{escape(title)}</h1><p class="sub">generated {escape(report["generated_at"])} from '
+        f"{escape(report['results_dir'])} · regenerate with <code>raycifar report {escape(report['target'])}</code></p>"
+        f'<nav class="toc">{toc}</nav>{body}</main><script>{DRAW}</script></body></html>'
+    )

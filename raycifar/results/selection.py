@@ -1,0 +1,111 @@
+"""Selection of the sweep's best epoch from every trial's reported history.
+
+Pure Python over plain records, so it is tested with fake result grids: the best epoch is
+the highest ``val_acc`` reported by any trial whose checkpoint still exists; ties go to the
+later epoch, then to the trial listed first. A trial that reported fewer epochs than
+planned without an error was stopped early by the scheduler.
+
+A trial diverged when one of its epochs says ``diverged`` (:mod:`raycifar.train.loop`) or reports
+a NaN or infinite ``val_acc``: none of its epochs is ever a candidate (a config that blew up
+is not promoted, even from an epoch before), and it counts as diverged, not as stopped
+early. Its epochs before the diverged one are its last good metrics (:func:`good_results`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+DIVERGED = "diverged"  # the metric a diverged epoch carries (raycifar.train.loop.DIVERGED; this module imports no torch)
+
+
+def is_diverged(result: dict) -> bool:
+    """Whether a reported epoch diverged: it says so (True, 1, or "True" from a CSV; a NaN is
+    a table's blank, not a yes), or its ``val_acc`` is NaN or infinite."""
+    if str(result.get(DIVERGED)).strip().lower() in ("true", "1", "1.0"):
+        return True
+    value = result.get("val_acc")
+    try:
+        return value not in (None, "") and not math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def good_results(results: Iterable[dict]) -> list[dict]:
+    """The reported epochs before the first diverged one (all of them when none diverged)."""
+    good = []
+    for result in results:
+        if is_diverged(result):
+            break
+        good.append(result)
+    return good
+
+
+@dataclass(frozen=True)
+class TrialHistory:
+    """One trial as the sweep left it: its reported epochs (dicts with at least ``epoch``
+    and ``val_acc``; ``checkpoint_path`` where a checkpoint was saved), planned epochs, and
+    whether it ended in an error."""
+
+    trial_id: str
+    planned_epochs: int
+    results: list[dict] = field(default_factory=list)
+    failed: bool = False
+
+    @property
+    def diverged(self) -> bool:
+        """Some epoch diverged (and the trial did not end in an error)."""
+        return not self.failed and any(is_diverged(r) for r in self.results)
+
+    @property
+    def stopped_early(self) -> bool:
+        reached = max((int(r["epoch"]) for r in self.results if "epoch" in r), default=0)
+        return not self.failed and not self.diverged and reached < self.planned_epochs
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One epoch of one trial, with its checkpoint."""
+
+    trial_id: str
+    epoch: int
+    val_acc: float
+    checkpoint: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The best epoch (None when no trial left a checkpoint) and what happened to the trials."""
+
+    best: Candidate | None
+    trials: int
+    stopped_early: int
+    failed: int
+    diverged: int = 0
+
+
+def candidates(trials: Iterable[TrialHistory]) -> list[Candidate]:
+    """Every reported epoch with a checkpoint and a ``val_acc`` of the trials that did not
+    diverge, best first (see module doc)."""
+    found = []
+    for order, trial in enumerate(trials):
+        if any(is_diverged(r) for r in trial.results):
+            continue
+        for result in trial.results:
+            if result.get("checkpoint_path") and result.get("val_acc") is not None:
+                candidate = Candidate(trial.trial_id, int(result["epoch"]), float(result["val_acc"]), str(result["checkpoint_path"]))
+                found.append((-candidate.val_acc, -candidate.epoch, order, candidate))
+    return [entry[-1] for entry in sorted(found, key=lambda entry: entry[:3])]
+
+
+def select_best(trials: list[TrialHistory], checkpoint_exists: Callable[[str], bool]) -> Selection:
+    """The best epoch whose checkpoint ``checkpoint_exists``, and the trial counts."""
+    best = next((c for c in candidates(trials) if checkpoint_exists(c.checkpoint)), None)
+    return Selection(
+        best=best,
+        trials=len(trials),
+        stopped_early=sum(t.stopped_early for t in trials),
+        failed=sum(t.failed for t in trials),
+        diverged=sum(t.diverged for t in trials),
+    )

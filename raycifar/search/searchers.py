@@ -1,0 +1,335 @@
+"""Searchers: propose trial configs from an Optuna study, each fitted to the budget.
+
+A :class:`Search` asks its study for a point, draws the space's values from it (a ``when``
+condition that does not hold leaves its key unasked), fits the model's widths and counts its
+parameters. A proposal over budget is told back to the study as infeasible (Optuna's
+constraint ``params_over_budget`` > 0, its objective at the worst value) and another point is
+asked, at most :data:`~raycifar.space.MAX_DRAWS_PER_SAMPLE` times: no config handed out is
+ever over budget.
+
+Results flow back by Optuna trial number: :meth:`Search.report` records each epoch's
+``val_acc`` as an intermediate value stepped by the worker's epoch, :meth:`Search.finish`
+ends the trial as complete (its best ``val_acc``; with ``nsga2`` also its size), pruned
+(stopped early by the scheduler) or failed.
+
+The study of a sweep lives in ``sweeps/<name>/search/study.journal`` (an Optuna journal
+file): ``optuna-dashboard sweeps/<name>/search/study.journal`` shows it, during the sweep too.
+This module imports neither Ray nor torch (counting parameters imports torch when first needed).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.samplers import BaseSampler, GridSampler, NSGAIISampler, QMCSampler, RandomSampler, TPESampler
+from optuna.trial import TrialState
+
+from raycifar.config import TrialConfig
+from raycifar.errors import UserError
+from raycifar.search.draws import MAX_DRAWS_PER_SAMPLE, config_from_values, draw_values, searched_values
+from raycifar.space.dimension import Dimension
+from raycifar.space.file import dimensions
+from raycifar.space.find import Space
+from raycifar.space.sections import SearcherName, SearcherSettings
+
+STUDY_DIR = "search"
+STUDY_FILE = "study.journal"
+STUDY_NAME = "sweep"
+OVER_BUDGET = "params_over_budget"  # Optuna constraint: feasible when <= 0
+TRIAL_ID_ATTR = "tune_trial_id"  # user attribute: the Tune trial a proposal became
+BY_EPOCH_ATTR = "val_acc_by_epoch"  # user attribute of nsga2 trials: {"1": 0.31, "2": 0.44}
+INDEX_ATTR = "proposal"  # user attribute: 0, 1, ... over the within-budget proposals
+
+ProposalEnd = Literal["complete", "pruned", "failed"]
+
+
+def study_path(sweep_dir: Path) -> Path:
+    """The journal file of a sweep's Optuna study."""
+    return sweep_dir / STUDY_DIR / STUDY_FILE
+
+
+def startup_trials(num_samples: int | None) -> int:
+    """TPE's random proposals before it models: a third of the sweep, between 2 and 10
+    (Optuna's default, 10, would make a sweep of up to 10 trials pure random search)."""
+    return 10 if num_samples is None else max(2, min(10, num_samples // 3))
+
+
+def population_size(num_samples: int | None) -> int:
+    """NSGA-II's generation size: half the sweep, between 4 and 50 (Optuna's default is 50)."""
+    return 50 if num_samples is None else max(4, min(50, num_samples // 2))
+
+
+def grid_space(space: Space) -> dict[str, list]:
+    """The grid of the ``grid`` searcher: every ``choice`` dimension's values (encoded for
+    Optuna). Any other sampler is a :class:`UserError` naming its key."""
+    grid = {}
+    for key, dimension in dimensions(space.spec):
+        if dimension.sampler == "constant":
+            continue
+        if dimension.sampler != "choice":
+            raise UserError(
+                f"{space.path}: {key}: the grid searcher runs choice dimensions only, "
+                f"this one is {dimension.describe()} (write it as a choice, or use --searcher random/tpe)"
+            )
+        grid[key] = _encoded(dimension)
+    return grid
+
+
+def grid_size(space: Space) -> int:
+    """How many points the grid of :func:`grid_space` has."""
+    return math.prod(len(values) for values in grid_space(space).values())
+
+
+def make_sampler(space: Space, settings: SearcherSettings, seed: int, num_samples: int | None) -> BaseSampler:
+    """The Optuna sampler of a searcher, seeded with ``seed``."""
+    name: SearcherName = settings.name
+    if name == "grid":
+        return GridSampler(grid_space(space), seed=seed)
+    if name == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return TPESampler(
+                seed=seed,
+                n_startup_trials=settings.n_startup_trials or startup_trials(num_samples),
+                multivariate=True,  # models the dimensions jointly ...
+                group=True,  # ... within each set of keys that occur together (conditions)
+                constant_liar=True,  # running trials count as bad: parallel asks spread out
+            )
+    if name == "qmc":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False, warn_asynchronous_seeding=False)
+    if name == "nsga2":
+        return NSGAIISampler(seed=seed, population_size=settings.population_size or population_size(num_samples))
+    return RandomSampler(seed=seed)
+
+
+def _encoded(dimension: Dimension) -> list:
+    """A choice's values as Optuna categorical values (lists become their JSON text)."""
+    return [str(list(value)) if isinstance(value, (list, tuple)) else value for value in dimension.args]
+
+
+class _Suggest:
+    """Draws a dimension's value through an Optuna trial's ``suggest_*`` (a ``Picker``)."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+
+    def __call__(self, key: str, dimension: Dimension) -> Any:
+        if dimension.sampler == "choice":
+            encoded = _encoded(dimension)
+            return dimension.args[encoded.index(self.trial.suggest_categorical(key, encoded))]
+        low, high = dimension.args
+        if dimension.sampler == "randint":
+            return self.trial.suggest_int(key, low, high)
+        return self.trial.suggest_float(key, low, high, log=dimension.sampler == "loguniform")
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A within-budget config from the study: its Optuna trial ``number``, the config and
+    its search record (the sampled keys that applied, by ``section.key``)."""
+
+    number: int
+    config: TrialConfig
+    search: dict[str, Any]
+
+
+class Search:
+    """Proposals from one Optuna study (see the module docstring).
+
+    ``seed`` seeds the sampler and the validation split; proposal ``i`` trains with trial
+    seed ``seed * 1000 + i``.
+    """
+
+    def __init__(
+        self,
+        space: Space,
+        settings: SearcherSettings,
+        study: optuna.Study,
+        seed: int,
+        data_dir: Path,
+        max_epochs: int | None,
+        num_samples: int | None = None,
+    ) -> None:
+        self.space, self.settings, self.study = space, settings, study
+        self.num_samples = num_samples  # the sweep's trial count (TPE's start, NSGA-II's generation)
+        self.seed, self.data_dir, self.max_epochs = seed, data_dir, max_epochs
+        trials = study.get_trials(deepcopy=False)
+        self.proposed = sum(INDEX_ATTR in trial.user_attrs for trial in trials)
+        self.infeasible = len(trials) - self.proposed
+        self._live: dict[int, optuna.Trial] = {}  # asked in this process, by number
+
+    @property
+    def objectives(self) -> list[str]:
+        """What the study optimises: ``val_acc`` (max), and with ``nsga2`` the size (min)."""
+        return ["val_acc", self.settings.cost] if self.settings.name == "nsga2" else ["val_acc"]
+
+    @classmethod
+    def _open(
+        cls, space: Space, settings: SearcherSettings, seed: int, data_dir: Path, max_epochs: int | None,
+        storage: optuna.storages.BaseStorage | None, num_samples: int | None,
+    ) -> Search:  # fmt: skip
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # its per-trial lines would cut into the progress line
+        directions = ["maximize", "minimize"] if settings.name == "nsga2" else ["maximize"]
+        study = optuna.create_study(
+            storage=storage, study_name=STUDY_NAME, directions=directions, load_if_exists=True,
+            sampler=make_sampler(space, settings, seed, num_samples),
+        )  # fmt: skip
+        if study.trials:  # reopened: a fresh sampler seed, so a random sampler does not repeat itself
+            study.sampler = make_sampler(space, settings, seed + len(study.trials), num_samples)
+        search = cls(space, settings, study, seed, data_dir, max_epochs, num_samples)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(search.objectives)
+        return search
+
+    @classmethod
+    def in_memory(
+        cls, space: Space, name: SearcherName, seed: int, data_dir: Path, max_epochs: int | None = None
+    ) -> Search:
+        """A search whose study is kept in memory (``space sample``, drawing before Ray)."""
+        return cls._open(space, SearcherSettings(name=name), seed, data_dir, max_epochs, None, None)
+
+    @classmethod
+    def on_disk(
+        cls, space: Space, settings: SearcherSettings, seed: int, data_dir: Path, max_epochs: int | None,
+        sweep_dir: Path, num_samples: int | None,
+    ) -> Search:  # fmt: skip
+        """The search of a sweep: its study in :func:`study_path` (created, or reopened with
+        its trials when the file exists)."""
+        path = study_path(sweep_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        return cls._open(
+            space, settings, seed, data_dir, max_epochs, optuna.storages.JournalStorage(backend), num_samples
+        )
+
+    def reopened(self, known: set[int]) -> None:
+        """After a resume: count the study's proposals again, give the sampler a fresh seed
+        (a random sampler restored to its first state would repeat its first points), and
+        end as failed (``lost``) the running proposals Tune does not know: those asked
+        after it last saved its state (``known``: the numbers of the trials it restored)."""
+        trials = self.study.get_trials(deepcopy=False)
+        self.proposed = sum(INDEX_ATTR in trial.user_attrs for trial in trials)
+        self.infeasible = len(trials) - self.proposed
+        self.study.sampler = make_sampler(self.space, self.settings, self.seed + len(trials), self.num_samples)
+        for trial in trials:
+            if trial.state == TrialState.RUNNING and trial.number not in known:
+                self._trial(trial.number).set_user_attr("lost", True)
+                self.study.tell(trial.number, state=TrialState.FAIL)
+                self._live.pop(trial.number, None)
+
+    def propose(self) -> Proposal:
+        """The next within-budget config. Over-budget points are told back as infeasible;
+        after :data:`MAX_DRAWS_PER_SAMPLE` of them in a row, :class:`UserError`."""
+        smallest = None
+        for _ in range(MAX_DRAWS_PER_SAMPLE):
+            trial = self.study.ask()
+            values = draw_values(self.space.spec, _Suggest(trial))
+            config = config_from_values(
+                self.space, values, self.data_dir, self.seed, self.seed * 1000 + self.proposed, self.max_epochs
+            )
+            trial.set_constraint(OVER_BUDGET, config.params - config.budget)
+            trial.set_user_attr("params", config.params)
+            if config.params <= config.budget:
+                trial.set_user_attr(INDEX_ATTR, self.proposed)
+                trial.set_user_attr("epochs", config.train.epochs)
+                if self.settings.cost == "macs" and self.settings.name == "nsga2":
+                    trial.set_user_attr("macs", _macs(config))
+                self.proposed += 1
+                self._live[trial.number] = trial
+                return Proposal(trial.number, config, searched_values(self.space.spec, values))
+            self.infeasible += 1
+            smallest = config.params if smallest is None else min(smallest, config.params)
+            self.study.tell(trial, [0.0, float(config.params)] if len(self.objectives) == 2 else 0.0)
+        raise UserError(
+            f"{self.space.path}: no configuration fits the budget of {self.space.spec.budget:,} parameters "
+            f"(smallest of {MAX_DRAWS_PER_SAMPLE} proposals: {smallest:,})"
+        )
+
+    def name_trial(self, number: int, trial_id: str) -> None:
+        """Record which Tune trial ran proposal ``number``."""
+        self._trial(number).set_user_attr(TRIAL_ID_ATTR, trial_id)
+
+    def report(self, number: int, epoch: int, val_acc: float) -> None:
+        """Record ``val_acc`` after ``epoch`` (1-based, as the worker reports it); an epoch
+        reported before (a trial restored from its checkpoint) keeps its first value.
+
+        Single-objective studies keep it as an intermediate value; Optuna has none for
+        multi-objective ones (``nsga2``), whose trials keep ``val_acc_by_epoch`` instead.
+        """
+        frozen = self.study.get_trials(deepcopy=False)[number]
+        if frozen.state != TrialState.RUNNING or epoch in _accuracies(frozen) or not math.isfinite(val_acc):
+            return
+        if len(self.objectives) == 1:
+            self._trial(number).report(val_acc, step=epoch)
+        else:
+            by_epoch = {**frozen.user_attrs.get(BY_EPOCH_ATTR, {}), str(epoch): val_acc}
+            self._trial(number).set_user_attr(BY_EPOCH_ATTR, by_epoch)
+
+    def finish(self, number: int, reached_epoch: int, failed: bool = False) -> ProposalEnd | None:
+        """End proposal ``number`` after it trained to ``reached_epoch``: failed, pruned
+        (stopped before its planned epochs) or complete (told its best ``val_acc``, and its
+        size with ``nsga2``). Returns the outcome; None when it had ended already."""
+        frozen = self.study.get_trials(deepcopy=False)[number]
+        if frozen.state != TrialState.RUNNING:
+            return None  # told already (a resumed sweep may end a trial twice)
+        accuracies = _accuracies(frozen)
+        outcome: ProposalEnd = "failed" if failed else "complete"
+        if not failed and (reached_epoch < frozen.user_attrs.get("epochs", 0) or not accuracies):
+            outcome = "pruned"
+        if outcome == "failed":
+            self.study.tell(number, state=TrialState.FAIL)
+        elif outcome == "pruned":
+            self.study.tell(number, state=TrialState.PRUNED)
+        else:
+            best = max(accuracies.values())
+            size = float(frozen.user_attrs.get(self.settings.cost, frozen.user_attrs["params"]))
+            self.study.tell(number, [best, size] if len(self.objectives) == 2 else best)
+        self._live.pop(number, None)
+        return outcome
+
+    def end_running(self) -> None:
+        """End every proposal still running as pruned: the time budget stopped its trial
+        without a last result, or ended the sweep before Tune started it."""
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.study.tell(trial.number, state=TrialState.PRUNED)
+            self._live.pop(trial.number, None)
+
+    def pareto(self) -> list[dict[str, Any]]:
+        """``nsga2``: the within-budget trials no other beats on both objectives, by size
+        (``trial_id``, ``val_acc`` and the size); [] for other searchers."""
+        if len(self.objectives) < 2:
+            return []
+        feasible = [t for t in self.study.best_trials if t.constraints.get(OVER_BUDGET, 0) <= 0]
+        rows = [
+            {"trial_id": t.user_attrs.get(TRIAL_ID_ATTR), "val_acc": t.values[0], self.settings.cost: int(t.values[1])}
+            for t in feasible
+        ]
+        return sorted(rows, key=lambda row: row[self.settings.cost])
+
+    def _trial(self, number: int) -> optuna.Trial:
+        """The running Optuna trial ``number``; one asked before a resume is reattached by
+        its storage id (Optuna has no public lookup by number)."""
+        if number not in self._live:
+            self._live[number] = optuna.trial.Trial(self.study, self.study.get_trials(deepcopy=False)[number]._trial_id)
+        return self._live[number]
+
+
+def _accuracies(trial: optuna.trial.FrozenTrial) -> dict[int, float]:
+    """A trial's reported ``val_acc`` by epoch (see :meth:`Search.report`)."""
+    if trial.intermediate_values:
+        return dict(trial.intermediate_values)
+    return {int(epoch): acc for epoch, acc in trial.user_attrs.get(BY_EPOCH_ATTR, {}).items()}
+
+
+def _macs(config: TrialConfig) -> int:
+    from raycifar.models.budget import count_macs
+
+    return count_macs(config.model)

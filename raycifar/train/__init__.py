@@ -1,0 +1,21 @@
+"""train: one Ray Train run, and the training loop each of its workers runs.
+
+=================  ==============================================================
+module             holds
+=================  ==============================================================
+``run``            the ``TorchTrainer`` factory, retries, and the run of ``raycifar train``
+``worker``         the worker entry point: resume, report and checkpoint every epoch
+``loop``           :class:`~raycifar.train.loop.Training`: one worker's model, optimizer,
+                   schedule and weight average, epoch by epoch
+``epoch``          one pass over the training data, with the divergence check
+``scoring``        evaluation and test-time augmentation
+``optim``          optimizer, learning-rate schedule, weight average (EMA)
+``runtime``        precision, memory format, compilation, seeds
+``loss``           the batch loss: mixup/cutmix, label smoothing, class weights
+``process_group``  the torch process group of a run, on loopback when Ray is local
+``leaked_groups``  placement groups Ray Train leaves reserved, released
+=================  ==============================================================
+
+May import: ``ray.train`` and ``ray`` (never ``ray.tune``), torch, ``models``, ``data``,
+``results`` (its schema), ``cluster``, the ground modules.
+"""

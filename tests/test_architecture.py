@@ -1,0 +1,70 @@
+"""The architecture rules of pyproject.toml's import-linter contracts (no import circle, the
+packages in layers, who may import Ray and torch), checked by running ``lint-imports``; and
+the size of modules."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MAX_MODULE_LINES = 400
+CONTRACTS = (
+    "No import circle between sibling modules or packages",
+    "Packages in the order the data flows: each imports only those below it",
+    "Only sweep/ imports ray.tune",
+    "Only sweep/, train/, cluster/ and the job submission import Ray",
+    "results/, space/ and search/ import neither torch nor Ray",
+)
+
+
+def lint_imports() -> list[str]:
+    """The ``lint-imports`` command of this environment (import-linter is in the test extra)."""
+    found = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    if found is None:
+        pytest.fail("lint-imports is not installed: pip install -e '.[test]' brings import-linter")
+    return [found]
+
+
+def test_import_contracts_are_kept() -> None:
+    done = subprocess.run([*lint_imports(), "--no-cache"], cwd=REPO, capture_output=True, text=True, check=False)
+    report = done.stdout + done.stderr
+    assert done.returncode == 0, report[-4000:]
+    for contract in CONTRACTS:
+        assert f"{contract} KEPT" in report
+
+
+def test_a_broken_layer_is_reported(tmp_path: Path) -> None:
+    """The contracts do catch an import against the flow: a copy of the package in which
+    results/ imports the sweep driver breaks the layers contract."""
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO / "raycifar", copy / "raycifar", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
+    selection = copy / "raycifar" / "results" / "selection.py"
+    selection.write_text(selection.read_text() + "\n\ndef _against_the_flow():\n    from raycifar.sweep import driver  # noqa: F401\n")
+    env = {"PYTHONPATH": str(copy)}
+    done = subprocess.run([*lint_imports(), "--no-cache"], cwd=copy, capture_output=True, text=True, check=False,
+                          env={**__import__("os").environ, **env})  # fmt: skip
+    assert done.returncode == 1
+    assert "Packages in the order the data flows: each imports only those below it BROKEN" in done.stdout
+    assert "raycifar.results.selection -> raycifar.sweep.driver" in done.stdout
+
+
+def test_no_module_is_over_400_lines() -> None:
+    long = {
+        str(path.relative_to(REPO)): lines
+        for path in sorted((REPO / "raycifar").rglob("*.py"))
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}
+
+
+def test_every_package_says_its_job_and_what_it_may_import() -> None:
+    for init in sorted((REPO / "raycifar").glob("*/__init__.py")):
+        text = init.read_text()
+        assert text.startswith('"""'), f"{init} has no docstring"
+        assert "May import" in text, f"{init} does not say what it may import"
