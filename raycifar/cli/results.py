@@ -23,9 +23,11 @@ from raycifar.cli.common import (
     table,
 )
 from raycifar.results.cost import hours_unit
+from raycifar.results.leaderboard_schema import ENTRY_FOLDER
+from raycifar.results.schema import VAL_ACC
 
 BoardFormat = Literal["table", "json", "csv", "markdown"]
-TABLE_COLUMNS = ("entry_id", "model", "params", "val_acc", "test_acc", "95% CI", "tta", "epochs")
+TABLE_COLUMNS = ("entry_id", "model", "params", VAL_ACC, "test_acc", "95% CI", "tta", "epochs")
 MARKDOWN_COLUMNS = (
     "#", "entry", "model", "params", "MACs", "test acc", "95% CI", "TTA acc", "val acc", "dataset", "epochs",
 )  # fmt: skip
@@ -52,7 +54,7 @@ def _count(value: int | None) -> str:
 def _markdown_cells(rank: int, row: dict) -> list[str]:
     return [
         str(rank), f"`{row['entry_id']}`", str(row["model"]), _count(row["params"]), _count(row.get("macs")),
-        _acc(row["test_acc"]), _ci(row), _acc(row.get("test_acc_tta")), _acc(row["val_acc"]),
+        _acc(row["test_acc"]), _ci(row), _acc(row.get("test_acc_tta")), _acc(row[VAL_ACC]),
         str(row["dataset"]), str(row["epochs"]),
     ]  # fmt: skip
 
@@ -88,7 +90,7 @@ def _print_rows(rows: list[dict], output_format: BoardFormat, where: Path) -> No
         shown = table(*TABLE_COLUMNS)
         for row in rows:
             cells = {
-                **row, "params": _count(row["params"]), "val_acc": _acc(row["val_acc"]),
+                **row, "params": _count(row["params"]), VAL_ACC: _acc(row[VAL_ACC]),
                 "test_acc": _acc(row["test_acc"]), "95% CI": _ci(row), "tta": _acc(row.get("test_acc_tta")),
             }  # fmt: skip
             shown.add_row(*(str(cells[c]) for c in TABLE_COLUMNS))
@@ -208,9 +210,9 @@ def promote_command(
     lines = {
         "from": f"sweep {sweep}, trial {chosen.trial_id}, epoch {chosen.epoch}",
         "model": f"{row['model']}, {row['params']:,} params (budget {row['budget']:,}), {row['macs']:,} MACs",
-        "accuracy": f"val_acc {row['val_acc']:.4f}, test_acc {row['test_acc']:.4f} "
+        "accuracy": f"val_acc {row[VAL_ACC]:.4f}, test_acc {row['test_acc']:.4f} "
         f"(95% CI {_ci(row)}){tta}{extra}",
-        "files": row["checkpoint_path"],
+        "files": row[ENTRY_FOLDER],
         "next": f"raycifar leaderboard show {row['entry_id']} --results-dir {results_dir}",
     }
     for key, value in lines.items():

@@ -27,6 +27,7 @@ from raycifar.cli.common import (
     stderr,
 )
 from raycifar.config import DatasetName, LabelMode, LoaderName, TrainOn, WandbMode
+from raycifar.results.schema import CHECKPOINT_PATH, EPOCH, TRAIN_LOSS, TRAIN_SECONDS, VAL_ACC, VAL_ACC_TTA, VAL_LOSS
 from raycifar.search.plan import parse_duration
 from raycifar.space.sections import SchedulerName, SearcherName
 
@@ -50,7 +51,7 @@ class _SweepLine:
 class _EpochLines:
     """Each epoch's metrics printed above a live progress bar over the run's epochs."""
 
-    SHOWN = ("train_loss", "val_loss", "val_acc", "val_acc_tta", "lr")
+    SHOWN = (TRAIN_LOSS, VAL_LOSS, VAL_ACC, VAL_ACC_TTA, "lr")
 
     def __init__(self, progress: Progress, epochs: int) -> None:
         self.progress, self.epochs = progress, epochs
@@ -59,9 +60,9 @@ class _EpochLines:
     def epoch(self, metrics: dict) -> None:
         shown = "  ".join(f"{key} {metrics[key]:.4f}" for key in self.SHOWN if key in metrics)
         self.progress.console.print(
-            f"epoch {metrics['epoch']:>3}/{self.epochs}  {shown}  {metrics['train_seconds']:.1f} s", highlight=False
+            f"epoch {metrics[EPOCH]:>3}/{self.epochs}  {shown}  {metrics[TRAIN_SECONDS]:.1f} s", highlight=False
         )
-        self.progress.update(self.task, completed=metrics["epoch"], description=f"epoch {metrics['epoch']}/{self.epochs}")
+        self.progress.update(self.task, completed=metrics[EPOCH], description=f"epoch {metrics[EPOCH]}/{self.epochs}")
 
 
 class RichDisplay:
@@ -91,7 +92,7 @@ class RichDisplay:
 def _summary(row: dict, files: Path, report: Path | None = None, headline: str = "promoted to the leaderboard") -> None:
     """The promoted entry in a few lines."""
     tta = f" (with TTA {row['test_acc_tta']:.4f})" if row.get("test_acc_tta") is not None else ""
-    val = "val_acc - (trained on train+val)" if row["val_acc"] is None else f"val_acc {row['val_acc']:.4f}"
+    val = "val_acc - (trained on train+val)" if row[VAL_ACC] is None else f"val_acc {row[VAL_ACC]:.4f}"
     seeds = ""
     if (row.get("seeds") or 0) > 1:
         seeds = f"; over {row['seeds']} seeds {row['test_acc_mean']:.4f} ± {row['test_acc_std']:.4f} (mean ± std)"
@@ -213,7 +214,7 @@ def _finish(row: dict | None, output_format: str, report: Path | None = None, pr
         print_json(jsonable(row) if row is not None else None)
     elif row is not None:
         headline = "promoted to the leaderboard" if promoted else "best entry, already on the leaderboard"
-        _summary(row, Path(row["checkpoint_path"]), report, headline)
+        _summary(row, Path(row[CHECKPOINT_PATH]), report, headline)
 
 
 def train(
@@ -273,16 +274,16 @@ def train(
 def _seed_json(run) -> dict:  # noqa: ANN001 - a raycifar.pipeline.SeedRun
     outcome = run.outcome
     return {
-        "seed": run.seed, "run": run.name, "epoch": outcome.best_epoch, "val_acc": outcome.best_val_acc,
+        "seed": run.seed, "run": run.name, EPOCH: outcome.best_epoch, VAL_ACC: outcome.best_val_acc,
         "selected_on": outcome.selected_on, "test_acc": run.test_acc, "checkpoint": outcome.best_checkpoint,
     }  # fmt: skip
 
 
 def _seed_table(runs: list, row: dict | None) -> Table:
     """Per-seed results (``runs``: SeedRun), the promoted run marked, and the mean ± std row."""
-    held_out = runs[0].outcome.selected_on == "val_acc"
+    held_out = runs[0].outcome.selected_on == VAL_ACC
     table = Table(title="runs by seed", title_justify="left")
-    for column in ("seed", "run", "epoch", "val_acc" if held_out else "val_acc (seen)", "test_acc", ""):
+    for column in ("seed", "run", EPOCH, VAL_ACC if held_out else "val_acc (seen)", "test_acc", ""):
         table.add_column(column, justify="left" if column in ("run", "") else "right")
     for index, run in enumerate(runs):
         test = "-" if run.test_acc is None else f"{run.test_acc:.4f}"

@@ -15,7 +15,9 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from raycifar.results import layout
 from raycifar.results.cost import Cost
+from raycifar.results.schema import EPOCH, VAL_ACC
 from raycifar.results.status import LIVE_STATES, SweepStatus, describe_state, read_sweeps, resume_line
 
 if TYPE_CHECKING:
@@ -42,7 +44,7 @@ def print_sweeps(console: Console, sweeps: list[SweepStatus], results_dir: Path)
 def sweeps_view(sweeps: list[SweepStatus], results_dir: Path, trials_of: str | None = None) -> RenderableType:
     """What :func:`print_sweeps` prints (and, for the sweep ``trials_of``, :func:`print_trials`)."""
     if not sweeps:
-        return f"no sweeps yet in {results_dir / 'sweeps'}"
+        return f"no sweeps yet in {layout.sweeps_dir(results_dir)}"
     parts: list[RenderableType] = []
     readable = [s for s in sweeps if s.problem is None]
     if readable:
@@ -96,7 +98,7 @@ def print_trials(console: Console, sweep: SweepStatus) -> None:
 def trials_view(sweep: SweepStatus) -> list[RenderableType]:
     """What :func:`print_trials` prints: the trials table, then why each failed or diverged
     trial ended, and its error file."""
-    columns = ("trial", "state", "model", "params", "epoch", "val_acc", "best val_acc")
+    columns = ("trial", "state", "model", "params", EPOCH, VAL_ACC, "best val_acc")
     table = titled_table(f"trials of {sweep.name}", columns)
     for t in sweep.trials:
         params = f"{t.params:,}" if t.params is not None else "-"

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raycifar.errors import PromotionFailed, UserError
+from raycifar.results import layout
 from raycifar.results.cost import Cost, results_cost, total
-from raycifar.results.layout import SWEEPS_DIR, TRAIN_RUNS_DIR
 from raycifar.results.leaderboard import read_table
+from raycifar.results.schema import CHECKPOINT_PATH
 from raycifar.results.selection import Candidate, select_best
 from raycifar.results.sweep_record import SweepRecord, SweepRecorder, read_record, utc_now
 from raycifar.results.trial_files import SweepTrials, local_checkpoint, read_trials
@@ -31,9 +32,9 @@ from raycifar.results.trial_files import SweepTrials, local_checkpoint, read_tri
 
 def sweep_folder(results_dir: Path, sweep: str) -> Path:
     """``<results_dir>/sweeps/<sweep>``; a :class:`UserError` naming the sweeps there if absent."""
-    folder = results_dir / SWEEPS_DIR / sweep
+    folder = layout.sweep_dir(results_dir, sweep)
     if not folder.is_dir():
-        parent = results_dir / SWEEPS_DIR
+        parent = layout.sweeps_dir(results_dir)
         known = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
         listed = ", ".join(known[-8:]) if known else "none"
         raise UserError(f"no sweep {sweep!r} in {parent} (sweeps there: {listed})")
@@ -46,9 +47,7 @@ def sweep_folder(results_dir: Path, sweep: str) -> Path:
 
 def refuse_running(sweep_dir: Path, record: SweepRecord | None) -> None:
     """A :class:`UserError` when the sweep's driver is still running."""
-    if record is None or record.ended_at is not None:
-        return
-    if not record.is_stale(utc_now()) and not record.driver_gone():
+    if record is not None and record.driver_alive(utc_now()):
         raise UserError(
             f"sweep {record.name} in {sweep_dir} is still running (heartbeat {record.heartbeat_at:%H:%M:%S} UTC); "
             "it promotes its best trial when it ends: wait, or stop it first"
@@ -64,17 +63,17 @@ def choose(trials: SweepTrials, trial_id: str | None) -> Candidate:
             known = ", ".join(h.trial_id for h in trials.histories) or "none"
             raise UserError(f"no trial {trial_id!r} in {trials.sweep_dir} (trials: {known})")
     exists = {
-        str(r["checkpoint_path"]): local_checkpoint(trials.sweep_dir, h.trial_id, str(r["checkpoint_path"])) is not None
+        str(r[CHECKPOINT_PATH]): local_checkpoint(trials.sweep_dir, h.trial_id, str(r[CHECKPOINT_PATH])) is not None
         for h in histories
         for r in h.results
-        if r.get("checkpoint_path")
+        if r.get(CHECKPOINT_PATH)
     }
     best = select_best(histories, lambda path: exists.get(path, False)).best
     if best is None:
         which = f"trial {trial_id}" if trial_id else "no trial"
         raise UserError(
             f"{trials.sweep_dir}: {which} left a checkpoint folder on disk to promote "
-            f"({len(exists)} reported, none found under {trials.sweep_dir / TRAIN_RUNS_DIR})"
+            f"({len(exists)} reported, none found under {layout.train_runs_dir(trials.sweep_dir)})"
         )
     return best
 

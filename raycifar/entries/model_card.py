@@ -14,6 +14,8 @@ import numpy as np
 from raycifar.data.catalog import CATALOG
 from raycifar.entries.metrics import confusion_matrix, most_confused
 from raycifar.results.cost import hours_unit
+from raycifar.results.leaderboard_schema import ENTRY_FOLDER
+from raycifar.results.schema import VAL_ACC
 
 CARD_FILE = "README.md"
 
@@ -34,7 +36,7 @@ def _metrics(row: dict) -> list[str]:
         lines.append(f"| test accuracy with test-time augmentation ({tta}) | {_pct(row['test_acc_tta'])} |")
     lines += [
         f"| test loss (mean cross-entropy, nats) | {row['test_loss']:.4f} |",
-        f"| validation accuracy (selected epoch) | {_pct(row['val_acc'])} |",
+        f"| validation accuracy (selected epoch) | {_pct(row[VAL_ACC])} |",
     ]
     for name, acc in sorted((row.get("extra_test_acc") or {}).items()):
         lines.append(f"| extra test set `{name}` accuracy | {_pct(acc)} |")
@@ -130,6 +132,6 @@ def render_card(row: dict, labels: np.ndarray, predicted: np.ndarray, class_name
 
 def _results_dir(row: dict) -> str:
     """The results folder of an entry whose files are in ``<results>/leaderboard/<entry_id>``."""
-    path = str(row.get("checkpoint_path") or "")
+    path = str(row.get(ENTRY_FOLDER) or "")
     parts = path.rstrip("/").rsplit("/", 2)
     return parts[0] if len(parts) == 3 else "raycifar_results"

@@ -24,9 +24,9 @@ from __future__ import annotations
 import csv
 import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +42,7 @@ from raycifar.data.image_files import IMAGE_SUFFIXES, read_image_file
 from raycifar.data.readers import ImageSet, detect_source, read_part
 from raycifar.errors import UserError
 from raycifar.models.files import rebuild
+from raycifar.results.atomic import replacing
 from raycifar.train.scoring import EVAL_BATCH_SIZE, tta_views
 
 SIDE = 32
@@ -292,17 +293,9 @@ def write_csv_atomically(path: Path, rows: Iterable[list[str]]) -> None:
         raise UserError(f"--output {path}: the folder {path.parent} does not exist")
     if path.is_dir():
         raise UserError(f"--output {path}: is a folder; give a file name such as {path / 'submission.csv'}")
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-    except OSError as err:
-        raise UserError(f"--output {path}: cannot write in {path.parent} ({err.strerror})") from None
-    try:
-        with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as out:
-            csv.writer(out, lineterminator="\n").writerows(rows)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with ExitStack() as stack:
+        try:
+            out = stack.enter_context(replacing(path, newline=""))
+        except OSError as err:
+            raise UserError(f"--output {path}: cannot write in {path.parent} ({err.strerror})") from None
+        csv.writer(out, lineterminator="\n").writerows(rows)

@@ -33,8 +33,9 @@ from raycifar.errors import PromotionFailed, UserError
 from raycifar.models.budget import count_macs
 from raycifar.models.files import CONFIG_FILE, MODEL_FILE, rebuild
 from raycifar.models.registry import model_name
-from raycifar.results.layout import ENTRIES_DIR, entry_dir
+from raycifar.results.layout import entries_dir, entry_dir
 from raycifar.results.leaderboard import LeaderboardLocked, claim_entry, import_legacy_table, row_path, write_row
+from raycifar.results.leaderboard_schema import ENTRY_FOLDER
 
 EXTRA_TEST_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 GIT_TIMEOUT_S = 10
@@ -163,7 +164,7 @@ def _row(
         "test_acc_ci_high": high,
         "extra_test_acc": extra or None,
         "config_json": json.dumps(config.model_dump(mode="json"), sort_keys=True),
-        "checkpoint_path": str(target),
+        ENTRY_FOLDER: str(target),
         "seed": config.seed,
         "raycifar_version": __version__,
         "git_sha": source_revision(),
@@ -224,7 +225,7 @@ def promote(
     docstring); nothing of this attempt is left then.
     """
     extra_tests = check_extra_tests(extra_tests or {})
-    with writing(sweep, results_dir / ENTRIES_DIR):
+    with writing(sweep, entries_dir(results_dir)):
         import_legacy_table(results_dir)  # so that the new id is also new to an old table
         entry_id, staging = claim_entry(results_dir, sweep)
     target = entry_dir(results_dir, entry_id)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from raycifar.display import Display
+from raycifar.results import layout
 
 
 def connect_ray(address: str | None, dashboard: bool, display: Display) -> None:
@@ -44,7 +45,7 @@ def write_sweep_report(results_dir: Path, name: str, display: Display) -> Path |
     from raycifar.report.gather import REPORT_FILE, write_report
 
     try:
-        return write_report(results_dir, name, results_dir / "sweeps" / name / REPORT_FILE)
+        return write_report(results_dir, name, layout.sweep_dir(results_dir, name) / REPORT_FILE)
     except Exception as err:  # noqa: BLE001 - a page that failed must not fail a finished sweep
         display.info(f"no report written ({err}); write it with: raycifar report {name} --results-dir {results_dir}")
         return None

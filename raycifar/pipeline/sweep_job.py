@@ -23,6 +23,7 @@ from raycifar.errors import PromotionFailed, UserError
 from raycifar.pipeline.preflight import check_data, check_name, check_resources, check_results_dir, make_results_dir
 from raycifar.pipeline.steps import connect_ray, log_promoted, promote_checkpoint, write_sweep_report
 from raycifar.pipeline.wandb_log import check_mode
+from raycifar.results import layout
 
 
 @dataclass(frozen=True)
@@ -79,15 +80,15 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
     check_scheduler_fits(loaded, count)
     check_mode(request.wandb)
     name = check_name(request.name or f"{loaded.name}-{datetime.now():%Y%m%d-%H%M%S}")
-    if (results_dir / "sweeps" / name).exists():
-        raise UserError(f"a sweep named {name!r} already exists in {results_dir / 'sweeps'}: choose another --name")
+    if layout.sweep_dir(results_dir, name).exists():
+        raise UserError(f"a sweep named {name!r} already exists in {layout.sweeps_dir(results_dir)}: choose another --name")
     check_resources(request.resources, request.address)
     check_results_dir(results_dir)
     check_data(request.data_dir, request.download, loaded.spec, request.seed, display)
     sample_configs(loaded, 1, request.seed, request.data_dir, request.max_epochs)  # a space that cannot fit fails here
     make_results_dir(results_dir)
     display.info(_plan_line(name, loaded, count))
-    _save_resume_options(results_dir / "sweeps" / name, request, loaded.path)
+    _save_resume_options(layout.sweep_dir(results_dir, name), request, loaded.path)
     return run_and_promote(request, name, loaded, count.trials, longest_trial(loaded, request.max_epochs), started, display)
 
 
@@ -134,7 +135,7 @@ def run_and_promote(
         address=request.address, max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb,
         max_failures=request.max_failures,
     )  # fmt: skip
-    sweep_dir = request.results_dir / "sweeps" / name
+    sweep_dir = layout.sweep_dir(request.results_dir, name)
     try:
         connect_ray(request.address, request.dashboard, display)
         budget = (
@@ -164,7 +165,7 @@ def run_and_promote(
             except PromotionFailed as err:  # the record says completed, not promoted: `raycifar promote` finishes it
                 raise err.finish_with(f"sweep {name}", promote_command_line(request.results_dir, name)) from None
             log_promoted(row, request.results_dir, request.wandb, display)
-        SweepRecorder.reopen(request.results_dir / "sweeps" / name).promoted(row["entry_id"])
+        SweepRecorder.reopen(layout.sweep_dir(request.results_dir, name)).promoted(row["entry_id"])
     finally:
         disconnect()
     return SweepResult(name, outcome, row, write_sweep_report(request.results_dir, name, display), promoted)

@@ -23,6 +23,7 @@ from raycifar.errors import UserError
 from raycifar.pipeline.preflight import check_data, check_name, check_resources, check_results_dir, make_results_dir
 from raycifar.pipeline.steps import connect_ray, log_promoted, promote_checkpoint
 from raycifar.pipeline.wandb_log import check_mode
+from raycifar.results.schema import EPOCH, VAL_ACC
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def _train_one(request: TrainRequest, group: str, run_name: str, config: TrialCo
         local = ray_is_local(request.address)
         outcome = train_run.run_training(config, request.results_dir, run_name, scaling, _Tee(sink, log), local)
     metrics = outcome.run_dir / train_run.RUN_METRICS_FILE
-    if outcome.selected_on == "epoch":
+    if outcome.selected_on == EPOCH:
         display.info(
             f"{run_name} trained in {outcome.wall_seconds:.0f} s: kept the last epoch {outcome.best_epoch} "
             f"(val_acc {outcome.best_val_acc:.4f} on the val part it trained on: not a held-out score); metrics {metrics}"
@@ -216,7 +217,7 @@ def _promote_seed_runs(request: TrainRequest, name: str, runs: list[SeedRun]) ->
     Returns the runs with their test accuracies, and the new row."""
     others = [replace(run, test_acc=_test_acc(run.outcome.best_checkpoint)) for run in runs[1:]]
     first = runs[0].outcome
-    held_out = first.selected_on == "val_acc"
+    held_out = first.selected_on == VAL_ACC
     row = promote_checkpoint(
         first.best_checkpoint, request.results_dir, sweep=name, trial_id=runs[0].name,
         val_acc=first.best_val_acc if held_out else None, epochs=first.best_epoch, wall_s=first.wall_seconds,

@@ -23,15 +23,16 @@ from typing import Any
 from raycifar.config import WandbMode
 from raycifar.errors import UserError
 from raycifar.results import layout
+from raycifar.results.schema import EPOCH, TRAIN_LOSS, VAL_ACC, VAL_LOSS, EpochMetrics
 
 PROJECT = "raycifar"
 DATA_FOLDER = "data"  # wandb's staging area, under <results>/wandb
-EPOCH_KEYS = ("train_loss", "val_loss", "val_acc", "lr")  # what a train run logs per epoch, as a sweep trial does
+EPOCH_KEYS = (TRAIN_LOSS, VAL_LOSS, VAL_ACC, "lr")  # what a train run logs per epoch, as a sweep trial does
 ARTIFACT_FILES = ("model.safetensors", "config.json", "README.md")  # of the entry folder
 ARTIFACT_ALIAS = "best"
 ARTIFACT_METADATA = (
     "entry_id", "sweep", "trial_id", "space", "dataset", "label_mode", "model", "params", "macs", "budget",
-    "epochs", "seed", "val_acc", "test_acc", "test_loss", "test_images", "test_acc_tta", "test_acc_ci_low",
+    "epochs", "seed", VAL_ACC, "test_acc", "test_loss", "test_images", "test_acc_tta", "test_acc_ci_low",
     "test_acc_ci_high", "test_acc_mean", "test_acc_std", "seeds",
 )  # fmt: skip
 
@@ -85,9 +86,9 @@ def train_run_logger(mode: WandbMode, results_dir: Path, group: str, name: str, 
         return
     with _wandb_run(mode, results_dir, group=group, name=name, job_type="train", config=config) as run:
 
-        def log(metrics: dict) -> None:
+        def log(metrics: EpochMetrics) -> None:
             values = {key: float(metrics[key]) for key in EPOCH_KEYS if metrics.get(key) is not None}
-            run.log({**values, "epoch": int(metrics["epoch"])}, step=int(metrics["epoch"]))
+            run.log({**values, EPOCH: int(metrics[EPOCH])}, step=int(metrics[EPOCH]))
 
         yield log
 

@@ -22,11 +22,14 @@ import numpy as np
 
 from raycifar.entries.metrics import confusion_matrix, load_predictions, most_confused, wilson_interval
 from raycifar.errors import UserError
-from raycifar.results.layout import TRIAL_DIR_PREFIX, entry_dir
+from raycifar.results import layout
+from raycifar.results.atomic import replace_text
+from raycifar.results.layout import entry_dir
 from raycifar.results.leaderboard import find_entry, read_table, rows_dir
+from raycifar.results.schema import EPOCH, TRAIN_LOSS, VAL_ACC
 from raycifar.results.selection import good_results
 from raycifar.results.sweep_record import completion_state, read_record
-from raycifar.results.trial_files import read_params, read_results
+from raycifar.results.trial_files import TrialFolder, planned_epochs, trial_folders
 from raycifar.space.sections import SCHEDULER_KEYS, SCHEDULER_LABELS
 
 REPORT_FILE = "report.html"
@@ -103,25 +106,24 @@ def flat_hyperparameters(config: dict) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if k not in NOT_HYPERPARAMETERS}
 
 
-def read_trial(folder: Path, recorded_state: str | None) -> dict:
+def read_trial(folder: TrialFolder, recorded_state: str | None) -> dict:
     """One trial folder: its config, per-epoch curves and end state (see module doc)."""
-    result = folder / "result.json"
-    rows = read_results(result) if result.is_file() else []
-    config = read_params(folder) or (rows[0].get("config") if rows else None) or {}
-    planned = int((config.get("train") or {}).get("epochs") or 0)
-    epochs = [int(r["epoch"]) for r in rows if r.get("epoch") is not None]
-    failed = (folder / "error.txt").is_file()
+    rows = folder.results()
+    config = folder.config(rows)
+    planned = planned_epochs(config)
+    epochs = [int(r[EPOCH]) for r in rows if r.get(EPOCH) is not None]
+    failed = folder.error_file is not None
     diverged = len(good_results(rows)) < len(rows)
     state = recorded_state or (
         "error" if failed else "diverged" if diverged else completion_state(max(epochs, default=0), planned)
     )
     model, params, macs = _model_numbers(config)
-    val_acc = _series(rows, "val_acc")
+    val_acc = _series(rows, VAL_ACC)
     scored = [v for v in val_acc if v is not None]
     return {
-        "trial_id": folder.name.removeprefix(TRIAL_DIR_PREFIX), "state": state, "model": model, "params": params,
-        "macs": macs, "planned_epochs": planned, "epochs": epochs, "val_acc": val_acc,
-        "train_loss": _series(rows, "train_loss"), "best_val_acc": max(scored, default=None),
+        "trial_id": folder.trial_id, "state": state, "model": model, "params": params,
+        "macs": macs, "planned_epochs": planned, "epochs": epochs, VAL_ACC: val_acc,
+        TRAIN_LOSS: _series(rows, TRAIN_LOSS), "best_val_acc": max(scored, default=None),
         "hyperparameters": flat_hyperparameters(config), "budget": config.get("budget"),
     }  # fmt: skip
 
@@ -185,8 +187,7 @@ def gather_sweep(sweep_dir: Path) -> dict:
     """The sweep sections: header numbers, every trial, rungs, Pareto front, importance."""
     record = read_record(sweep_dir)
     states = {tid: t.state for tid, t in record.trials.items()} if record else {}
-    folders = sorted(p for p in sweep_dir.glob(f"{TRIAL_DIR_PREFIX}*") if p.is_dir())
-    trials = [read_trial(f, states.get(f.name.removeprefix(TRIAL_DIR_PREFIX))) for f in folders]
+    trials = [read_trial(folder, states.get(folder.trial_id)) for folder in trial_folders(sweep_dir)]
     space = record.space if record else "?"
     if record is not None and record.scheduler:
         settings, source = record.scheduler, "the sweep record"
@@ -256,7 +257,7 @@ def provenance(row: dict) -> dict:
 def resolve(results_dir: Path, target: str) -> tuple[Path | None, dict | None]:
     """``target`` as (sweep folder or None, leaderboard row or None): a sweep name (with its
     promoted entry, if any) or an entry id (with its sweep's folder, if it came from one)."""
-    sweep_dir = results_dir / "sweeps" / target
+    sweep_dir = layout.sweep_dir(results_dir, target)
     if sweep_dir.is_dir():
         record = read_record(sweep_dir)
         entry_id = record.promoted_entry if record and record.promoted_entry else None
@@ -267,9 +268,9 @@ def resolve(results_dir: Path, target: str) -> tuple[Path | None, dict | None]:
         row = find_entry(results_dir, target, warn=lambda _: None)
     except UserError:
         raise UserError(
-            f"{target!r}: neither a sweep in {results_dir / 'sweeps'} nor a leaderboard entry in {rows_dir(results_dir)}"
+            f"{target!r}: neither a sweep in {layout.sweeps_dir(results_dir)} nor a leaderboard entry in {rows_dir(results_dir)}"
         ) from None
-    from_sweep = results_dir / "sweeps" / (row["sweep"] or "")
+    from_sweep = layout.sweep_dir(results_dir, row["sweep"] or "")
     return (from_sweep if row["sweep"] and from_sweep.is_dir() else None), row
 
 
@@ -298,7 +299,7 @@ def write_report(results_dir: Path, target: str, output: Path, data_dir: Path | 
     html = render(gather(results_dir, target, data_dir))
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(html, encoding="utf-8")
+        replace_text(output, html)
     except OSError as err:
         raise UserError(f"--output {output}: cannot write it ({err.strerror or err})") from None
     return output

@@ -16,6 +16,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from raycifar.results.cost import hours_unit
+from raycifar.results.schema import EPOCH, TRAIN_LOSS, VAL_ACC
 
 COUNTS_SHOWN_UP_TO = 20  # classes
 FONT = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
@@ -122,7 +123,7 @@ def curves_figure(sweep: dict, metric: str) -> go.Figure:
         fig.add_vline(x=rung, line={"dash": "dash", "color": "#9ca3af", "width": 1},
                       annotation_text=f"rung {rung}", annotation_position="top", annotation_font_size=10)  # fmt: skip
     fig.update_xaxes(dtick=1 if sweep["scheduler"]["max_t"] <= 20 else None)
-    return _layout(fig, metric, "epoch", metric)
+    return _layout(fig, metric, EPOCH, metric)
 
 
 def size_figure(sweep: dict, key: str) -> go.Figure:
@@ -165,7 +166,7 @@ def parallel_figure(sweep: dict) -> go.Figure:
     dimensions = [_axis(k, [t["hyperparameters"].get(k) for t in trials]) for k in sweep["varying"]]
     dimensions.append({"label": "best val_acc", "values": scores})
     fig = go.Figure(go.Parcoords(
-        line={"color": scores, "colorscale": "Viridis", "showscale": True, "colorbar": {"title": {"text": "val_acc"}}},
+        line={"color": scores, "colorscale": "Viridis", "showscale": True, "colorbar": {"title": {"text": VAL_ACC}}},
         dimensions=dimensions, labelangle=-20, labelfont={"size": 11},
     ))  # fmt: skip
     fig.update_layout(margin={"l": 60, "r": 60, "t": 90, "b": 30}, height=420, font={"family": FONT, "size": 11})
@@ -267,8 +268,8 @@ def curves(sweep: dict | None) -> str:
         text += (f"; dashed lines are ASHA's rungs (epochs {', '.join(map(str, sweep['rungs']))}), where it "
                  "keeps the best 1/reduction_factor of the trials that reach them")  # fmt: skip
     text += "."
-    charts = chart("chart-val_acc", curves_figure(sweep, "val_acc")) + chart(
-        "chart-train_loss", curves_figure(sweep, "train_loss")
+    charts = chart("chart-val_acc", curves_figure(sweep, VAL_ACC)) + chart(
+        "chart-train_loss", curves_figure(sweep, TRAIN_LOSS)
     )
     return _section("curves", _note(text) + charts)
 

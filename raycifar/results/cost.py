@@ -22,9 +22,11 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from raycifar.results.schema import EVAL_SECONDS, TRAIN_SECONDS, WORKER_CPUS, WORKER_GPUS, WORLD_SIZE, EpochMetrics
+
 GPU, CPU = "GPU", "CPU"  # the device kinds of a cost; the leaderboard's ``device`` column
 UNITS = {GPU: "GPU-hours", CPU: "CPU core-hours"}
-COST_KEYS = ("train_seconds", "eval_seconds", "world_size", "worker_cpus", "worker_gpus")
+COST_KEYS = (TRAIN_SECONDS, EVAL_SECONDS, WORLD_SIZE, WORKER_CPUS, WORKER_GPUS)
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def _number(result: Mapping, key: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def epoch_cost(result: Mapping) -> Cost | None:
+def epoch_cost(result: EpochMetrics | Mapping) -> Cost | None:
     """The cost of one reported epoch; None when the result lacks a field of :data:`COST_KEYS`."""
     values = [_number(result, key) for key in COST_KEYS]
     if any(value is None for value in values):

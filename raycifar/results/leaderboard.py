@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from raycifar.errors import UserError
-from raycifar.results.layout import ENTRIES_DIR, entry_dir
+from raycifar.results.layout import entries_dir, entry_dir
 from raycifar.results.leaderboard_schema import COLUMNS, LEGACY_COLUMNS, SCHEMA, SCHEMA_VERSION
 
 ROWS_DIR = "rows"
@@ -82,7 +82,7 @@ def table_path(results_dir: Path) -> Path:
 
 def rows_dir(results_dir: Path) -> Path:
     """The folder of row files: one Parquet dataset."""
-    return results_dir / ENTRIES_DIR / ROWS_DIR
+    return entries_dir(results_dir) / ROWS_DIR
 
 
 def row_path(results_dir: Path, entry_id: str) -> Path:
@@ -103,7 +103,7 @@ def claim_entry(results_dir: Path, sweep: str) -> tuple[str, Path]:
     now, and an id whose entry folder or row exists is passed over. Since a staging folder
     becomes its entry folder by one rename, no two promotions ever get the same id.
     """
-    parent = results_dir / ENTRIES_DIR
+    parent = entries_dir(results_dir)
     parent.mkdir(parents=True, exist_ok=True)
     while True:
         entry_id = new_entry_id(sweep)

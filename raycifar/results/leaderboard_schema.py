@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from raycifar.results.schema import VAL_ACC
+
 SCHEMA_VERSION = 4  # 3: test_acc_mean, test_acc_std, seeds; 4: device (null in rows of older versions)
 
+
+ENTRY_FOLDER = "checkpoint_path"  # the column holding the entry's folder (so named since version 1)
 
 # Schema version 1: the single-file table (leaderboard.parquet) of older raycifars.
 LEGACY_SCHEMA = pa.schema(
@@ -23,13 +27,13 @@ LEGACY_SCHEMA = pa.schema(
         ("model", pa.string()),
         ("params", pa.int64()),
         ("budget", pa.int64()),
-        ("val_acc", pa.float64()),
+        (VAL_ACC, pa.float64()),
         ("test_acc", pa.float64()),
         ("test_loss", pa.float64()),
         ("epochs", pa.int64()),
         ("trial_id", pa.string()),
         ("config_json", pa.string()),
-        ("checkpoint_path", pa.string()),
+        (ENTRY_FOLDER, pa.string()),
         ("source_checkpoint", pa.string()),
         ("seed", pa.int64()),
         ("raycifar_version", pa.string()),

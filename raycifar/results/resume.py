@@ -17,8 +17,6 @@ This module imports neither Ray nor torch (``raycifar status`` uses it).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +26,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from raycifar.errors import UserError
+from raycifar.results import layout
+from raycifar.results.atomic import replace_text
 from raycifar.results.sweep_record import SweepRecord, read_record, utc_now
 
 OPTIONS_FILE = "resume.json"
@@ -73,12 +73,9 @@ def options_path(sweep_dir: Path) -> Path:
 
 
 def save_options(sweep_dir: Path, options: SavedOptions) -> None:
-    """Write ``sweep_dir/resume.json`` atomically (temp file, then rename)."""
+    """Write ``sweep_dir/resume.json`` whole (:mod:`raycifar.results.atomic`)."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=".resume-", suffix=".json", dir=sweep_dir)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(options.model_dump_json(indent=1))
-    os.replace(temp, options_path(sweep_dir))
+    replace_text(options_path(sweep_dir), options.model_dump_json(indent=1))
 
 
 def load_options(sweep_dir: Path) -> SavedOptions:
@@ -159,7 +156,7 @@ def check_resumable(results_dir: Path, name: str, now: datetime | None = None, e
     """The sweep ``name`` in ``results_dir``, if it can be resumed (``extend`` None) or
     extended by ``extend`` more trials; else UserError (one line): no such sweep, no
     record, its driver still running, it already ended (resume), or it did not end (extend)."""
-    sweeps_dir = results_dir / "sweeps"
+    sweeps_dir = layout.sweeps_dir(results_dir)
     sweep_dir = sweeps_dir / name
     if not sweep_dir.is_dir():
         known = ", ".join(sorted(p.name for p in sweeps_dir.iterdir() if p.is_dir())) if sweeps_dir.is_dir() else ""
@@ -167,7 +164,7 @@ def check_resumable(results_dir: Path, name: str, now: datetime | None = None, e
     record = read_record(sweep_dir)
     if record is None:
         raise UserError(f"--resume {name}: {sweep_dir} has no sweep_record.json; the sweep never started or is too old to resume")
-    if record.ended_at is None and not record.is_stale(now or utc_now()) and not record.driver_gone():
+    if record.driver_alive(now or utc_now()):
         raise UserError(
             f"--resume {name}: the sweep is still running (driver pid {record.driver_pid} on {record.driver_host}, "
             f"heartbeat {record.heartbeat_at:%H:%M:%S} UTC); stop it first or wait a minute after it died"

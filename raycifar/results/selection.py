@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-DIVERGED = "diverged"  # the metric a diverged epoch carries (raycifar.train.loop.DIVERGED; this module imports no torch)
+from raycifar.results.schema import CHECKPOINT_PATH, DIVERGED, EPOCH, VAL_ACC, EpochMetrics
 
 
 def is_diverged(result: dict) -> bool:
@@ -25,7 +25,7 @@ def is_diverged(result: dict) -> bool:
     a table's blank, not a yes), or its ``val_acc`` is NaN or infinite."""
     if str(result.get(DIVERGED)).strip().lower() in ("true", "1", "1.0"):
         return True
-    value = result.get("val_acc")
+    value = result.get(VAL_ACC)
     try:
         return value not in (None, "") and not math.isfinite(float(value))
     except (TypeError, ValueError):
@@ -50,7 +50,7 @@ class TrialHistory:
 
     trial_id: str
     planned_epochs: int
-    results: list[dict] = field(default_factory=list)
+    results: list[EpochMetrics] = field(default_factory=list)
     failed: bool = False
 
     @property
@@ -60,7 +60,7 @@ class TrialHistory:
 
     @property
     def stopped_early(self) -> bool:
-        reached = max((int(r["epoch"]) for r in self.results if "epoch" in r), default=0)
+        reached = max((int(r[EPOCH]) for r in self.results if EPOCH in r), default=0)
         return not self.failed and not self.diverged and reached < self.planned_epochs
 
 
@@ -85,23 +85,28 @@ class Selection:
     diverged: int = 0
 
 
-def candidates(trials: Iterable[TrialHistory]) -> list[Candidate]:
+def candidates(trials: Iterable[TrialHistory], metric: str = VAL_ACC) -> list[Candidate]:
     """Every reported epoch with a checkpoint and a ``val_acc`` of the trials that did not
-    diverge, best first (see module doc)."""
+    diverge, best first: by ``metric`` (``val_acc``, or ``epoch`` for a run that trained on
+    its val part, whose last epoch is kept), ties as the module doc says."""
     found = []
     for order, trial in enumerate(trials):
         if any(is_diverged(r) for r in trial.results):
             continue
         for result in trial.results:
-            if result.get("checkpoint_path") and result.get("val_acc") is not None:
-                candidate = Candidate(trial.trial_id, int(result["epoch"]), float(result["val_acc"]), str(result["checkpoint_path"]))
-                found.append((-candidate.val_acc, -candidate.epoch, order, candidate))
+            if result.get(CHECKPOINT_PATH) and result.get(VAL_ACC) is not None:
+                candidate = Candidate(trial.trial_id, int(result[EPOCH]), float(result[VAL_ACC]), str(result[CHECKPOINT_PATH]))
+                score = candidate.epoch if metric == EPOCH else candidate.val_acc
+                found.append((-score, -candidate.epoch, order, candidate))
     return [entry[-1] for entry in sorted(found, key=lambda entry: entry[:3])]
 
 
-def select_best(trials: list[TrialHistory], checkpoint_exists: Callable[[str], bool]) -> Selection:
-    """The best epoch whose checkpoint ``checkpoint_exists``, and the trial counts."""
-    best = next((c for c in candidates(trials) if checkpoint_exists(c.checkpoint)), None)
+def select_best(
+    trials: list[TrialHistory], checkpoint_exists: Callable[[str], bool], metric: str = VAL_ACC
+) -> Selection:
+    """The best epoch by ``metric`` whose checkpoint ``checkpoint_exists``, and the trial
+    counts. Sweeps select among their trials, and ``raycifar train`` among its epochs, with it."""
+    best = next((c for c in candidates(trials, metric) if checkpoint_exists(c.checkpoint)), None)
     return Selection(
         best=best,
         trials=len(trials),

@@ -16,17 +16,18 @@ neither Ray nor torch.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from raycifar.results.layout import TRIAL_DIR_PREFIX
+from raycifar.results.schema import EPOCH, VAL_ACC
 
 if TYPE_CHECKING:
     pass
 from raycifar.errors import UserError
+from raycifar.results import layout
 from raycifar.results.cost import Cost, results_cost, total
 from raycifar.results.resume import OPTIONS_FILE, resume_command
 from raycifar.results.selection import good_results
@@ -39,7 +40,7 @@ from raycifar.results.sweep_record import (
     read_record,
     utc_now,
 )
-from raycifar.results.trial_files import read_params, read_progress, read_results
+from raycifar.results.trial_files import trial_folder, trial_folders
 
 # The record's trial states as status shows them; "interrupted" and "unknown" are status's own.
 SHOWN_STATE = {"stopped_early": "stopped early"}
@@ -123,10 +124,10 @@ def _history(rows: list[dict]) -> _History:
     cost = results_cost(rows)
     good = good_results(rows)
     diverged, rows = len(good) < len(rows), good
-    scored = [float(r["val_acc"]) for r in rows if r.get("val_acc") not in (None, "")]
-    epochs = [int(float(r["epoch"])) for r in rows if r.get("epoch") not in (None, "")]
+    scored = [float(r[VAL_ACC]) for r in rows if r.get(VAL_ACC) not in (None, "")]
+    epochs = [int(float(r[EPOCH])) for r in rows if r.get(EPOCH) not in (None, "")]
     last = rows[-1] if rows else {}
-    last_acc = last.get("val_acc")
+    last_acc = last.get(VAL_ACC)
     return _History(
         epoch=max(epochs, default=0),
         val_acc=None if last_acc in (None, "") else float(last_acc),
@@ -135,19 +136,6 @@ def _history(rows: list[dict]) -> _History:
         cost=cost,
     )
 
-
-def _read_history(trial_dir: Path) -> _History:
-    """The trial's reported epochs from ``result.json``, else ``progress.csv``, else nothing."""
-    result, progress = trial_dir / "result.json", trial_dir / "progress.csv"
-    try:
-        if result.is_file():
-            return _history(read_results(result))
-        if progress.is_file():
-            return _history(read_progress(progress))
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as err:
-        source = result if result.is_file() else progress
-        raise UserError(f"{source}: cannot read the trial's results ({err})") from None
-    return _History()
 
 
 def _model_from_config(config: dict) -> str:
@@ -191,20 +179,19 @@ def _trial_state(entry: TrialEntry | None, history: _History, epochs: int | None
 def _trial_ids(sweep_dir: Path, record: SweepRecord | None) -> list[str]:
     """The record's trials in start order, then trial folders the record does not list."""
     ids = list(record.trials) if record else []
-    folders = sorted(p.name for p in sweep_dir.glob(f"{TRIAL_DIR_PREFIX}*") if p.is_dir())
-    extra = [name.removeprefix(TRIAL_DIR_PREFIX) for name in folders]
+    extra = [folder.trial_id for folder in trial_folders(sweep_dir)]
     return ids + [i for i in extra if i not in ids]
 
 
 def _read_trial(sweep_dir: Path, trial_id: str, record: SweepRecord | None, live: bool) -> TrialStatus:
-    trial_dir = sweep_dir / f"{TRIAL_DIR_PREFIX}{trial_id}"
+    folder = trial_folder(sweep_dir, trial_id)
     entry = record.trials.get(trial_id) if record else None
-    history = _read_history(trial_dir)
+    results = folder.results()
+    history = _history(results)
     known = entry is not None and entry.model is not None and entry.epochs is not None
-    config = {} if known else read_params(trial_dir)
+    config = {} if known else folder.config()
     epochs = entry.epochs if entry and entry.epochs is not None else (config.get("train") or {}).get("epochs")
-    error_txt = trial_dir / "error.txt"
-    error_file = (entry.error_file if entry else None) or (str(error_txt) if error_txt.is_file() else None)
+    error_file = (entry.error_file if entry else None) or (str(folder.error_file) if folder.error_file else None)
     return TrialStatus(
         trial_id=trial_id,
         state=_trial_state(entry, history, epochs, error_file is not None, live),
@@ -221,10 +208,8 @@ def _read_trial(sweep_dir: Path, trial_id: str, record: SweepRecord | None, live
 
 
 def _is_live(record: SweepRecord | None, now: datetime, stale_after_s: float) -> bool:
-    """Whether the sweep's driver is still running: a fresh heartbeat and not ended."""
-    if record is None or record.ended_at is not None:
-        return False
-    return not record.is_stale(now, stale_after_s) and not record.driver_gone()
+    """Whether the sweep's driver is still running (:meth:`SweepRecord.driver_alive`)."""
+    return record is not None and record.driver_alive(now, stale_after_s)
 
 
 def _sweep_state(record: SweepRecord | None, trials: list[TrialStatus], promoted: str | None, live: bool) -> str:
@@ -292,7 +277,7 @@ def read_sweeps(
     A damaged sweep folder comes back with state ``unreadable`` and the reason in
     ``problem``, unless it is the one ``sweep`` names: then UserError.
     """
-    sweeps_dir = results_dir / "sweeps"
+    sweeps_dir = layout.sweeps_dir(results_dir)
     folders = [p for p in sweeps_dir.iterdir() if p.is_dir()] if sweeps_dir.is_dir() else []
     if sweep is not None:
         known = ", ".join(sorted(p.name for p in folders)) or "none"

@@ -11,9 +11,8 @@ Tune's private state files::
                              "epochs": 2, "started_at": "...", "ended_at": null,
                              "error_file": null, "reason": null}}}
 
-Only the driver writes it (one writer, no lock), always whole: a temp file in the same
-folder, fsync, then ``os.replace``, so a reader sees the old or the new record, never half
-of one. The driver refreshes ``heartbeat_at`` every few seconds while it lives; a record
+Only the driver writes it (one writer, no lock), always whole (:mod:`raycifar.results.atomic`),
+so a reader sees the old or the new record, never half of one. The driver refreshes ``heartbeat_at`` every few seconds while it lives; a record
 that has not ``ended`` and whose heartbeat is old belongs to a driver that was killed.
 
 This module imports neither torch nor Ray: ``raycifar status`` reads it on any machine.
@@ -23,7 +22,6 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,17 +30,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from raycifar.errors import UserError
+from raycifar.results.atomic import replace_text
+from raycifar.results.schema import TERMINAL_STATES, TrialState
 
 RECORD_FILE = "sweep_record.json"
 RECORD_FORMAT = 1
 HEARTBEAT_EVERY_S = 5.0  # heartbeat() writes at most this often
 STALE_AFTER_S = 60.0  # a heartbeat older than this, on a record not ended: the driver is gone
 
-# "lost": a trial the driver started after Tune last saved its state (every ~10 s) and then
-# died; a resume does not know it, and the searcher proposes its config again as a new trial.
-TrialState = Literal["pending", "running", "finished", "stopped_early", "error", "diverged", "lost"]
 SweepEnd = Literal["completed", "interrupted", "failed"]
-TERMINAL_STATES: frozenset[str] = frozenset({"finished", "stopped_early", "error", "diverged", "lost"})
 
 
 def utc_now() -> datetime:
@@ -103,6 +99,12 @@ class SweepRecord(BaseModel):
         """
         return self.ended_at is None and (now - self.heartbeat_at).total_seconds() > stale_after_s
 
+    def driver_alive(self, now: datetime, stale_after_s: float = STALE_AFTER_S) -> bool:
+        """The one rule for "is the sweep's driver still running?": the sweep has not ended,
+        its heartbeat is fresh (:meth:`is_stale`), and its process is not known to be gone
+        (:meth:`driver_gone`). ``status``, ``--resume`` and ``promote`` all ask this."""
+        return self.ended_at is None and not self.is_stale(now, stale_after_s) and not self.driver_gone()
+
     def driver_gone(self) -> bool:
         """True when the driver ran on this machine and its process no longer exists (on
         another machine, or when the process is another user's, it cannot be told: False)."""
@@ -124,16 +126,7 @@ def record_path(sweep_dir: Path) -> Path:
 def write_record(sweep_dir: Path, record: SweepRecord) -> None:
     """Replace ``sweep_dir/sweep_record.json`` with ``record`` atomically (temp file + rename)."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=".sweep_record-", suffix=".json", dir=sweep_dir)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(record.model_dump_json(indent=1))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, record_path(sweep_dir))
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    replace_text(record_path(sweep_dir), record.model_dump_json(indent=1))
 
 
 def read_record(sweep_dir: Path) -> SweepRecord | None:

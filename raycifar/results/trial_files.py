@@ -12,13 +12,9 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from raycifar.results.layout import TRAIN_RUNS_DIR, TRIAL_DIR_PREFIX
-
-if TYPE_CHECKING:
-    pass
 from raycifar.errors import UserError
+from raycifar.results.layout import TRIAL_DIR_PREFIX, train_runs_dir
 from raycifar.results.selection import TrialHistory
 
 
@@ -80,21 +76,70 @@ class SweepTrials:
 def local_checkpoint(sweep_dir: Path, trial_id: str, reported: str) -> Path | None:
     """The checkpoint folder a result names, where it is on disk: the reported path, or the
     same checkpoint under this sweep folder's ``train_runs/<trial_id>/`` (a moved folder)."""
-    for path in (Path(reported), sweep_dir / TRAIN_RUNS_DIR / trial_id / Path(reported).name):
+    for path in (Path(reported), train_runs_dir(sweep_dir) / trial_id / Path(reported).name):
         if path.is_dir():
             return path
     return None
 
 
+@dataclass(frozen=True)
+class TrialFolder:
+    """One ``trial_<id>`` folder and what Tune wrote there: the one reader of trial folders
+    (status, promotion, the report and the sweep's own outcome use it). Each file is read
+    when asked for; problems are one :class:`UserError` line naming the file."""
+
+    path: Path
+
+    @property
+    def trial_id(self) -> str:
+        return self.path.name.removeprefix(TRIAL_DIR_PREFIX)
+
+    def results(self) -> list[dict]:
+        """The reported epochs, in order: ``result.json``, else ``progress.csv`` (values as
+        text), else none yet."""
+        result, progress = self.path / "result.json", self.path / "progress.csv"
+        try:
+            if result.is_file():
+                return read_results(result)
+            if progress.is_file():
+                return read_progress(progress)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as err:
+            source = result if result.is_file() else progress
+            raise UserError(f"{source}: cannot read the trial's results ({err})") from None
+        return []
+
+    def config(self, results: list[dict] | None = None) -> dict:
+        """The trial config: ``params.json``, else the ``config`` of its first result, else {}."""
+        return read_params(self.path) or (results[0].get("config") if results else None) or {}
+
+    @property
+    def error_file(self) -> Path | None:
+        """Tune's ``error.txt`` of a trial that errored (None otherwise)."""
+        path = self.path / "error.txt"
+        return path if path.is_file() else None
+
+
+def planned_epochs(config: dict) -> int:
+    """The epochs a trial config plans (0 when it does not say)."""
+    return int((config.get("train") or {}).get("epochs") or 0)
+
+
+def trial_folders(sweep_dir: Path) -> list[TrialFolder]:
+    """Every ``trial_<id>`` folder of a sweep, in name order."""
+    return [TrialFolder(p) for p in sorted(sweep_dir.glob(f"{TRIAL_DIR_PREFIX}*")) if p.is_dir()]
+
+
+def trial_folder(sweep_dir: Path, trial_id: str) -> TrialFolder:
+    """The folder of trial ``trial_id`` (it may not exist yet)."""
+    return TrialFolder(sweep_dir / f"{TRIAL_DIR_PREFIX}{trial_id}")
+
+
 def read_trials(sweep_dir: Path) -> SweepTrials:
-    """Every ``trial_<id>`` folder of ``sweep_dir``, in name order (:class:`UserError` for
-    an unreadable ``result.json`` or ``params.json``)."""
+    """Every trial of ``sweep_dir`` as a :class:`TrialHistory`, with its last reported result."""
     histories, last = [], {}
-    for folder in sorted(p for p in sweep_dir.glob(f"{TRIAL_DIR_PREFIX}*") if p.is_dir()):
-        trial_id = folder.name.removeprefix(TRIAL_DIR_PREFIX)
-        results = read_results(folder / "result.json") if (folder / "result.json").is_file() else []
-        config = read_params(folder) or (results[0].get("config") if results else None) or {}
-        planned = int((config.get("train") or {}).get("epochs") or 0)
-        histories.append(TrialHistory(trial_id, planned, results, failed=(folder / "error.txt").is_file()))
-        last[trial_id] = results[-1] if results else {}
+    for folder in trial_folders(sweep_dir):
+        results = folder.results()
+        planned = planned_epochs(folder.config(results))
+        histories.append(TrialHistory(folder.trial_id, planned, results, failed=folder.error_file is not None))
+        last[folder.trial_id] = results[-1] if results else {}
     return SweepTrials(sweep_dir, histories, last)

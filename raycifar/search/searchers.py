@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 
 from raycifar.config import TrialConfig
 from raycifar.errors import UserError
+from raycifar.results.schema import VAL_ACC
 from raycifar.search.draws import MAX_DRAWS_PER_SAMPLE, config_from_values, draw_values, searched_values
 from raycifar.space.dimension import Dimension
 from raycifar.space.file import dimensions
@@ -168,7 +169,7 @@ class Search:
     @property
     def objectives(self) -> list[str]:
         """What the study optimises: ``val_acc`` (max), and with ``nsga2`` the size (min)."""
-        return ["val_acc", self.settings.cost] if self.settings.name == "nsga2" else ["val_acc"]
+        return [VAL_ACC, self.settings.cost] if self.settings.name == "nsga2" else [VAL_ACC]
 
     @classmethod
     def _open(
@@ -309,7 +310,7 @@ class Search:
             return []
         feasible = [t for t in self.study.best_trials if t.constraints.get(OVER_BUDGET, 0) <= 0]
         rows = [
-            {"trial_id": t.user_attrs.get(TRIAL_ID_ATTR), "val_acc": t.values[0], self.settings.cost: int(t.values[1])}
+            {"trial_id": t.user_attrs.get(TRIAL_ID_ATTR), VAL_ACC: t.values[0], self.settings.cost: int(t.values[1])}
             for t in feasible
         ]
         return sorted(rows, key=lambda row: row[self.settings.cost])

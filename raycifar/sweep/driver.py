@@ -14,9 +14,6 @@ from __future__ import annotations
 import os
 import time
 
-import pyarrow.fs
-import ray
-import ray.train
 from ray import tune
 from ray.tune.schedulers import TrialScheduler
 
@@ -25,6 +22,7 @@ from raycifar.config import TrialConfig
 from raycifar.display import ProgressSink
 from raycifar.results import layout
 from raycifar.results.resume import SCHEDULER_STATE_FILE
+from raycifar.results.schema import VAL_ACC
 from raycifar.results.selection import Selection, TrialHistory, is_diverged, select_best
 from raycifar.results.sweep_record import TERMINAL_STATES, SweepRecorder
 from raycifar.results.trial_files import read_trials
@@ -35,10 +33,11 @@ from raycifar.sweep.outcome import SweepFailed, SweepInterrupted, SweepOutcome
 from raycifar.sweep.schedulers import make_scheduler, population_space
 from raycifar.sweep.trial import make_trial_function, trial_dirname
 from raycifar.sweep.tune_hooks import LIVE_DRIVERS, DriverState, ProgressCallback, SchedulerState, StudySearcher
+from raycifar.train.run import checkpoint_exists
 
 
 def _callbacks(options: SweepOptions, progress: ProgressCallback, scheduler: TrialScheduler, warm: bool) -> list:
-    sweep_dir = options.results_dir / "sweeps" / options.sweep_name
+    sweep_dir = layout.sweep_dir(options.results_dir, options.sweep_name)
     callbacks: list = [progress, SchedulerState(scheduler, sweep_dir / SCHEDULER_STATE_FILE, warm)]
     if options.wandb != "off":
         from ray.air.integrations.wandb import WandbLoggerCallback
@@ -76,10 +75,10 @@ def run_sweep(
     """
     started = time.monotonic()
     gpus = resolve_gpus(options.resources, local=options.address is None)
-    storage = options.results_dir / "sweeps"
+    storage = layout.sweeps_dir(options.results_dir)
     sweep_dir = storage / options.sweep_name
     completed = resume.completed if resume else frozenset()
-    trainable = make_trial_function(options, sweep_dir / "train_runs", gpus, completed, scheduler)
+    trainable = make_trial_function(options, layout.train_runs_dir(sweep_dir), gpus, completed, scheduler)
     max_concurrent = concurrent_runs(options.resources, gpus, options.max_concurrent_trials)
     if plan.population is None:  # Tune holds 1 pending trial with a custom searcher: as many as run at once
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max_concurrent)
@@ -145,7 +144,7 @@ def _new_tuner(
     """The Tuner of a new sweep, or of an extension of an ended one (a new Tune experiment in
     the same folder; its scheduler starts from the saved rung records): the plan's searcher
     proposes ``plan.proposals`` trials, ``max_concurrent`` at once, the scheduler stops early."""
-    sweep_dir = options.results_dir / "sweeps" / options.sweep_name
+    sweep_dir = layout.sweep_dir(options.results_dir, options.sweep_name)
     searcher = None  # PBT refuses searchers: Tune's variant generator runs its population
     if not plan.population:
         searcher = StudySearcher(plan.search, plan.proposals, max_concurrent, key=str(sweep_dir))
@@ -159,7 +158,7 @@ def _new_tuner(
         trainable,
         param_space=population,
         tune_config=tune.TuneConfig(
-            metric="val_acc",
+            metric=VAL_ACC,
             mode="max",
             scheduler=trial_scheduler,
             search_alg=searcher,
@@ -170,16 +169,12 @@ def _new_tuner(
         ),
         run_config=tune.RunConfig(
             name=options.sweep_name,
-            storage_path=str(options.results_dir / "sweeps"),
+            storage_path=str(layout.sweeps_dir(options.results_dir)),
             callbacks=callbacks,
             verbose=0,
         ),
     )
 
-
-def _checkpoint_exists(path: str) -> bool:
-    checkpoint = ray.train.Checkpoint(path)
-    return checkpoint.filesystem.get_file_info(checkpoint.path).type != pyarrow.fs.FileType.NotFound
 
 
 def _history(result) -> TrialHistory:
@@ -204,7 +199,7 @@ def _histories(results, recorder: SweepRecorder) -> list[TrialHistory]:
 
 def _best_so_far(histories: list[TrialHistory]) -> float | None:
     """The best ``val_acc`` any of these trials reported in an epoch that did not diverge."""
-    scores = [float(r["val_acc"]) for h in histories for r in h.results if "val_acc" in r and not is_diverged(r)]
+    scores = [float(r[VAL_ACC]) for h in histories for r in h.results if VAL_ACC in r and not is_diverged(r)]
     return max(scores, default=None)
 
 
@@ -214,7 +209,7 @@ def _summarise(
 ) -> SweepOutcome:  # fmt: skip
     """The best epoch across all the sweep's trials whose checkpoint is kept and that did not
     diverge (see :mod:`raycifar.results.selection`); ``problems``: one line per failed or diverged trial."""
-    selection: Selection = select_best(_histories(results, recorder), _checkpoint_exists)
+    selection: Selection = select_best(_histories(results, recorder), checkpoint_exists)
     best = selection.best
     if best is None:
         first = f" ({problems[0]}{f'; {len(problems) - 1} more' if len(problems) > 1 else ''})" if problems else ""

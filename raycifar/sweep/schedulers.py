@@ -29,7 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import ray.train
 from ray import tune
 from ray.tune.schedulers import (
     ASHAScheduler,
@@ -42,10 +41,12 @@ from ray.tune.schedulers import (
 from ray.util.queue import Empty, Queue
 
 from raycifar.errors import UserError
+from raycifar.results.schema import CHECKPOINT_PATH, EPOCH
 from raycifar.space.dimension import Dimension
 from raycifar.space.sections import SCHEDULER_LABELS, SchedulerSettings
+from raycifar.train.run import ForwardMetrics
 
-TIME_ATTR = "epoch"
+TIME_ATTR = EPOCH
 
 
 def label(settings: SchedulerSettings) -> str:
@@ -146,18 +147,8 @@ class _BySeed:
 
 
 # --- PBT in a Train-in-Tune trial -----------------------------------------------------------
-ORIGIN_KEYS = ("trial_id", "run", "epoch")  # the metadata of a Tune checkpoint this module reports
+ORIGIN_KEYS = ("trial_id", "run", EPOCH)  # the metadata of a Tune checkpoint this module reports
 
-
-class _ForwardEpochs(ray.train.UserCallback):
-    """Runs in Ray Train's controller: queues rank 0's metrics of each report with its
-    checkpoint path, for :func:`run_population_trial` to report to Tune."""
-
-    def __init__(self, queue: Queue) -> None:
-        self.queue = queue
-
-    def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
-        self.queue.put({**metrics[0], "checkpoint_path": checkpoint.path if checkpoint else None})
 
 
 def run_name(trial_id: str, storage: Path, origin: dict | None) -> str:
@@ -187,7 +178,7 @@ def run_population_trial(
     trial_id = tune.get_context().get_trial_id()
     restored = tune.get_checkpoint()
     origin = restored.get_metadata() if restored is not None else None
-    if origin and int(origin.get("epoch", 0)) >= config["train"]["epochs"]:
+    if origin and int(origin.get(EPOCH, 0)) >= config["train"]["epochs"]:
         return  # restored at its last epoch: nothing left to train
     name = run_name(trial_id, storage, origin)
     source = "" if origin is None or origin.get("trial_id") == trial_id else restored.path
@@ -196,7 +187,7 @@ def run_population_trial(
 
     def fit_in_background() -> None:
         try:
-            fit(name, restored.path if restored is not None else None, [_ForwardEpochs(queue)])
+            fit(name, restored.path if restored is not None else None, [ForwardMetrics(queue)])
         except BaseException as err:  # noqa: BLE001 - re-raised in the trial's thread below
             failure.append(err)
 
@@ -225,11 +216,11 @@ def _report(metrics: dict, trial_id: str, name: str, source: str, interval: int,
     asking PBT, which would otherwise pause and restart it for nothing, and Tune 2.60 restarts
     a trial's ``result.json`` from the copy in storage, which can lack the epochs since its
     last sync (seen: an exploited trial's last epoch missing from ``result.json``)."""
-    row = {**metrics, "train_run": name, "restored_from": source, "done": int(metrics["epoch"]) >= epochs}
-    path, epoch = metrics.get("checkpoint_path"), int(metrics["epoch"])
+    row = {**metrics, "train_run": name, "restored_from": source, "done": int(metrics[EPOCH]) >= epochs}
+    path, epoch = metrics.get(CHECKPOINT_PATH), int(metrics[EPOCH])
     if not path or epoch % interval:
         tune.report(row)
         return
     checkpoint = tune.Checkpoint(path)
-    checkpoint.set_metadata({"trial_id": trial_id, "run": name, "epoch": epoch})
+    checkpoint.set_metadata({"trial_id": trial_id, "run": name, EPOCH: epoch})
     tune.report(row, checkpoint=checkpoint)

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import ray
-import ray.train
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -23,9 +21,8 @@ from raycifar.space.sections import SchedulerSettings
 from raycifar.sweep.options import SweepOptions
 from raycifar.sweep.outcome import TrialFailed
 from raycifar.sweep.schedulers import run_population_trial
-from raycifar.train.leaked_groups import release_leaked
 from raycifar.train.process_group import ray_is_local
-from raycifar.train.run import failure_reason, make_trainer, scaling_config
+from raycifar.train.run import TrainRunFailed, fit, make_trainer, scaling_config
 
 # The Tune function only waits on its trainer, on the head node (a sliver of the resource Ray
 # gives the head alone): Ray Train places a run's controller on the node of the process that
@@ -44,44 +41,33 @@ def make_trial_function(
 
     def run_trial(config: dict) -> None:
         if scheduler.name == "pbt":
-            def fit(name: str, init: str | None, callbacks: list) -> None:
-                _fit(lambda: make_trainer(config, name, train_storage, scaling, callbacks, local, options.max_failures, init),
-                     options.max_failures)  # fmt: skip
+            def fit_generation(name: str, init: str | None, callbacks: list) -> None:
+                fit_trial(lambda: make_trainer(config, name, train_storage, scaling, callbacks, local, options.max_failures, init),
+                          options.max_failures)  # fmt: skip
 
-            run_population_trial(config, train_storage, scheduler.perturbation_interval, fit)
+            run_population_trial(config, train_storage, scheduler.perturbation_interval, fit_generation)
             return
         trial_id = tune.get_context().get_trial_id()
         if trial_id in completed:  # it ended after Tune last saved its state (every ~10 s)
             return
         callbacks = [TuneReportCallback()]
-        _fit(lambda: make_trainer(config, trial_id, train_storage, scaling, callbacks, local, options.max_failures),
-             options.max_failures)  # fmt: skip
+        fit_trial(lambda: make_trainer(config, trial_id, train_storage, scaling, callbacks, local, options.max_failures),
+                  options.max_failures)  # fmt: skip
 
     return tune.with_resources(run_trial, DRIVER_RESOURCES)
 
-
-def _fit(make: Callable[[], Any], retries: int) -> None:
-    """Fit the TorchTrainer ``make`` builds; a run that failed after its restarts is a
-    :class:`TrialFailed`.
-
-    Ray Train restarts a crashed worker group itself (``FailureConfig``), except when a worker
-    dies while its group starts: that is a ``ControllerError``, which it never retries, and
-    whose placement group it leaves reserved (:mod:`raycifar.train.leaked_groups` releases it). Such
-    a run is fitted again under the same name, so it resumes from its latest checkpoint, at
-    most ``retries`` times.
-    """
-    for attempt in range(retries + 1):
-        try:
-            make().fit()
-            return
-        except ray.train.ControllerError as err:
-            release_leaked()
-            if attempt == retries:
-                raise TrialFailed(failure_reason(err)) from None
-        except ray.train.TrainingFailedError as err:
-            raise TrialFailed(failure_reason(err)) from None
 
 
 def trial_dirname(trial) -> str:
     """Short trial folder names (Tune's default spells out the whole config)."""
     return f"{TRIAL_DIR_PREFIX}{trial.trial_id}"
+
+
+def fit_trial(make: Callable[[], Any], retries: int) -> None:
+    """Fit a trial's Train run as every Train run is fitted (:func:`raycifar.train.run.fit`:
+    ``ControllerError`` retries, leaked placement groups released); a run that failed after
+    its restarts is a :class:`TrialFailed` with the reason."""
+    try:
+        fit(make, retries)
+    except TrainRunFailed as err:
+        raise TrialFailed(str(err)) from None

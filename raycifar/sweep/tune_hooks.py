@@ -12,7 +12,6 @@ A restored callback or searcher finds the driver that resumes it in :data:`LIVE_
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from ray.tune.search import Searcher
 from raycifar.config import TrialConfig
 from raycifar.display import ProgressSink
 from raycifar.models.registry import model_name
+from raycifar.results.atomic import replacing_path
+from raycifar.results.schema import EPOCH, VAL_ACC, EpochMetrics
 from raycifar.results.selection import is_diverged
 from raycifar.results.sweep_record import SweepRecorder, completion_state
 from raycifar.search.searchers import Search
@@ -40,7 +41,7 @@ class StudySearcher(Searcher):
     the limit of the driver that resumes it, e.g. more trials on a bigger cluster."""
 
     def __init__(self, search: Search, trials: int | None, max_concurrent: int, key: str = "") -> None:
-        super().__init__(metric="val_acc", mode="max")
+        super().__init__(metric=VAL_ACC, mode="max")
         self.search, self.trials, self.max_concurrent, self.key = search, trials, max_concurrent, key
         self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
         self.records: dict[str, dict] = {}  # Tune trial id -> search record
@@ -60,16 +61,16 @@ class StudySearcher(Searcher):
         self.numbers[trial_id], self.records[trial_id] = proposal.number, proposal.search
         return proposal.config.model_dump(mode="json")
 
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self.numbers and "val_acc" in result and "epoch" in result:
-            self.search.report(self.numbers[trial_id], int(result["epoch"]), float(result["val_acc"]))
+    def on_trial_result(self, trial_id: str, result: EpochMetrics) -> None:
+        if trial_id in self.numbers and VAL_ACC in result and EPOCH in result:
+            self.search.report(self.numbers[trial_id], int(result[EPOCH]), float(result[VAL_ACC]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self.live.discard(trial_id)
         if trial_id not in self.numbers:
             return
         self.on_trial_result(trial_id, result or {})  # Tune hands the last result to this call only
-        self.search.finish(self.numbers[trial_id], int((result or {}).get("epoch", 0)), failed=error)
+        self.search.finish(self.numbers[trial_id], int((result or {}).get(EPOCH, 0)), failed=error)
 
     def save(self, checkpoint_path: str) -> None:
         # The study is on disk already; this is the map from Tune's trials to its trials.
@@ -138,8 +139,8 @@ class ProgressCallback(tune.Callback):
             self.recorder.heartbeat()  # writes at most every few seconds
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "val_acc" in result and not is_diverged(result):
-            self.best = max(self.best or 0.0, float(result["val_acc"]))
+        if VAL_ACC in result and not is_diverged(result):
+            self.best = max(self.best or 0.0, float(result[VAL_ACC]))
         self._push()
 
     def _finish(self, trial) -> None:
@@ -155,7 +156,7 @@ class ProgressCallback(tune.Callback):
             self._problem(trial.trial_id, f"{diverged}; not promoted", None)
         if self.recorder is not None:
             epochs = TrialConfig.model_validate(trial.config).train.epochs
-            state = "diverged" if diverged else completion_state(int(trial.last_result.get("epoch", 0)), epochs)
+            state = "diverged" if diverged else completion_state(int(trial.last_result.get(EPOCH, 0)), epochs)
             self.recorder.trial_ended(trial.trial_id, state, reason=diverged)
         self._finish(trial)
 
@@ -217,9 +218,8 @@ class SchedulerState(tune.Callback):
 
     def _save(self) -> None:
         if self._keeps_state():
-            temp = self.path.with_name(f".{self.path.name}.tmp")
-            self.scheduler.save(str(temp))
-            os.replace(temp, self.path)
+            with replacing_path(self.path) as temporary:
+                self.scheduler.save(str(temporary))
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._save()

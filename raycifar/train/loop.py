@@ -28,6 +28,16 @@ from raycifar.config import TrialConfig
 from raycifar.data.loaders import Loader
 from raycifar.models.files import load_weights, rename_legacy_keys, save_model_files
 from raycifar.models.resnet import build_model
+from raycifar.results.schema import (
+    EPOCH,
+    EVAL_SECONDS,
+    TRAIN_LOSS,
+    TRAIN_SECONDS,
+    VAL_ACC,
+    VAL_ACC_TTA,
+    VAL_LOSS,
+    EpochMetrics,
+)
 from raycifar.results.selection import DIVERGED
 from raycifar.train.epoch import train_epoch
 from raycifar.train.loss import BatchLoss
@@ -78,7 +88,7 @@ class Training:
         """The weights that are evaluated and exported: the EMA when on, else the live model."""
         return self.average.model if self.average is not None else self.model
 
-    def run_epoch(self, epoch: int) -> dict:
+    def run_epoch(self, epoch: int) -> EpochMetrics:
         """Train epoch ``epoch`` (from 0), evaluate, and return the epoch's metrics."""
         self.train_loader.set_epoch(epoch)
         self.batch_loss.set_epoch(epoch)
@@ -94,33 +104,33 @@ class Training:
         scores = score(self.evaluated, self.eval_loader, self.train.tta, self.runtime)
         eval_seconds = time.perf_counter() - started
         if not math.isfinite(scores.loss):
-            return {**self._diverged(epoch, train_loss, train_seconds, scores.loss), "eval_seconds": eval_seconds}
+            return {**self._diverged(epoch, train_loss, train_seconds, scores.loss), EVAL_SECONDS: eval_seconds}
         metrics = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "val_loss": scores.loss,
-            "val_acc": scores.acc,
+            EPOCH: epoch + 1,
+            TRAIN_LOSS: train_loss,
+            VAL_LOSS: scores.loss,
+            VAL_ACC: scores.acc,
             "params": self.config.params,
             "lr": self.schedule.get_last_lr()[0],
-            "train_seconds": train_seconds,
-            "eval_seconds": eval_seconds,
+            TRAIN_SECONDS: train_seconds,
+            EVAL_SECONDS: eval_seconds,
         }
         if scores.acc_tta is not None:
-            metrics["val_acc_tta"] = scores.acc_tta
+            metrics[VAL_ACC_TTA] = scores.acc_tta
         return metrics
 
-    def _diverged(self, epoch: int, train_loss: float, train_seconds: float, val_loss: float = math.nan) -> dict:
+    def _diverged(self, epoch: int, train_loss: float, train_seconds: float, val_loss: float = math.nan) -> EpochMetrics:
         """The metrics of epoch ``epoch`` (from 0) that diverged: no accuracy (NaN), ``diverged`` True;
         ``eval_seconds`` 0 (the caller gives it when the evaluation ran)."""
         return {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_acc": math.nan,
+            EPOCH: epoch + 1,
+            TRAIN_LOSS: train_loss,
+            VAL_LOSS: val_loss,
+            VAL_ACC: math.nan,
             "params": self.config.params,
             "lr": self.schedule.get_last_lr()[0],
-            "train_seconds": train_seconds,
-            "eval_seconds": 0.0,
+            TRAIN_SECONDS: train_seconds,
+            EVAL_SECONDS: 0.0,
             DIVERGED: True,
         }
 
@@ -128,7 +138,7 @@ class Training:
         """Write the evaluated weights (model.safetensors), the config, and the state to resume."""
         exported = self.average.model if self.average is not None else self.net
         save_model_files(folder, exported, self.config)
-        state = {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(), "epoch": epoch}
+        state = {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(), EPOCH: epoch}
         if self.average is not None:
             state["live_model"] = self.net.state_dict()
             state["average"] = self.average.state_dict()
@@ -154,7 +164,7 @@ class Training:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self._keep_hyperparameters(*own)
-        return int(state["epoch"])
+        return int(state[EPOCH])
 
     def _hyperparameters(self) -> tuple[list[dict], list[float]]:
         """Per optimizer group, this config's schedule constants and weight decay; the schedule's base rates."""

@@ -15,11 +15,12 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.fs
 import ray
 import ray.train
 from ray.train.torch import TorchTrainer
@@ -30,7 +31,9 @@ from raycifar.config import TrialConfig
 from raycifar.display import EpochSink
 from raycifar.errors import Interrupted, RunFailed, UserError
 from raycifar.results.layout import run_dir
-from raycifar.results.selection import DIVERGED
+from raycifar.results.schema import CHECKPOINT_PATH, EPOCH, TRAIN_LOSS, VAL_ACC, VAL_LOSS
+from raycifar.results.selection import DIVERGED, TrialHistory, select_best
+from raycifar.train.leaked_groups import release_leaked
 from raycifar.train.process_group import torch_config
 from raycifar.train.worker import INIT_CHECKPOINT_KEY, CheckpointNotWritten, train_loop_per_worker
 
@@ -52,7 +55,7 @@ def scaling_config(resources: RunResources, gpus: float) -> ray.train.ScalingCon
 def selection_metric(config: dict) -> str:
     """What picks a run's checkpoint (a :class:`TrialConfig` as JSON values): ``val_acc``, or
     ``epoch`` (the last one) when it trains on train+val, whose val part is then no held-out score."""
-    return "epoch" if config.get("train_on", "train") == "train+val" else "val_acc"
+    return EPOCH if config.get("train_on", "train") == "train+val" else VAL_ACC
 
 
 def make_trainer(
@@ -110,14 +113,40 @@ def failure_reason(err: ray.train.TrainingFailedError) -> str:
     return lines[-1] if lines else type(err).__name__
 
 
+class TrainRunFailed(Exception):
+    """A Ray Train run failed after its restarts; the message is the reason, in one line."""
+
+
+def fit(make: Callable[[], TorchTrainer], retries: int) -> ray.train.Result:
+    """Fit the ``TorchTrainer`` that ``make`` builds and return its result; a run that failed
+    after its restarts raises :class:`TrainRunFailed` with :func:`failure_reason`.
+
+    Ray Train restarts a crashed worker group itself (``FailureConfig``), except when a worker
+    dies while its group starts: that is a ``ControllerError``, which it never retries, and
+    whose placement group it leaves reserved (:mod:`raycifar.train.leaked_groups` releases it).
+    Such a run is fitted again under the same name, so it resumes from its latest checkpoint,
+    at most ``retries`` times. Sweep trials and ``raycifar train`` both fit this way.
+    """
+    for attempt in range(retries + 1):
+        try:
+            return make().fit()
+        except ray.train.ControllerError as err:
+            release_leaked()
+            if attempt == retries:
+                raise TrainRunFailed(failure_reason(err)) from None
+        except ray.train.TrainingFailedError as err:
+            raise TrainRunFailed(failure_reason(err)) from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 def divergence_message(metrics: dict) -> str | None:
     """``"diverged at epoch E (training loss nan)"`` when ``metrics`` (the last reported
     epoch of a run) is a diverged epoch (:data:`raycifar.train.loop.DIVERGED`), else None."""
     if not metrics.get(DIVERGED):
         return None
-    loss, val_loss = metrics.get("train_loss"), metrics.get("val_loss")
+    loss, val_loss = metrics.get(TRAIN_LOSS), metrics.get(VAL_LOSS)
     which = f"training loss {loss}" if not math.isfinite(float(loss)) else f"validation loss {val_loss}"
-    return f"diverged at epoch {metrics.get('epoch')} ({which})"
+    return f"diverged at epoch {metrics.get(EPOCH)} ({which})"
 
 
 def fetch_checkpoint(checkpoint_path: str, destination: Path) -> Path:
@@ -147,21 +176,23 @@ class RunOutcome:
     epochs: int
     run_dir: Path
     wall_seconds: float
-    selected_on: str = "val_acc"
+    selected_on: str = VAL_ACC
 
 
 class RunInterrupted(Interrupted):
     """The training run was stopped with Ctrl+C."""
 
 
-class _ForwardMetrics(ray.train.UserCallback):
-    """Runs in Ray Train's controller: puts rank 0's metrics of every report on a queue."""
+class ForwardMetrics(ray.train.UserCallback):
+    """Runs in Ray Train's controller: puts rank 0's metrics of every report, with the path of
+    the checkpoint reported with them (``checkpoint_path``, None without one), on a queue
+    (``raycifar train``'s epoch lines, a PBT trial's reports to Tune)."""
 
     def __init__(self, queue: Queue) -> None:
         self.queue = queue
 
     def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
-        self.queue.put({**metrics[0], "checkpoint_path": checkpoint.path if checkpoint else None})
+        self.queue.put({**metrics[0], CHECKPOINT_PATH: checkpoint.path if checkpoint else None})
 
 
 @contextmanager
@@ -191,48 +222,57 @@ def _relay(queue: Queue, log: Path, sink: EpochSink) -> Iterator[None]:
         thread.join()
 
 
-def _last_logged(log: Path) -> dict:
-    """The last epoch's metrics in a run's ``metrics.jsonl`` ({} when none were logged)."""
-    lines = log.read_text().splitlines() if log.is_file() else []
-    return json.loads(lines[-1]) if lines else {}
+
+def checkpoint_exists(path: str) -> bool:
+    """Whether the Ray Train checkpoint at ``path`` (local or on shared storage) is still
+    there: Ray Train deletes all but the best ones it keeps."""
+    checkpoint = ray.train.Checkpoint(path)
+    return checkpoint.filesystem.get_file_info(checkpoint.path).type != pyarrow.fs.FileType.NotFound
+
+
+def _logged(log: Path) -> list[dict]:
+    """Every epoch's metrics in a run's ``metrics.jsonl``, in order."""
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
 
 
 def run_training(
     config: TrialConfig, results_dir: Path, name: str, scaling: ray.train.ScalingConfig, sink: EpochSink, local: bool
 ) -> RunOutcome:
-    """Train ``config`` as run ``name`` on Ray Train (Ray must be connected) and find its
-    selected checkpoint (:func:`selection_metric`). Raises :class:`RunFailed` or :class:`RunInterrupted`."""
+    """Train ``config`` as run ``name`` on Ray Train (Ray must be connected) and select its
+    checkpoint as a sweep selects among its trials' (:func:`raycifar.results.selection.select_best`,
+    on :func:`selection_metric`). Raises :class:`RunFailed` or :class:`RunInterrupted`."""
     started = time.monotonic()
     check_new_run(results_dir, name)
     folder = run_dir(results_dir, name)
     queue = Queue(actor_options={"num_cpus": 0})
-    trainer = make_trainer(config.model_dump(mode="json"), name, folder.parent, scaling, [_ForwardMetrics(queue)], local)
+    loop_config = config.model_dump(mode="json")
     folder.mkdir(parents=True)
     try:
         with _relay(queue, folder / RUN_METRICS_FILE, sink):
-            result = trainer.fit()
-    except ray.train.TrainingFailedError as err:
-        raise RunFailed(f"training run {name} failed: {failure_reason(err)}; its folder is {folder}") from None
+            fit(lambda: make_trainer(loop_config, name, folder.parent, scaling, [ForwardMetrics(queue)], local), MAX_FAILURES)
+    except TrainRunFailed as err:
+        raise RunFailed(f"training run {name} failed: {err}; its folder is {folder}") from None
     except (KeyboardInterrupt, SystemExit):  # Ray Train aborts the run on Ctrl+C, then exits
         raise RunInterrupted(f"training run {name} stopped; its checkpoints so far are in {folder}") from None
     finally:
         queue.shutdown(force=True)
-    diverged = divergence_message(_last_logged(folder / RUN_METRICS_FILE))  # result.metrics: the last checkpoint's
+    logged = _logged(folder / RUN_METRICS_FILE)
+    diverged = divergence_message(logged[-1] if logged else {})  # result.metrics: the last checkpoint's
     if diverged:
         raise RunFailed(
             f"training run {name} {diverged}: nothing selected; lower train.lr or set train.grad_clip_norm "
             f"(checkpoints of the epochs before it are in {folder})"
         )
-    metric = selection_metric(config.model_dump(mode="json"))
-    ranked = sorted(result.best_checkpoints or [], key=lambda pair: (pair[1][metric], pair[1]["epoch"]))
-    if not ranked:
+    metric = selection_metric(loop_config)
+    history = TrialHistory(name, config.train.epochs, logged)
+    best = select_best([history], checkpoint_exists, metric).best
+    if best is None:
         raise RunFailed(f"training run {name} left no checkpoint in {folder}")
-    checkpoint, metrics = ranked[-1]
     return RunOutcome(
-        best_val_acc=float(metrics["val_acc"]),
-        best_epoch=int(metrics["epoch"]),
-        best_checkpoint=checkpoint.path,
-        epochs=int(result.metrics["epoch"]),
+        best_val_acc=best.val_acc,
+        best_epoch=best.epoch,
+        best_checkpoint=best.checkpoint,
+        epochs=max(int(row[EPOCH]) for row in logged),
         run_dir=folder,
         wall_seconds=time.monotonic() - started,
         selected_on=metric,

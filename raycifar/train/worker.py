@@ -32,6 +32,7 @@ import torch
 
 from raycifar.config import TrialConfig
 from raycifar.data.loaders import make_loaders
+from raycifar.results.schema import EPOCH, RESUMED_FROM_EPOCH, WORKER_CPUS, WORKER_GPUS, WORLD_SIZE, EpochMetrics
 from raycifar.results.selection import DIVERGED
 from raycifar.train.loop import Training
 from raycifar.train.runtime import global_settings
@@ -51,7 +52,7 @@ INIT_CHECKPOINT_KEY = "init_checkpoint"  # in a loop config: a checkpoint path t
 CHECKPOINT_METRICS_FILE = "metrics.json"  # in a checkpoint: the metrics reported with it
 
 
-def _restore(training: Training, init_checkpoint: str | None) -> tuple[int, dict | None]:
+def _restore(training: Training, init_checkpoint: str | None) -> tuple[int, EpochMetrics | None]:
     """Load the run's last reported checkpoint if it was restarted, else ``init_checkpoint``
     (a path; another run's, e.g. a PBT donor's) if given. Returns the next epoch (0: none)
     and, for the run's own checkpoint, the metrics reported with it (None if not kept)."""
@@ -65,19 +66,19 @@ def _restore(training: Training, init_checkpoint: str | None) -> tuple[int, dict
         return training.load(Path(folder)), kept
 
 
-def _report(metrics: dict, training: Training, rank: int) -> None:
+def _report(metrics: EpochMetrics, training: Training, rank: int) -> None:
     """Report metrics from every worker; rank 0 attaches the epoch's checkpoint."""
     if rank != 0:
         ray.train.report(metrics)
         return
     try:
         with tempfile.TemporaryDirectory() as folder:
-            training.save(Path(folder), metrics["epoch"])
+            training.save(Path(folder), metrics[EPOCH])
             (Path(folder) / CHECKPOINT_METRICS_FILE).write_text(json.dumps(metrics, default=str))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
     except OSError as err:  # a full disk, a file where a folder should be, a lost mount
         raise CheckpointNotWritten(
-            f"the checkpoint of epoch {metrics['epoch']} could not be written ({describe_os_error(err)})"
+            f"the checkpoint of epoch {metrics[EPOCH]} could not be written ({describe_os_error(err)})"
         ) from None
 
 
@@ -87,8 +88,8 @@ def held_hardware(device: torch.device, held: dict[str, float]) -> dict:
     ``worker_gpus``, the Ray resources ``held`` (``{"CPU": 2.0, "GPU": 1.0}``) by the worker."""
     return {
         "device": device.type,
-        "worker_cpus": float(held.get("CPU", 0.0)),
-        "worker_gpus": float(held.get("GPU", 0.0)),
+        WORKER_CPUS: float(held.get("CPU", 0.0)),
+        WORKER_GPUS: float(held.get("GPU", 0.0)),
     }
 
 
@@ -110,10 +111,10 @@ def train_loop_per_worker(config_dict: dict) -> None:
         training = Training(config, train_loader, val_loader, device, wrap=ray.train.torch.prepare_model)
         start_epoch, last = _restore(training, init_checkpoint)
         if last is not None and start_epoch >= config.train.epochs:  # trained, but maybe never seen: again
-            _report({**last, "resumed_from_epoch": start_epoch}, training, rank)
+            _report({**last, RESUMED_FROM_EPOCH: start_epoch}, training, rank)
         for epoch in range(start_epoch, config.train.epochs):
             metrics = {
-                **training.run_epoch(epoch), "world_size": world_size, "resumed_from_epoch": start_epoch, **hardware,
+                **training.run_epoch(epoch), WORLD_SIZE: world_size, RESUMED_FROM_EPOCH: start_epoch, **hardware,
             }  # fmt: skip
             if metrics.get(DIVERGED):  # every rank saw it at the same step (raycifar.train.loop)
                 ray.train.report(metrics)

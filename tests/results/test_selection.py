@@ -96,3 +96,12 @@ def test_a_sweep_whose_only_trial_diverged_has_nothing_to_promote_and_keeps_its_
     results = [*epochs(0.70, trial="a"), {"epoch": 2, "val_acc": float("nan"), "diverged": True}]
     assert select_best([TrialHistory("a", 3, results)], everything_exists).best is None
     assert good_results(results) == results[:1]
+
+
+def test_a_run_trained_on_its_val_part_keeps_its_last_epoch_whose_checkpoint_is_there() -> None:
+    """``raycifar train --train-on train+val`` selects by epoch (its val_acc is no held-out
+    score) with the same rule: the latest epoch whose checkpoint is still on disk."""
+    run = [TrialHistory("run", 4, epochs(0.50, 0.90, 0.70, 0.60, trial="run"))]
+    assert select_best(run, everything_exists, metric="epoch").best == Candidate("run", 4, 0.60, "/ckpt/run/4")
+    assert select_best(run, lambda path: path != "/ckpt/run/4", metric="epoch").best.epoch == 3
+    assert select_best(run, everything_exists).best.epoch == 2  # by val_acc, the default

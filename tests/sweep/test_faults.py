@@ -121,7 +121,8 @@ def test_a_run_whose_worker_died_at_start_is_fitted_again_up_to_max_failures() -
     import ray.train
 
     from raycifar.sweep.outcome import TrialFailed
-    from raycifar.sweep.trial import _fit
+    from raycifar.sweep.trial import fit_trial
+    from raycifar.train.run import TrainRunFailed, fit
 
     class Run:
         def __init__(self, failures: int) -> None:
@@ -133,13 +134,19 @@ def test_a_run_whose_worker_died_at_start_is_fitted_again_up_to_max_failures() -
                 raise ray.train.ControllerError(RuntimeError("The actor is dead because its worker process has died"))
 
     recovers = Run(failures=2)
-    _fit(lambda: recovers, retries=2)
+    fit_trial(lambda: recovers, retries=2)
     assert recovers.fits == 3
     gives_up = Run(failures=3)
     with pytest.raises(TrialFailed, match="The actor is dead"):
-        _fit(lambda: gives_up, retries=2)
+        fit_trial(lambda: gives_up, retries=2)
     assert gives_up.fits == 3
     crashed = Run(failures=0)
     crashed.fit = lambda: (_ for _ in ()).throw(ray.train.WorkerGroupError("boom", {0: RuntimeError("bad batch")}))
     with pytest.raises(TrialFailed, match="worker 0 failed: RuntimeError: bad batch"):
-        _fit(lambda: crashed, retries=2)  # Ray Train already restarted it max_failures times: not again
+        fit_trial(lambda: crashed, retries=2)  # Ray Train already restarted it max_failures times: not again
+    # raycifar train fits its run the same way: the same retries, the same one-line reason
+    again = Run(failures=1)
+    fit(lambda: again, retries=1)
+    assert again.fits == 2
+    with pytest.raises(TrainRunFailed, match="The actor is dead"):
+        fit(lambda: Run(failures=2), retries=1)

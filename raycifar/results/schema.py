@@ -1,0 +1,62 @@
+"""The schema of results, beside :mod:`raycifar.config` (the schema of a trial): what a trial
+reports every epoch, and how a trial ends. Every metric name is spelled here once; the
+worker writes these keys, Tune's hooks, selection, status, cost, the report and W&B read
+them (``tests/results/test_schema.py`` checks that no other module spells them).
+
+One reported epoch (a line of Tune's ``result.json``, of ``runs/<name>/metrics.jsonl``, the
+``metrics.json`` kept in a checkpoint) is an :class:`EpochMetrics`. Torch-free.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+# --- the metric names (the keys of EpochMetrics) -------------------------------------------
+EPOCH = "epoch"  # 1-based epoch just trained: the schedulers' time, the checkpoints' order
+TRAIN_LOSS = "train_loss"  # mean training loss of the epoch on rank 0's shard
+VAL_LOSS = "val_loss"  # mean cross-entropy on the validation split (nats)
+VAL_ACC = "val_acc"  # accuracy on the validation split: what searchers, schedulers and selection maximise
+VAL_ACC_TTA = "val_acc_tta"  # the same with test-time augmentation (only when train.tta is on)
+PARAMS = "params"  # the model's parameters
+LR = "lr"  # the learning rate after the epoch's last step
+TRAIN_SECONDS = "train_seconds"  # rank 0's seconds training the epoch
+EVAL_SECONDS = "eval_seconds"  # rank 0's seconds evaluating it
+DIVERGED = "diverged"  # True on an epoch whose loss went NaN or infinite; absent otherwise
+WORLD_SIZE = "world_size"  # the run's Ray Train workers
+RESUMED_FROM_EPOCH = "resumed_from_epoch"  # the checkpoint epoch this worker group started from (0: fresh)
+DEVICE = "device"  # the torch device type the workers train on: "cpu", "cuda"
+WORKER_CPUS = "worker_cpus"  # Ray CPUs each worker holds
+WORKER_GPUS = "worker_gpus"  # Ray GPUs each worker holds
+CHECKPOINT_PATH = "checkpoint_path"  # the epoch's checkpoint (Ray Train's path), where one was kept
+
+SELECTED_ON = Literal["val_acc", "epoch"]  # what picks a run's checkpoint: the best val_acc, or the last epoch
+
+
+class EpochMetrics(TypedDict, total=False):
+    """One reported epoch (see the constants above for each key's meaning and unit)."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_acc: float
+    val_acc_tta: float
+    params: int
+    lr: float
+    train_seconds: float
+    eval_seconds: float
+    diverged: bool
+    world_size: int
+    resumed_from_epoch: int
+    device: str
+    worker_cpus: float
+    worker_gpus: float
+    checkpoint_path: str | None
+
+
+METRIC_NAMES: tuple[str, ...] = tuple(EpochMetrics.__annotations__)
+
+# --- how a trial ends (the sweep record's trial states) -------------------------------------
+TrialState = Literal["pending", "running", "finished", "stopped_early", "error", "diverged", "lost"]
+# "lost": a trial the driver started after Tune last saved its state (every ~10 s) and then
+# died; a resume does not know it, and the searcher proposes its config again as a new trial.
+TERMINAL_STATES: frozenset[str] = frozenset({"finished", "stopped_early", "error", "diverged", "lost"})
