@@ -29,6 +29,7 @@ from raycifar.errors import UserError
 from raycifar.yaml_load import parse_yaml
 
 DEFAULT_BUDGET = 5_000_000
+MAX_FAILURES = 2  # worker-group restarts from the last checkpoint before a run fails (--max-failures)
 
 # --- enumerations: each written once; the CLI takes its choices from these -----------------
 LoaderName = Literal["device", "ffcv", "torchvision"]

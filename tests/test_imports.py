@@ -82,3 +82,15 @@ def test_every_light_package_is_checked() -> None:
     modules = light_modules()
     assert {"raycifar.results.status", "raycifar.space.file", "raycifar.search.searchers"} <= set(modules)
     assert len(modules) >= 15
+
+
+def test_the_jobs_import_ray_only_after_preparing_its_environment() -> None:
+    """Ray reads its settings once, at import: the pipeline's modules import it only through
+    raycifar.pipeline.lazy, after cluster.session.prepare_environment."""
+    code = (
+        "import sys, raycifar.pipeline.sweep_job, raycifar.pipeline.resume_job, raycifar.pipeline.train_job, "
+        "raycifar.pipeline.steps, raycifar.pipeline.preflight; print('ray' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"

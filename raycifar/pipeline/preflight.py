@@ -9,12 +9,21 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from raycifar.cluster.session import RunResources
+from raycifar.cluster.session import RunResources, available_cpus
+from raycifar.data.catalog import CATALOG
+from raycifar.data.readers import detect_source
+from raycifar.data.readers import download as download_dataset
+from raycifar.data.splits import split_image_set
 from raycifar.display import Display
 from raycifar.errors import UserError
 from raycifar.results.layout import RESULT_FOLDERS
+from raycifar.results.leaderboard import read_table
+
+if TYPE_CHECKING:
+    from raycifar.config import TrialConfig
+    from raycifar.space.file import SpaceFile
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 
@@ -26,13 +35,10 @@ def check_name(name: str, option: str = "--name") -> str:
     return name
 
 
-def check_data(data_dir: Path, download: bool, spec: Any, split_seed: int, display: Display) -> None:
+def check_data(data_dir: Path, download: bool, spec: SpaceFile | TrialConfig, split_seed: int, display: Display) -> None:
     """Make sure the dataset ``spec`` names (``dataset``, ``label_mode``, ``loader``,
     ``val_fraction``) is readable and labelled before Ray starts, downloading it if asked;
     for the ffcv loader, write the split's .beton files unless they are already there."""
-    from raycifar.data import CATALOG, detect_source, split_image_set
-    from raycifar.data import download as download_dataset
-
     if download:
         display.info(f"downloading {CATALOG[spec.dataset].title} into {data_dir} …")
         download_dataset(data_dir, spec.dataset)
@@ -43,7 +49,7 @@ def check_data(data_dir: Path, download: bool, spec: Any, split_seed: int, displ
             raise UserError(f"{source.path}: the {part} images are unlabeled; a sweep needs labels")
     split_image_set(parts["train"], spec.val_fraction, split_seed, str(source.path))  # as data info splits
     if spec.loader == "ffcv":
-        from raycifar.data.ffcv_loader import prepare_ffcv
+        from raycifar.data.ffcv_loader import prepare_ffcv  # the optional extra: imported only when asked for
 
         prepared = prepare_ffcv(data_dir, spec.dataset, spec.label_mode, spec.val_fraction, split_seed, workers=2)
         if prepared.written:
@@ -56,8 +62,6 @@ def check_results_dir(results_dir: Path) -> None:
     """Refuse, before anything runs, a results folder raycifar could not write its results
     in: a file where it or one of its folders (:data:`RESULT_FOLDERS`) should be, a folder
     it may not write in, or an unreadable leaderboard. Creates and changes nothing."""
-    from raycifar.results.leaderboard import read_table
-
     existing = next((path for path in (results_dir, *results_dir.parents) if path.exists()), None)
     if existing is not None and not existing.is_dir():
         where = "" if existing == results_dir else f"{existing}, a folder above it, "
@@ -101,15 +105,13 @@ def check_resources(resources: RunResources, address: str | None) -> None:
     and the GPUs torch sees; a cluster's resources are checked after joining it
     (:func:`~raycifar.cluster.session.resolve_gpus`), where the autoscaler may still add nodes.
     """
-    from raycifar.cluster.session import available_cpus
-
     if address is not None:
         return
     cpus = available_cpus()
     if resources.cpus > cpus:
         raise UserError(f"{resources.cpu_request} is more than this machine's {cpus} CPUs")
     if resources.gpus:
-        import torch
+        import torch  # counts GPUs only when some are asked for
 
         gpus = torch.cuda.device_count()
         if resources.gpus > gpus:

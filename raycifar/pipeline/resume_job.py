@@ -11,14 +11,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from raycifar.cluster.session import RunResources
+from raycifar.cluster.session import RunResources, prepare_environment
 from raycifar.display import Display, Quiet
 from raycifar.errors import UserError
 from raycifar.pipeline.preflight import check_resources, check_results_dir
 from raycifar.pipeline.sweep_job import SweepRequest, SweepResult, run_and_promote
 from raycifar.pipeline.wandb_log import check_mode
+from raycifar.results.resume import Resumable, SavedOptions, check_resumable, refuse_changes, save_options
+from raycifar.search.plan import longest_trial, trial_count, with_searcher
+from raycifar.space.find import Space, load_space
+from raycifar.sweep.options import Resume
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class ResumeRequest:
     results_dir: Path
     address: str | None = None
     dashboard: bool = True
-    given: dict[str, Any] = field(default_factory=dict)
+    given: dict[str, object] = field(default_factory=dict)
     time_budget_s: float | None = None  # None: the sweep's own budget, counted again from the resume
 
 
@@ -43,11 +46,6 @@ def resume_sweep(request: ResumeRequest, display: Display | None = None) -> Swee
     Raises UserError (one line, before Ray starts) when there is no such sweep, it is still
     running or already ended, or an option given differs from the sweep's own.
     """
-    from raycifar.cluster.session import prepare_environment
-    from raycifar.results.resume import check_resumable, refuse_changes
-    from raycifar.search.plan import longest_trial, trial_count, with_searcher
-    from raycifar.space.find import load_space
-
     started = time.monotonic()
     prepare_environment(request.address)
     display = display or Quiet()
@@ -70,18 +68,14 @@ def resume_sweep(request: ResumeRequest, display: Display | None = None) -> Swee
     else:
         left = "trials until the time budget" if trials is None else f"{trials - done} to run or continue"
         display.info(f"resuming sweep {request.name}: {done} trials finished, {left}")
-    from raycifar.sweep.options import Resume
-
     resume = Resume(completed=found.completed, added=added if found.ended else 0)
     longest = longest_trial(loaded, saved.max_epochs)
     return run_and_promote(sweep_request, request.name, loaded, trials, longest, started, display, resume)
 
 
-def _extend(found: Any, loaded: Any, added: int, display: Display) -> int:
+def _extend(found: Resumable, loaded: Space, added: int, display: Display) -> int:
     """``--resume NAME --num-samples N`` on an ended sweep: check it can take ``added`` more
     trials, save its new trial count in ``resume.json``, and return that count."""
-    from raycifar.results.resume import save_options
-
     name, done = found.record.name, found.record.done_trials()
     if loaded.spec.scheduler.name == "pbt":
         raise UserError(
@@ -96,7 +90,7 @@ def _extend(found: Any, loaded: Any, added: int, display: Display) -> int:
     return total
 
 
-def _saved_request(request: ResumeRequest, saved: Any) -> SweepRequest:
+def _saved_request(request: ResumeRequest, saved: SavedOptions) -> SweepRequest:
     """The :class:`SweepRequest` a sweep was started with (its ``resume.json``), joining
     Ray at ``request.address`` this time."""
     cpus, gpus = saved.cpus_per_trial, saved.gpus_per_trial

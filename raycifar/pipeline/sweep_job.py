@@ -15,15 +15,26 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from raycifar.cluster.session import RunResources
+from raycifar.cluster.session import RunResources, disconnect, prepare_environment
+from raycifar.config import MAX_FAILURES
 from raycifar.display import Display, Quiet
+from raycifar.entries.from_sweep import promote_command_line, promoted_row, sweep_costs
 from raycifar.errors import PromotionFailed, UserError
+from raycifar.pipeline import lazy
 from raycifar.pipeline.preflight import check_data, check_name, check_resources, check_results_dir, make_results_dir
 from raycifar.pipeline.steps import connect_ray, log_promoted, promote_checkpoint, write_sweep_report
 from raycifar.pipeline.wandb_log import check_mode
 from raycifar.results import layout
+from raycifar.results.resume import SavedOptions, save_options
+from raycifar.results.sweep_record import SweepRecorder
+from raycifar.search.plan import TrialCount, check_scheduler_fits, longest_trial, trial_count, with_searcher
+from raycifar.search.sample import sample_configs
+from raycifar.search.searchers import Search, startup_trials
+from raycifar.space.file import pbt_dimensions, with_scheduler
+from raycifar.space.find import Space, load_space
+from raycifar.sweep.options import Resume, SweepOptions, SweepPlan
+from raycifar.sweep.outcome import SweepOutcome
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,7 @@ class SweepRequest:
     searcher: str | None = None  # None: the space file's searcher (random by default)
     max_trials: int | None = None  # a cap on the trials, whatever num_samples says
     time_budget_s: float | None = None  # from the command's start: no trial runs past it
-    max_failures: int = 2  # restarts of a crashed trial from its last checkpoint (raycifar.train.run.MAX_FAILURES)
+    max_failures: int = MAX_FAILURES  # restarts of a crashed trial from its last checkpoint
     scheduler: str | None = None  # --scheduler: replaces the space's scheduler.name
 
 
@@ -56,7 +67,7 @@ class SweepResult:
     """What a finished sweep produced: its outcome and the promoted leaderboard row."""
 
     name: str
-    outcome: Any  # raycifar.sweep.SweepOutcome
+    outcome: SweepOutcome
     row: dict
     report: Path | None = None  # sweeps/<name>/report.html, None if it could not be written
     promoted: bool = True  # False: an extension whose best was already on the leaderboard (``row``)
@@ -64,11 +75,6 @@ class SweepResult:
 
 def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> SweepResult:
     """Validate, plan the search, run the sweep on Ray, and promote its best checkpoint."""
-    from raycifar.cluster.session import prepare_environment
-    from raycifar.search.plan import check_scheduler_fits, longest_trial, trial_count, with_searcher
-    from raycifar.search.sample import sample_configs
-    from raycifar.space.find import load_space
-
     started = time.monotonic()
     prepare_environment(request.address)  # before anything imports Ray: it reads these settings once
     display = display or Quiet()
@@ -92,9 +98,7 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
     return run_and_promote(request, name, loaded, count.trials, longest_trial(loaded, request.max_epochs), started, display)
 
 
-def _plan_line(name: str, space: Any, count: Any) -> str:
-    from raycifar.search.searchers import startup_trials
-
+def _plan_line(name: str, space: Space, count: TrialCount) -> str:
     searcher = space.spec.searcher
     how = searcher.name
     if searcher.name == "tpe":
@@ -108,10 +112,8 @@ def _plan_line(name: str, space: Any, count: Any) -> str:
     )
 
 
-def _with_scheduler(loaded: Any, name: str, display: Display) -> Any:
+def _with_scheduler(loaded: Space, name: str, display: Display) -> Space:
     """The loaded space under ``--scheduler name``; says which of the file's settings it drops."""
-    from raycifar.space.file import with_scheduler
-
     spec, dropped = with_scheduler(loaded.spec, name, str(loaded.path))
     if dropped:
         display.info(f"--scheduler {name}: not using the space's {', '.join('scheduler.' + k for k in dropped)}")
@@ -119,15 +121,11 @@ def _with_scheduler(loaded: Any, name: str, display: Display) -> Any:
 
 
 def run_and_promote(
-    request: SweepRequest, name: str, space: Any, trials: int | None, max_epochs: int, started: float,
-    display: Display, resume: Any = None,
+    request: SweepRequest, name: str, space: Space, trials: int | None, max_epochs: int, started: float,
+    display: Display, resume: Resume | None = None,
 ) -> SweepResult:
-    from raycifar.cluster.session import disconnect
-    from raycifar.results.sweep_record import SweepRecorder
-    from raycifar.sweep.driver import run_sweep
-    from raycifar.sweep.options import SweepOptions
-    from raycifar.sweep.schedulers import label
-
+    """Run sweep ``name`` (Ray connected here, disconnected at the end), promote its best
+    epoch, record the promotion and write the report; ``resume``: the sweep continues."""
     if request.wandb == "offline":
         os.environ["WANDB_MODE"] = "offline"
     options = SweepOptions(
@@ -145,11 +143,10 @@ def run_and_promote(
         if resume is not None and resume.extend:
             plan = replace(plan, to_propose=resume.added)
         with display.sweep_progress(trials) as progress:
-            outcome = run_sweep(plan, space.spec.scheduler, options, progress, resume)
-        from raycifar.entries.from_sweep import promote_command_line, promoted_row, sweep_costs
+            outcome = lazy.sweep_driver().run_sweep(plan, space.spec.scheduler, options, progress, resume)
 
         spent = sweep_costs(sweep_dir, outcome.best_trial_id)
-        display.info(f"{_outcome_line(outcome, plan.search.infeasible, label(space.spec.scheduler))}; {spent.line}")
+        display.info(f"{_outcome_line(outcome, plan.search.infeasible, lazy.sweep_schedulers().label(space.spec.scheduler))}; {spent.line}")
         for problem in outcome.problems:
             display.info(f"  {problem}")
         row = promoted_row(request.results_dir, outcome.best_checkpoint)  # an extension that found nothing better
@@ -172,16 +169,12 @@ def run_and_promote(
 
 
 def _plan(
-    request: SweepRequest, space: Any, sweep_dir: Path, trials: int | None, max_epochs: int,
+    request: SweepRequest, space: Space, sweep_dir: Path, trials: int | None, max_epochs: int,
     budget: float | None, resumed: bool,
-) -> Any:
+) -> SweepPlan:
     """The :class:`raycifar.sweep.SweepPlan`: the study of the space's searcher (on a resume:
     the study as saved, read for its Pareto set); under PBT, which takes no searcher, the
     first population drawn at random instead."""
-    from raycifar.search.searchers import Search
-    from raycifar.space.file import pbt_dimensions
-    from raycifar.sweep.options import SweepPlan
-
     spec = space.spec
     if spec.scheduler.name != "pbt":
         search = Search.on_disk(
@@ -193,7 +186,7 @@ def _plan(
     return SweepPlan(search, trials, max_epochs, budget, population, pbt_dimensions(spec))
 
 
-def _outcome_line(outcome: Any, infeasible: int, scheduler: str) -> str:
+def _outcome_line(outcome: SweepOutcome, infeasible: int, scheduler: str) -> str:
     ended = "ended by its time budget after" if outcome.out_of_time else "finished in"
     return (
         f"sweep {ended} {outcome.wall_seconds:.0f} s: {outcome.trials} trials, "
@@ -205,8 +198,6 @@ def _outcome_line(outcome: Any, infeasible: int, scheduler: str) -> str:
 
 def _save_resume_options(sweep_dir: Path, request: SweepRequest, space_path: Path) -> None:
     """Keep what ``--resume`` needs: the sweep's options (:mod:`raycifar.results.resume`)."""
-    from raycifar.results.resume import SavedOptions, save_options
-
     resources = request.resources
     save_options(sweep_dir, SavedOptions(
         space=str(Path(space_path).resolve()), data_dir=str(request.data_dir), seed=request.seed,

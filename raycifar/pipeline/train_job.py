@@ -14,16 +14,25 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from raycifar.cluster.session import RunResources
+from raycifar.cluster.session import RunResources, disconnect, prepare_environment, resolve_gpus
 from raycifar.config import TrialConfig, with_settings
+from raycifar.data import default_data_dir
 from raycifar.display import Display, EpochSink, Quiet
+from raycifar.entries.evaluate import evaluate_on_test
 from raycifar.errors import UserError
+from raycifar.models.files import rebuild
+from raycifar.pipeline import lazy
 from raycifar.pipeline.preflight import check_data, check_name, check_resources, check_results_dir, make_results_dir
 from raycifar.pipeline.steps import connect_ray, log_promoted, promote_checkpoint
-from raycifar.pipeline.wandb_log import check_mode
-from raycifar.results.schema import EPOCH, VAL_ACC
+from raycifar.pipeline.wandb_log import EpochLog, check_mode, train_run_logger
+from raycifar.results.leaderboard import find_entry
+from raycifar.results.schema import EPOCH, VAL_ACC, EpochMetrics
+from raycifar.search.sample import trial_config_from_file
+
+if TYPE_CHECKING:
+    from raycifar.train.run import RunOutcome  # imports Ray: reached through lazy.train_run()
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,7 @@ class SeedRun:
 
     seed: int
     name: str
-    outcome: Any  # raycifar.train.run.RunOutcome
+    outcome: RunOutcome
     test_acc: float | None = None
 
 
@@ -68,23 +77,18 @@ class TrainResult:
 
     name: str
     config: TrialConfig
-    outcome: Any  # raycifar.train.run.RunOutcome
+    outcome: RunOutcome
     row: dict | None
     seed_runs: list[SeedRun] = field(default_factory=list)
 
 
 def config_from_entry(results_dir: Path, entry_id: str) -> TrialConfig:
     """The resolved config a leaderboard entry was trained with."""
-    from raycifar.results.leaderboard import find_entry
-
     return TrialConfig.model_validate_json(find_entry(results_dir, entry_id)["config_json"])
 
 
 def resolve_train_config(request: TrainRequest) -> TrialConfig:
     """The trial config a :class:`TrainRequest` trains, with its overrides applied."""
-    from raycifar.data import default_data_dir
-    from raycifar.search.sample import trial_config_from_file
-
     if (request.config is None) == (request.from_entry is None):
         raise UserError("give either a CONFIG file or --from-entry ENTRY_ID (exactly one)")
     if request.from_entry:
@@ -122,10 +126,7 @@ def seed_run_names(name: str, first_seed: int, seeds: int) -> list[tuple[int, st
 
 def train_and_promote(request: TrainRequest, display: Display | None = None) -> TrainResult:
     """Validate, train one config on Ray Train (no Tune), and promote it if asked."""
-    from raycifar.cluster.session import prepare_environment
-
     prepare_environment(request.address)  # before anything imports Ray: it reads these settings once
-    from raycifar.train.run import check_new_run
 
     display = display or Quiet()
     if request.seeds < 1:
@@ -134,7 +135,7 @@ def train_and_promote(request: TrainRequest, display: Display | None = None) -> 
     config = resolve_train_config(request)
     name = check_name(request.name or f"{config.space}-train-{datetime.now():%Y%m%d-%H%M%S}")
     for _, run_name in seed_run_names(name, config.seed, request.seeds):
-        check_new_run(request.results_dir, run_name)
+        lazy.train_run().check_new_run(request.results_dir, run_name)
     check_resources(request.resources, request.address)
     check_results_dir(request.results_dir)
     check_data(Path(config.data_dir), False, config, config.split_seed, display)
@@ -150,8 +151,6 @@ def train_and_promote(request: TrainRequest, display: Display | None = None) -> 
 
 
 def _run_training(request: TrainRequest, name: str, config: TrialConfig, display: Display) -> TrainResult:
-    from raycifar.cluster.session import disconnect
-
     if request.wandb == "offline":
         os.environ["WANDB_MODE"] = "offline"
     try:
@@ -169,14 +168,10 @@ def _run_training(request: TrainRequest, name: str, config: TrialConfig, display
     return TrainResult(name, config, runs[0].outcome, row, runs)
 
 
-def _train_one(request: TrainRequest, group: str, run_name: str, config: TrialConfig, display: Display) -> Any:
+def _train_one(request: TrainRequest, group: str, run_name: str, config: TrialConfig, display: Display) -> RunOutcome:
     """One Ray Train run of ``config`` named ``run_name`` (Ray connected), its epochs drawn
     by ``display`` and logged to W&B in ``group``; returns its RunOutcome."""
-    from raycifar.cluster.session import resolve_gpus
-    from raycifar.pipeline.wandb_log import train_run_logger
-    from raycifar.train import run as train_run
-    from raycifar.train.process_group import ray_is_local
-
+    train_run = lazy.train_run()
     gpus = resolve_gpus(request.resources, local=request.address is None)
     scaling = train_run.scaling_config(request.resources, gpus)
     wandb_config = config.model_dump(mode="json")
@@ -184,7 +179,7 @@ def _train_one(request: TrainRequest, group: str, run_name: str, config: TrialCo
         train_run_logger(request.wandb, request.results_dir, group, run_name, wandb_config) as log,
         display.epoch_progress(config.train.epochs) as sink,
     ):
-        local = ray_is_local(request.address)
+        local = lazy.process_group().ray_is_local(request.address)
         outcome = train_run.run_training(config, request.results_dir, run_name, scaling, _Tee(sink, log), local)
     metrics = outcome.run_dir / train_run.RUN_METRICS_FILE
     if outcome.selected_on == EPOCH:
@@ -203,10 +198,10 @@ def _train_one(request: TrainRequest, group: str, run_name: str, config: TrialCo
 class _Tee:
     """An epoch sink that hands every epoch's metrics to ``sink`` and to ``log``."""
 
-    def __init__(self, sink: EpochSink, log: Any) -> None:
+    def __init__(self, sink: EpochSink, log: EpochLog) -> None:
         self.sink, self.log = sink, log
 
-    def epoch(self, metrics: dict) -> None:
+    def epoch(self, metrics: EpochMetrics) -> None:
         self.sink.epoch(metrics)
         self.log(metrics)
 
@@ -230,11 +225,7 @@ def _promote_seed_runs(request: TrainRequest, name: str, runs: list[SeedRun]) ->
 def _test_acc(checkpoint_path: str) -> float:
     """The test accuracy of a run's checkpoint on its config's data, measured as promotion
     measures it (:func:`raycifar.entries.evaluate.evaluate_on_test`: CPU, float32)."""
-    from raycifar.entries.evaluate import evaluate_on_test
-    from raycifar.models.files import rebuild
-    from raycifar.train.run import fetch_checkpoint
-
     with tempfile.TemporaryDirectory() as scratch:
-        folder = fetch_checkpoint(checkpoint_path, Path(scratch) / "checkpoint")
+        folder = lazy.train_run().fetch_checkpoint(checkpoint_path, Path(scratch) / "checkpoint")
         data_dir = Path(rebuild(folder)[1].data_dir)
         return float(evaluate_on_test(folder, data_dir)["test_acc"])

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raycifar.cluster.session import RunResources
-from raycifar.config import TrialConfig, WandbMode
+from raycifar.config import MAX_FAILURES, TrialConfig, WandbMode
 from raycifar.search.searchers import Search
 from raycifar.space.dimension import Dimension
-from raycifar.train.run import MAX_FAILURES
 
 
 @dataclass(frozen=True)

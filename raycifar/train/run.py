@@ -27,7 +27,7 @@ from ray.train.torch import TorchTrainer
 from ray.util.queue import Empty, Queue
 
 from raycifar.cluster.session import RunResources
-from raycifar.config import TrialConfig
+from raycifar.config import MAX_FAILURES, TrialConfig
 from raycifar.display import EpochSink
 from raycifar.errors import Interrupted, RunFailed, UserError
 from raycifar.results.layout import run_dir
@@ -39,7 +39,6 @@ from raycifar.train.worker import INIT_CHECKPOINT_KEY, CheckpointNotWritten, tra
 
 RUN_METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_KEPT = 2
-MAX_FAILURES = 2  # worker-group restarts from the last checkpoint before a run fails (--max-failures)
 
 
 def scaling_config(resources: RunResources, gpus: float) -> ray.train.ScalingConfig:

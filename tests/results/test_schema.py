@@ -35,7 +35,7 @@ def literal(token: tokenize.TokenInfo) -> str | None:
     return match.group(2) if match else None
 
 
-def path_literals(path: Path) -> list[str]:
+def path_literals(path: Path, root: Path = PACKAGE) -> list[str]:
     """Folder names of the results layout used as path parts (``x / "sweeps"``,
     ``"runs" / y``) or bound to a name (``SWEEPS = "sweeps"``)."""
     found, seen = [], tokens(path)
@@ -46,17 +46,17 @@ def path_literals(path: Path) -> list[str]:
         joined = (before is not None and before.string == "/") or (after is not None and after.string == "/")
         bound = before is not None and before.string == "=" and i >= 2 and seen[i - 2].start[1] == 0  # a module constant
         if joined or bound:
-            found.append(f"{path.relative_to(PACKAGE)}:{token.start[0]}: {token.string}")
+            found.append(f"{path.relative_to(root)}:{token.start[0]}: {token.string}")
     return found
 
 
-def metric_literals(path: Path) -> list[str]:
+def metric_literals(path: Path, root: Path = PACKAGE) -> list[str]:
     """Metric names spelled as a string literal, or as a key inside an f-string."""
     found = []
     inner = re.compile(r"""\[(['"])(%s)\1\]""" % "|".join(METRICS))
     for token in tokens(path):
         if literal(token) in METRICS or (token.type == tokenize.STRING and inner.search(token.string)):
-            found.append(f"{path.relative_to(PACKAGE)}:{token.start[0]}: {token.string[:60]}")
+            found.append(f"{path.relative_to(root)}:{token.start[0]}: {token.string[:60]}")
     return found
 
 
@@ -75,23 +75,13 @@ def test_only_the_schema_spells_the_metric_names() -> None:
 def test_the_path_check_sees_a_spelled_folder(tmp_path: Path, source: str) -> None:
     module = tmp_path / "module.py"
     module.write_text(source + "\n")
-    global PACKAGE
-    saved, PACKAGE = PACKAGE, tmp_path
-    try:
-        assert len(path_literals(module)) == 1
-    finally:
-        PACKAGE = saved
+    assert len(path_literals(module, tmp_path)) == 1
 
 
 def test_the_metric_check_sees_a_spelled_metric(tmp_path: Path) -> None:
     module = tmp_path / "module.py"
     module.write_text('best = row["val_acc"]\nline = f"{row[\'epoch\']}"\n')
-    global PACKAGE
-    saved, PACKAGE = PACKAGE, tmp_path
-    try:
-        assert len(metric_literals(module)) == 2
-    finally:
-        PACKAGE = saved
+    assert len(metric_literals(module, tmp_path)) == 2
 
 
 def test_the_schema_names_every_key_the_worker_reports() -> None:
