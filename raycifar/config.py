@@ -140,7 +140,7 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """Resolved training hyperparameters of one trial (README: "Training options")."""
+    """Resolved training hyperparameters of one trial (docs/sweeping.md: "Training options")."""
 
     optimizer: Optimizer = "sgd"
     lr: PositiveFloat = 0.1

@@ -54,7 +54,7 @@ def _refuse_uri(results_dir: Path) -> Path:
     if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]+:", scheme):
         fail(
             f"--results-dir {scheme}//…: URIs are not supported; use a folder that every node mounts "
-            "(README.md: Running on a cluster)"
+            "(docs/cluster.md: Results on shared storage)"
         )
     return results_dir
 

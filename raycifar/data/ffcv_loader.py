@@ -26,7 +26,7 @@ from raycifar.errors import UserError
 
 INSTALL_HINT = (
     "the ffcv loader needs FFCV, which is not installed: pip install 'raycifar[ffcv]' "
-    "(it compiles; install OpenCV, libjpeg-turbo and pkg-config first, see README 'FFCV')"
+    "(it compiles; install OpenCV, libjpeg-turbo and pkg-config first, see docs/data.md 'FFCV')"
 )
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 JOB_ID = "raycifar-smoke"
 MIN_WORKERS, MAX_WORKERS = 2, 3  # cluster.local.yaml's cpu_worker
-# README's recipe for scaling up before a sweep: ask the autoscaler for the CPUs of every worker.
+# docs/cluster.md's recipe for scaling up before a sweep: ask the autoscaler for the CPUs of every worker.
 SCALE_UP = (
     "import ray; from ray.autoscaler.sdk import request_resources; "
     f"ray.init(); request_resources(bundles=[{{'CPU': 1}}] * {MAX_WORKERS})"
