@@ -131,6 +131,26 @@ class _Suggest:
         return self.trial.suggest_float(key, low, high, log=dimension.sampler == "loguniform")
 
 
+def _open_study(
+    space: Space, settings: SearcherSettings, seed: int, journal: Path | None, num_samples: int | None
+) -> optuna.Study:
+    """The study of a search: in the journal file ``journal`` (created, or reopened with its
+    trials when it exists; a reopened study gets a fresh sampler seed, so that a random
+    sampler does not repeat itself), or in memory when ``journal`` is None."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its per-trial lines would cut into the progress line
+    storage = None
+    if journal is not None:
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    directions = ["maximize", "minimize"] if settings.name == "nsga2" else ["maximize"]
+    study = optuna.create_study(
+        storage=storage, study_name=STUDY_NAME, directions=directions, load_if_exists=True,
+        sampler=make_sampler(space, settings, seed, num_samples),
+    )  # fmt: skip
+    if study.trials:
+        study.sampler = make_sampler(space, settings, seed + len(study.trials), num_samples)
+    return study
+
+
 @dataclass(frozen=True)
 class Proposal:
     """A within-budget config from the study: its Optuna trial ``number``, the config and
@@ -165,6 +185,7 @@ class Search:
         self.proposed = sum(INDEX_ATTR in trial.user_attrs for trial in trials)
         self.infeasible = len(trials) - self.proposed
         self._live: dict[int, optuna.Trial] = {}  # asked in this process, by number
+        self.journal: Path | None = None  # the study's journal file (None: kept in memory)
 
     @property
     def objectives(self) -> list[str]:
@@ -174,21 +195,28 @@ class Search:
     @classmethod
     def _open(
         cls, space: Space, settings: SearcherSettings, seed: int, data_dir: Path, max_epochs: int | None,
-        storage: optuna.storages.BaseStorage | None, num_samples: int | None,
+        journal: Path | None, num_samples: int | None,
     ) -> Search:  # fmt: skip
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # its per-trial lines would cut into the progress line
-        directions = ["maximize", "minimize"] if settings.name == "nsga2" else ["maximize"]
-        study = optuna.create_study(
-            storage=storage, study_name=STUDY_NAME, directions=directions, load_if_exists=True,
-            sampler=make_sampler(space, settings, seed, num_samples),
-        )  # fmt: skip
-        if study.trials:  # reopened: a fresh sampler seed, so a random sampler does not repeat itself
-            study.sampler = make_sampler(space, settings, seed + len(study.trials), num_samples)
+        study = _open_study(space, settings, seed, journal, num_samples)
         search = cls(space, settings, study, seed, data_dir, max_epochs, num_samples)
+        search.journal = journal
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(search.objectives)
         return search
+
+    def __getstate__(self) -> dict:
+        """What Tune pickles with its experiment. A study kept in a journal file is not pickled
+        (Optuna 5.1's NSGA-II sampler holds a thread lock): it is reopened from the file."""
+        if getattr(self, "journal", None) is None:
+            return dict(self.__dict__)
+        return {key: value for key, value in self.__dict__.items() if key not in ("study", "_live")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "study" not in state:  # pickled without its study (above): reopen it from the journal
+            self.study = _open_study(self.space, self.settings, self.seed, self.journal, self.num_samples)
+            self._live = {}
 
     @classmethod
     def in_memory(
@@ -206,10 +234,7 @@ class Search:
         its trials when the file exists)."""
         path = study_path(sweep_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
-        backend = optuna.storages.journal.JournalFileBackend(str(path))
-        return cls._open(
-            space, settings, seed, data_dir, max_epochs, optuna.storages.JournalStorage(backend), num_samples
-        )
+        return cls._open(space, settings, seed, data_dir, max_epochs, path, num_samples)
 
     def reopened(self, known: set[int]) -> None:
         """After a resume: count the study's proposals again, give the sampler a fresh seed

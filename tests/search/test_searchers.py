@@ -282,3 +282,23 @@ def test_proposals_the_time_budget_stopped_are_ended_as_pruned(tmp_path: Path) -
     states = {t.number: t.state for t in search.study.trials}
     assert states[done.number] == TrialState.COMPLETE
     assert states[late.number] == states[unstarted.number] == TrialState.PRUNED
+
+
+@pytest.mark.parametrize("searcher", ["random", "tpe", "qmc", "nsga2"])
+def test_a_sweeps_search_survives_tunes_pickle_with_its_study(tmp_path: Path, searcher: str) -> None:
+    """Tune pickles the searcher into the sweep's tuner.pkl. The study is reopened from its
+    journal on unpickling (Optuna 5.1's NSGA-II sampler holds a thread lock that cannot be
+    pickled), with every trial and proposal count it had."""
+    from ray import cloudpickle
+
+    space = load_space("smoke_space")
+    search = Search.on_disk(space, SearcherSettings(name=searcher), 0, tmp_path, None, tmp_path, 4)
+    first = search.propose()
+    search.report(first.number, 1, 0.25)
+    back = cloudpickle.loads(cloudpickle.dumps(search))
+    assert back.study is not search.study
+    assert [t.state for t in back.study.get_trials()] == [t.state for t in search.study.get_trials()]
+    assert (back.proposed, back.infeasible) == (search.proposed, search.infeasible)
+    assert back.study.get_trials()[first.number].intermediate_values == search.study.get_trials()[first.number].intermediate_values
+    back.finish(first.number, 1)
+    assert back.study.get_trials()[first.number].state != TrialState.RUNNING
