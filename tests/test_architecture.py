@@ -68,3 +68,18 @@ def test_every_package_says_its_job_and_what_it_may_import() -> None:
         text = init.read_text()
         assert text.startswith('"""'), f"{init} has no docstring"
         assert "May import" in text, f"{init} does not say what it may import"
+
+
+def test_the_public_names_keep_their_paths() -> None:
+    """``raycifar.load_model``, ``raycifar.models.create_model`` and ``raycifar.timm_models``
+    are used by people's notebooks: the packages keep them where they were."""
+    code = (
+        "import raycifar, raycifar.models, raycifar.timm_models\n"
+        "from raycifar.models import create_model\n"
+        "from raycifar.entries.load import load_model\n"
+        "from raycifar.models.resnet import create_model as built\n"
+        "assert raycifar.load_model is load_model and create_model is built\n"
+        "assert create_model('resnet20').__class__.__name__ == 'CifarResNet'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]

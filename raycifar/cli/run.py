@@ -66,7 +66,7 @@ class _EpochLines:
 
 
 class RichDisplay:
-    """A :class:`raycifar.pipeline.Display` drawn with Rich on ``out``."""
+    """A :class:`raycifar.display.Display` drawn with Rich on ``out``."""
 
     def __init__(self, out: Console) -> None:
         self.out = out

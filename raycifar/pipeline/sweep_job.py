@@ -172,7 +172,7 @@ def _plan(
     request: SweepRequest, space: Space, sweep_dir: Path, trials: int | None, max_epochs: int,
     budget: float | None, resumed: bool,
 ) -> SweepPlan:
-    """The :class:`raycifar.sweep.SweepPlan`: the study of the space's searcher (on a resume:
+    """The :class:`raycifar.sweep.options.SweepPlan`: the study of the space's searcher (on a resume:
     the study as saved, read for its Pareto set); under PBT, which takes no searcher, the
     first population drawn at random instead."""
     spec = space.spec

@@ -52,7 +52,7 @@ def _version(package: str) -> str | None:
 
 def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
     """The epochs where ASHA may stop a trial: ``grace_period * reduction_factor**k`` below
-    ``max_t`` (the grace period capped at ``max_t``, as :mod:`raycifar.sweep` builds ASHA)."""
+    ``max_t`` (the grace period capped at ``max_t``, as :mod:`raycifar.sweep.schedulers` builds ASHA)."""
     found, rung = [], min(grace_period, max_t)
     while rung < max_t:
         found.append(rung)

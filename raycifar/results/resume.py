@@ -8,7 +8,7 @@ A sweep keeps, next to its ``sweep_record.json``:
   scheduler of the first start.
 * ``scheduler_state.pkl`` (:data:`SCHEDULER_STATE_FILE`): the scheduler's own ``save()``
   after every trial start, result and end, written by a Tune callback in
-  :mod:`raycifar.sweep` (the Tune module). Ray Tune 2.60 saves the searcher with its
+  :mod:`raycifar.sweep.tune_hooks`. Ray Tune 2.60 saves the searcher with its
   experiment state but not the scheduler: without this file ASHA would forget every rung
   record of the trials that ran before the driver died.
 
