@@ -152,8 +152,25 @@ def _shared_ray_only_where_asked(request: pytest.FixtureRequest, shared_ray: Sha
         shared_ray.stop()
 
 
+CLUSTER_MODULES = ("test_cluster_jobs.py", "test_cluster_local.py", "test_cluster_node_loss.py", "test_ray_up_ssh.py")
+BROWSER_MODULES = ("test_html_browser.py",)
+
+
+def _mark(item: pytest.Item) -> None:
+    """The markers beside ``slow`` (pyproject.toml): ``ray``, ``cluster`` and ``browser``."""
+    if item.get_closest_marker("slow") or SHARED_RAY_FIXTURE in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.ray)
+    if item.path.name in CLUSTER_MODULES:
+        item.add_marker(pytest.mark.cluster)
+    if item.path.name in BROWSER_MODULES:
+        item.add_marker(pytest.mark.browser)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the tests that join the shared Ray one after another, where the first of them was."""
+    """Mark the tests (see :func:`_mark`), and run the tests that join the shared Ray one after
+    another, where the first of them was."""
+    for item in items:
+        _mark(item)
     joining = [item for item in items if SHARED_RAY_FIXTURE in getattr(item, "fixturenames", ())]
     if not joining:
         return

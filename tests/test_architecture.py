@@ -83,3 +83,34 @@ def test_the_public_names_keep_their_paths() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+class _Item:
+    """What conftest's marking reads of a collected test."""
+
+    def __init__(self, path: str, fixtures: tuple[str, ...] = (), slow: bool = False) -> None:
+        self.path, self.fixturenames, self.slow, self.added = Path(path), fixtures, slow, set()
+
+    def get_closest_marker(self, name: str) -> object:
+        return True if name == "slow" and self.slow else None
+
+    def add_marker(self, marker: pytest.MarkDecorator) -> None:
+        self.added.add(marker.name)
+
+
+def test_the_markers_beside_slow_are_given_by_what_a_test_starts() -> None:
+    """``-m ray``, ``-m cluster`` and ``-m browser`` select the tests that start a Ray, bring up
+    a multi-node one, or render in Chromium (tests/conftest.py marks them at collection)."""
+    from conftest import _mark
+
+    cases = {
+        ("tests/cluster/test_cluster_local.py", (), True): {"ray", "cluster"},
+        ("tests/cluster/test_ray_up_ssh.py", (), True): {"ray", "cluster"},
+        ("tests/report/test_html_browser.py", (), True): {"ray", "browser"},
+        ("tests/sweep/test_sweep_e2e.py", ("ray_address",), False): {"ray"},
+        ("tests/results/test_status.py", ("tmp_path",), False): set(),
+    }
+    for (path, fixtures, slow), expected in cases.items():
+        item = _Item(path, fixtures, slow)
+        _mark(item)
+        assert item.added == expected, path
