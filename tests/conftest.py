@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -71,13 +72,17 @@ def short_tmpdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield folder
 
 
+SHARED_CPUS = 2.0
+IDLE_TIMEOUT_S = 180.0  # Ray frees a finished job's actors and placement groups within seconds
+
 HOLD_RAY = """
 import sys, ray
 # The dashboard serves the state API that Ray Train's placement-group cleaner needs to free
 # the CPUs of trials the scheduler stops (see raycifar.cluster.session.connect).
-context = ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1")
+context = ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
 print(context.address_info["gcs_address"], flush=True)
-sys.stdin.read()  # hold the cluster until the test process closes our stdin (or dies)
+for _ in sys.stdin:  # each line asks how many CPUs are free; the cluster is held until stdin closes
+    print("free-cpus", ray.available_resources().get("CPU", 0.0), flush=True)
 ray.shutdown()
 """
 
@@ -100,6 +105,30 @@ class SharedRay:
         if self._holder is None:
             self._start()
         return self._address
+
+    def free_cpus(self) -> float:
+        """How many of the shared Ray's CPUs no actor or placement group holds now."""
+        self._holder.stdin.write("cpus\n")
+        self._holder.stdin.flush()
+        while True:  # Ray may print warnings of its own on the holder's stdout
+            line = self._holder.stdout.readline()
+            if not line or line.startswith("free-cpus "):
+                return float(line.split()[-1]) if line else 0.0
+
+    def wait_until_idle(self, timeout_s: float = IDLE_TIMEOUT_S) -> None:
+        """Wait until every CPU of the shared Ray is free again: what a previous test's
+        trials held is released when its CLI process (a Ray job) has ended, which Ray does a
+        few seconds later. A test fails by name when its CPUs are never released."""
+        deadline = time.monotonic() + timeout_s
+        free = self.free_cpus()
+        while free < SHARED_CPUS and time.monotonic() < deadline:
+            time.sleep(1.0)
+            free = self.free_cpus()
+        if free < SHARED_CPUS:
+            pytest.fail(
+                f"the shared Ray has {free:g} of {SHARED_CPUS:g} CPUs free {timeout_s:.0f} s after the previous "
+                "test that used it: that test left trials' resources held"
+            )
 
     def _start(self) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="rc", dir="/tmp", ignore_cleanup_errors=True)
@@ -141,8 +170,11 @@ def shared_ray() -> Iterator[SharedRay]:
 
 @pytest.fixture
 def ray_address(shared_ray: SharedRay) -> str:
-    """The shared local Ray's address, for CLI runs that join it with ``--address``."""
-    return shared_ray.address()
+    """The shared local Ray's address, for CLI runs that join it with ``--address``; every
+    test gets it with all of its CPUs free."""
+    address = shared_ray.address()
+    shared_ray.wait_until_idle()
+    return address
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@ draw its progress, and print a short summary (or the whole row with ``--format j
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -139,6 +140,7 @@ def sweep(
     submit: Annotated[bool, typer.Option("--submit", help="Send the sweep to the cluster whose dashboard --address names (http://HEAD:8265) as a Ray job and return at once; --data-dir and --results-dir are then absolute paths on the cluster.")] = False,
 ) -> None:
     """Search a space on Ray (a searcher proposes, a scheduler stops weak trials early), then promote the best model to the leaderboard."""
+    started = time.monotonic()  # the time budget counts from here, before the pipeline's imports
     if submit:  # raycifar.cli.jobs: the same options, run on the cluster as a Ray job
         from raycifar.cli.jobs import submit as submit_job
 
@@ -147,7 +149,7 @@ def sweep(
     from raycifar.pipeline.sweep_job import SweepRequest, sweep_and_promote
 
     if resume is not None:
-        _resume(ctx, resume, results_dir, address, dashboard, output_format, time_budget)
+        _resume(ctx, resume, results_dir, address, dashboard, output_format, time_budget, started)
         return
     if space is None:
         fail("give a SPACE (a shipped space name or a YAML file), or --resume NAME")
@@ -166,6 +168,7 @@ def sweep(
             workers=workers_per_trial, cpus=cpus_per_trial, gpus=gpus_per_trial,
             cpu_request=f"--cpus-per-trial {cpus_per_trial:g}", gpu_request=f"--gpus-per-trial {gpus_per_trial or 0:g}",
         ),
+        started=started,
     )  # fmt: skip
     display = RichDisplay(stderr if output_format == "json" else console)
     with exit_codes():
@@ -184,7 +187,7 @@ _NOT_WITH_RESUME = ("name", "download")
 
 def _resume(
     ctx: typer.Context, name: str, results_dir: Path, address: str | None, dashboard: bool, output_format: str,
-    time_budget: str | None,
+    time_budget: str | None, started: float,
 ) -> None:
     """``raycifar sweep --resume NAME``: the options typed with it must be the sweep's own."""
     from raycifar.pipeline.resume_job import ResumeRequest, resume_sweep
@@ -201,7 +204,7 @@ def _resume(
         budget_s = None if time_budget is None else parse_duration(time_budget)
     request = ResumeRequest(
         name=name, results_dir=results_dir.expanduser().resolve(), address=address, dashboard=dashboard, given=given,
-        time_budget_s=budget_s,
+        time_budget_s=budget_s, started=started,
     )
     display = RichDisplay(stderr if output_format == "json" else console)
     with exit_codes():

@@ -36,6 +36,7 @@ class ResumeRequest:
     dashboard: bool = True
     given: dict[str, object] = field(default_factory=dict)
     time_budget_s: float | None = None  # None: the sweep's own budget, counted again from the resume
+    started: float | None = None  # time.monotonic() when the command started (None: now)
 
 
 def resume_sweep(request: ResumeRequest, display: Display | None = None) -> SweepResult:
@@ -46,7 +47,7 @@ def resume_sweep(request: ResumeRequest, display: Display | None = None) -> Swee
     Raises UserError (one line, before Ray starts) when there is no such sweep, it is still
     running or already ended, or an option given differs from the sweep's own.
     """
-    started = time.monotonic()
+    started = request.started if request.started is not None else time.monotonic()
     prepare_environment(request.address)
     display = display or Quiet()
     added = request.given.get("num_samples")

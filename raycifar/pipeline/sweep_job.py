@@ -60,6 +60,7 @@ class SweepRequest:
     time_budget_s: float | None = None  # from the command's start: no trial runs past it
     max_failures: int = MAX_FAILURES  # restarts of a crashed trial from its last checkpoint
     scheduler: str | None = None  # --scheduler: replaces the space's scheduler.name
+    started: float | None = None  # time.monotonic() when the command started (None: now); the time budget counts from it
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class SweepResult:
 
 def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> SweepResult:
     """Validate, plan the search, run the sweep on Ray, and promote its best checkpoint."""
-    started = time.monotonic()
+    started = request.started if request.started is not None else time.monotonic()
     prepare_environment(request.address)  # before anything imports Ray: it reads these settings once
     display = display or Quiet()
     results_dir = request.results_dir
