@@ -19,17 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from raycifar.results.layout import TRIAL_DIR_PREFIX
-from raycifar.results.schema import EPOCH, VAL_ACC
-
-if TYPE_CHECKING:
-    pass
 from raycifar.errors import UserError
 from raycifar.results import layout
 from raycifar.results.cost import Cost, results_cost, total
+from raycifar.results.layout import TRIAL_DIR_PREFIX
 from raycifar.results.resume import OPTIONS_FILE, resume_command
+from raycifar.results.schema import EPOCH, VAL_ACC
 from raycifar.results.selection import good_results
 from raycifar.results.sweep_record import (
     STALE_AFTER_S,
