@@ -12,7 +12,8 @@ module                 holds
 ``device_loader``      the whole split as one tensor on the training device (default)
 ``ffcv_loader``        ``.beton`` files and FFCV's JIT ``Loader`` (optional extra)
 ``torchvision_loader`` a ``DataLoader`` with worker processes for per-image policies
-``loaders``            the loader a trial config asks for
+``loaders``            the loader a trial config asks for (the decoded split kept per process)
+``fingerprint``        what identifies the data files, without reading them
 ``info``               ``raycifar data info``: counts per split and class, channel statistics
 =====================  =============================================================
 

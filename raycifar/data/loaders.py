@@ -42,6 +42,34 @@ def union(first: ImageSet, second: ImageSet) -> ImageSet:
     )
 
 
+# Decoded (train, val) splits kept in this process, by everything that determines them
+# (see _split_key); the in-trial path runs many trials in one process on the same data.
+_SPLITS: dict[tuple, tuple[ImageSet, ImageSet]] = {}
+SPLITS_KEPT = 2
+
+
+def _split_key(config: TrialConfig, fingerprint: str) -> tuple:
+    return (fingerprint, config.data_dir, config.dataset, config.label_mode, config.val_fraction, config.split_seed, config.train_on)
+
+
+def _split(config: TrialConfig, fingerprint: str | None) -> tuple[ImageSet, ImageSet]:
+    """The trial's (train, val) images: read and split, or the split kept in this process for
+    the same ``fingerprint`` (:mod:`raycifar.data.fingerprint`; None: never kept)."""
+    key = _split_key(config, fingerprint) if fingerprint else None
+    if key is not None and key in _SPLITS:
+        return _SPLITS[key]
+    train_set, val_set = train_val_split(
+        Path(config.data_dir), config.val_fraction, config.split_seed, config.dataset, config.label_mode
+    )
+    if config.train_on == "train+val":
+        train_set = union(train_set, val_set)
+    if key is not None:
+        while len(_SPLITS) >= SPLITS_KEPT:
+            _SPLITS.pop(next(iter(_SPLITS)))
+        _SPLITS[key] = (train_set, val_set)
+    return train_set, val_set
+
+
 def make_loaders(
     config: TrialConfig,
     device: torch.device,
@@ -49,6 +77,7 @@ def make_loaders(
     world_size: int,
     workers: int,
     eval_batch_size: int,
+    fingerprint: str | None = None,
 ) -> tuple[Loader, Loader]:
     """(train, val) loaders of ``config.loader`` for this worker: train sharded by rank, val whole.
 
@@ -58,7 +87,9 @@ def make_loaders(
     train+val (:class:`UserError`): its files hold the two parts apart.
 
     ``workers`` is the number of CPUs for loading: FFCV's threads, or the torchvision
-    loader's worker processes (the device loader needs none).
+    loader's worker processes (the device loader needs none). ``fingerprint``: the data's
+    (:func:`raycifar.data.fingerprint.data_fingerprint`); given, the decoded split is kept in
+    this process for the next trial on the same files (at most :data:`SPLITS_KEPT` splits).
     """
     stats = CATALOG[config.dataset]
     augment, batch_size, seed = config.augment, config.train.batch_size, config.seed
@@ -85,15 +116,7 @@ def make_loaders(
             FfcvLoader(folder / "train.beton", batch_size, device, True, seed, world_size, **crops, **common, workers=workers),
             FfcvLoader(folder / "val.beton", eval_batch_size, device, False, **common, workers=workers),
         )  # fmt: skip
-    train_set, val_set = train_val_split(
-        Path(config.data_dir),
-        config.val_fraction,
-        config.split_seed,
-        config.dataset,
-        config.label_mode,
-    )
-    if config.train_on == "train+val":
-        train_set = union(train_set, val_set)
+    train_set, val_set = _split(config, fingerprint)
     if config.loader == "torchvision":
         from raycifar.data.torchvision_loader import TorchvisionLoader
 

@@ -27,7 +27,8 @@ RESUMED_FROM_EPOCH = "resumed_from_epoch"  # the checkpoint epoch this worker gr
 DEVICE = "device"  # the torch device type the workers train on: "cpu", "cuda"
 WORKER_CPUS = "worker_cpus"  # Ray CPUs each worker holds
 WORKER_GPUS = "worker_gpus"  # Ray GPUs each worker holds
-CHECKPOINT_PATH = "checkpoint_path"  # the epoch's checkpoint (Ray Train's path), where one was kept
+WORKER_PID = "worker_pid"  # the process of rank 0 (the Tune trial's own process on the in-trial path)
+CHECKPOINT_PATH = "checkpoint_path"  # the epoch's checkpoint (a folder path), where one was kept
 
 SELECTED_ON = Literal["val_acc", "epoch"]  # what picks a run's checkpoint: the best val_acc, or the last epoch
 
@@ -50,6 +51,7 @@ class EpochMetrics(TypedDict, total=False):
     device: str
     worker_cpus: float
     worker_gpus: float
+    worker_pid: int
     checkpoint_path: str | None
 
 

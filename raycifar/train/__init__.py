@@ -4,7 +4,9 @@
 module             holds
 =================  ==============================================================
 ``run``            the ``TorchTrainer`` factory, retries, and the run of ``raycifar train``
-``worker``         the worker entry point: resume, report and checkpoint every epoch
+``worker``         the one worker loop (resume, report and checkpoint every epoch) under a
+                   session: Ray Train's, or Tune's for in-trial trials
+``checkpoints``    an in-trial trial's checkpoint folder: staged, renamed in, the best kept
 ``loop``           :class:`~raycifar.train.loop.Training`: one worker's model, optimizer,
                    schedule and weight average, epoch by epoch
 ``epoch``          one pass over the training data, with the divergence check

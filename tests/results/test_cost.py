@@ -5,6 +5,7 @@ worked out by hand in the comments."""
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -61,9 +62,11 @@ def test_the_unit_of_a_leaderboard_rows_device_hours() -> None:
 
 def test_the_worker_reports_its_device_type_and_the_resources_it_holds() -> None:
     assert held_hardware(torch.device("cuda", 0), {"CPU": 4.0, "GPU": 1.0}) == {
-        "device": "cuda", "worker_cpus": 4.0, "worker_gpus": 1.0,
+        "device": "cuda", "worker_cpus": 4.0, "worker_gpus": 1.0, "worker_pid": os.getpid(),
     }  # fmt: skip
-    assert held_hardware(torch.device("cpu"), {"CPU": 2.0}) == {"device": "cpu", "worker_cpus": 2.0, "worker_gpus": 0.0}
+    assert held_hardware(torch.device("cpu"), {"CPU": 2.0}) == {
+        "device": "cpu", "worker_cpus": 2.0, "worker_gpus": 0.0, "worker_pid": os.getpid(),
+    }  # fmt: skip
 
 
 class FakeClock:

@@ -61,6 +61,16 @@ def test_a_learning_rate_far_too_high_diverges_in_the_first_epoch_and_a_sane_one
     assert divergence_message(sane) is None
 
 
+class Rank0Session(worker.TrainSession):
+    """Ray Train's session of rank 0, without Ray: its checkpoint staging, reports dropped."""
+
+    def __init__(self) -> None:
+        self.rank, self.world_size = 0, 1
+
+    def report(self, metrics: dict, checkpoint: Path | None) -> None:
+        pass
+
+
 def test_a_checkpoint_that_cannot_be_written_fails_with_one_line(monkeypatch, tmp_path: Path) -> None:
     run = training(lr=0.1, images=32)
     metrics = {"epoch": 2, "val_acc": 0.5}
@@ -70,7 +80,7 @@ def test_a_checkpoint_that_cannot_be_written_fails_with_one_line(monkeypatch, tm
 
     monkeypatch.setattr(run, "save", full_disk)
     with pytest.raises(worker.CheckpointNotWritten) as full:
-        worker._report(metrics, run, rank=0)
+        worker._report(metrics, run, Rank0Session())
     assert str(full.value).startswith("the checkpoint of epoch 2 could not be written (No space left on device: /")
 
     monkeypatch.undo()
@@ -78,7 +88,7 @@ def test_a_checkpoint_that_cannot_be_written_fails_with_one_line(monkeypatch, tm
     blocker.write_text("a file where the checkpoint's temporary folder should go")
     monkeypatch.setattr("tempfile.tempdir", str(blocker))
     with pytest.raises(worker.CheckpointNotWritten) as blocked:
-        worker._report(metrics, run, rank=0)
+        worker._report(metrics, run, Rank0Session())
     message = str(blocked.value)
     assert "\n" not in message and "Not a directory" in message and str(blocker) in message
 
