@@ -128,6 +128,7 @@ def sweep(
     dashboard: Annotated[bool, typer.Option(help="Print the local Ray's dashboard URL (the dashboard runs either way: Ray Train needs its state API to free the CPUs of stopped trials).")] = True,
     name: Annotated[Optional[str], typer.Option(help="Sweep name. Default: <space>-<date>-<time>.")] = None,
     max_failures: Annotated[int, typer.Option(min=0, help="Restart a trial whose worker crashed (killed, out of memory, lost node) from its last checkpoint up to this many times; then it fails and the others go on.")] = 2,
+    torch_trainer: Annotated[bool, typer.Option("--torch-trainer", help="Fit a Ray Train TorchTrainer per trial even for single-worker trials (slower to start; gives Ray Train's dashboard page). Default: single-worker trials train inside their Tune trial.")] = False,
     loader: Annotated[Optional[LoaderName], typer.Option(help="Data loader. Default: the space file's loader (device).")] = None,
     dataset: Annotated[Optional[DatasetName], typer.Option(help="Dataset. Default: the space file's dataset (cifar10).")] = None,
     label_mode: Annotated[Optional[LabelMode], typer.Option(help="CIFAR-100 labels: fine (100 classes) or coarse (20). Default: the space file's (fine).")] = None,
@@ -161,7 +162,7 @@ def sweep(
         space=space, data_dir=resolve_data_dir(data_dir), results_dir=results_dir.expanduser().resolve(),
         num_samples=num_samples, max_epochs=max_epochs, seed=seed, address=address,
         max_concurrent_trials=max_concurrent_trials, wandb=wandb, dashboard=dashboard, name=name, download=download,
-        max_failures=max_failures,
+        max_failures=max_failures, torch_trainer=torch_trainer,
         overrides={key: value for key, value in given.items() if value is not None},
         scheduler=scheduler, searcher=searcher, max_trials=max_trials, time_budget_s=budget_s,
         resources=RunResources(
@@ -182,7 +183,7 @@ _RESUME_COMPARED = (
     "seed", "max_concurrent_trials", "wandb", "loader", "dataset", "label_mode", "searcher", "max_trials",
     "max_failures", "scheduler",
 )
-_NOT_WITH_RESUME = ("name", "download")
+_NOT_WITH_RESUME = ("name", "download", "torch_trainer")
 
 
 def _resume(
@@ -196,7 +197,7 @@ def _resume(
     typed = {key for key in ctx.params if getattr(ctx.get_parameter_source(key), "name", "") in ("COMMANDLINE", "ENVIRONMENT")}
     for key in _NOT_WITH_RESUME:
         if key in typed:
-            fail(f"--{key.replace('_', '-')}: not with --resume (the sweep keeps its name and data)")
+            fail(f"--{key.replace('_', '-')}: not with --resume (the sweep keeps its name, its data and where its trials train)")
     given = {key: ctx.params[key] for key in _RESUME_COMPARED if key in typed}
     if "data_dir" in given:
         given["data_dir"] = given["data_dir"].expanduser().resolve()

@@ -21,7 +21,7 @@ from raycifar.pipeline.wandb_log import check_mode
 from raycifar.results.resume import Resumable, SavedOptions, check_resumable, refuse_changes, save_options
 from raycifar.search.plan import longest_trial, trial_count, with_searcher
 from raycifar.space.find import Space, load_space
-from raycifar.sweep.options import Resume
+from raycifar.sweep.options import TORCH_TRAINER, Resume
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def _saved_request(request: ResumeRequest, saved: SavedOptions) -> SweepRequest:
         max_concurrent_trials=request.given.get("max_concurrent_trials", saved.max_concurrent_trials),
         wandb=saved.wandb, dashboard=request.dashboard,
         name=request.name, overrides=overrides, searcher=saved.searcher, max_trials=saved.max_trials,
-        max_failures=saved.max_failures,
+        max_failures=saved.max_failures, runner=saved.trial_runner or TORCH_TRAINER,
         time_budget_s=request.time_budget_s if request.time_budget_s is not None else saved.time_budget_s,
         resources=RunResources(
             workers=saved.workers_per_trial, cpus=cpus, gpus=gpus, cpu_request=f"--cpus-per-trial {cpus:g}",

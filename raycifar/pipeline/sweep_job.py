@@ -18,6 +18,7 @@ from pathlib import Path
 
 from raycifar.cluster.session import RunResources, disconnect, prepare_environment
 from raycifar.config import MAX_FAILURES
+from raycifar.data.fingerprint import data_fingerprint
 from raycifar.display import Display, Quiet
 from raycifar.entries.from_sweep import promote_command_line, promoted_row, sweep_costs
 from raycifar.errors import PromotionFailed, UserError
@@ -33,8 +34,9 @@ from raycifar.search.sample import sample_configs
 from raycifar.search.searchers import Search, startup_trials
 from raycifar.space.file import pbt_dimensions, with_scheduler
 from raycifar.space.find import Space, load_space
-from raycifar.sweep.options import Resume, SweepOptions, SweepPlan
+from raycifar.sweep.options import TORCH_TRAINER, Resume, SweepOptions, SweepPlan, TrialRunner, choose_runner
 from raycifar.sweep.outcome import SweepOutcome
+from raycifar.timeline import mark
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class SweepRequest:
     max_failures: int = MAX_FAILURES  # restarts of a crashed trial from its last checkpoint
     scheduler: str | None = None  # --scheduler: replaces the space's scheduler.name
     started: float | None = None  # time.monotonic() when the command started (None: now); the time budget counts from it
+    torch_trainer: bool = False  # --torch-trainer: a Ray Train run per trial even for one worker
+    runner: TrialRunner | None = None  # where trials train; None: chosen (choose_runner); a resume: the sweep's own
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,8 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
     check_data(request.data_dir, request.download, loaded.spec, request.seed, display)
     sample_configs(loaded, 1, request.seed, request.data_dir, request.max_epochs)  # a space that cannot fit fails here
     make_results_dir(results_dir)
+    runner = choose_runner(request.resources.workers, loaded.spec.scheduler.name, request.torch_trainer)
+    request = replace(request, runner=runner)
     display.info(_plan_line(name, loaded, count))
     _save_resume_options(layout.sweep_dir(results_dir, name), request, loaded.path)
     return run_and_promote(request, name, loaded, count.trials, longest_trial(loaded, request.max_epochs), started, display)
@@ -132,11 +138,14 @@ def run_and_promote(
     options = SweepOptions(
         results_dir=request.results_dir, sweep_name=name, resources=request.resources,
         address=request.address, max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb,
-        max_failures=request.max_failures,
+        max_failures=request.max_failures, runner=request.runner or TORCH_TRAINER,
+        data_fingerprint=data_fingerprint(request.data_dir, space.spec.dataset, space.spec.label_mode),
     )  # fmt: skip
     sweep_dir = layout.sweep_dir(request.results_dir, name)
+    mark(sweep_dir, "command_start", at=time.time() - (time.monotonic() - started))
     try:
         connect_ray(request.address, request.dashboard, display)
+        mark(sweep_dir, "ray_up")
         budget = (
             None if request.time_budget_s is None else max(1.0, request.time_budget_s - (time.monotonic() - started))
         )
@@ -144,7 +153,9 @@ def run_and_promote(
         if resume is not None and resume.extend:
             plan = replace(plan, to_propose=resume.added)
         with display.sweep_progress(trials) as progress:
+            mark(sweep_dir, "sweep_start")
             outcome = lazy.sweep_driver().run_sweep(plan, space.spec.scheduler, options, progress, resume)
+            mark(sweep_dir, "sweep_end")
 
         spent = sweep_costs(sweep_dir, outcome.best_trial_id)
         display.info(f"{_outcome_line(outcome, plan.search.infeasible, lazy.sweep_schedulers().label(space.spec.scheduler))}; {spent.line}")
@@ -164,9 +175,12 @@ def run_and_promote(
                 raise err.finish_with(f"sweep {name}", promote_command_line(request.results_dir, name)) from None
             log_promoted(row, request.results_dir, request.wandb, display)
         SweepRecorder.reopen(layout.sweep_dir(request.results_dir, name)).promoted(row["entry_id"])
-    finally:
-        disconnect()
-    return SweepResult(name, outcome, row, write_sweep_report(request.results_dir, name, display), promoted)
+    finally:  # before the report: nothing may run beside ray.shutdown (a Ray handle freed in
+        disconnect()  # another thread during it makes Ray end the process with exit code 1)
+        mark(sweep_dir, "ray_down")
+    report = write_sweep_report(request.results_dir, name, display)
+    mark(sweep_dir, "report_written")
+    return SweepResult(name, outcome, row, report, promoted)
 
 
 def _plan(
@@ -207,5 +221,6 @@ def _save_resume_options(sweep_dir: Path, request: SweepRequest, space_path: Pat
         max_failures=request.max_failures,
         gpus_per_trial=resources.gpus, workers_per_trial=resources.workers,
         max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb, address=request.address,
+        trial_runner=request.runner,
         **{key: request.overrides.get(key) for key in ("loader", "dataset", "label_mode")},
     ))  # fmt: skip

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -61,6 +61,7 @@ class SavedOptions(BaseModel):
     dataset: str | None = None
     label_mode: str | None = None
     address: str | None = None  # where it ran first; a resume may join another cluster
+    trial_runner: Literal["in-trial", "torch-trainer"] | None = None  # where trials train ("in-trial", "torch-trainer"); None: torch-trainer (older sweeps)
     extended_to: int | None = None  # the trial count after the latest `--resume NAME --num-samples N` (None: never)
 
 

@@ -188,6 +188,8 @@ def _read_trial(sweep_dir: Path, trial_id: str, record: SweepRecord | None, live
     config = {} if known else folder.config()
     epochs = entry.epochs if entry and entry.epochs is not None else (config.get("train") or {}).get("epochs")
     error_file = (entry.error_file if entry else None) or (str(folder.error_file) if folder.error_file else None)
+    if entry is not None and entry.state != "error":  # Tune keeps the error.txt of a trial it restarted
+        error_file = None
     return TrialStatus(
         trial_id=trial_id,
         state=_trial_state(entry, history, epochs, error_file is not None, live),

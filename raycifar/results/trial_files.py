@@ -16,6 +16,7 @@ from pathlib import Path
 from raycifar.errors import UserError
 from raycifar.results.layout import TRIAL_DIR_PREFIX, train_runs_dir
 from raycifar.results.selection import TrialHistory
+from raycifar.results.sweep_record import read_record
 
 
 def read_results(path: Path) -> list[dict]:
@@ -135,11 +136,18 @@ def trial_folder(sweep_dir: Path, trial_id: str) -> TrialFolder:
 
 
 def read_trials(sweep_dir: Path) -> SweepTrials:
-    """Every trial of ``sweep_dir`` as a :class:`TrialHistory`, with its last reported result."""
+    """Every trial of ``sweep_dir`` as a :class:`TrialHistory`, with its last reported result.
+
+    Whether a trial failed is the sweep record's word: Tune leaves the ``error.txt`` of a
+    trial it restarted and that then finished. Only a trial the record does not know (a
+    sweep of an older raycifar) failed by its ``error.txt``."""
+    record = read_record(sweep_dir)
     histories, last = [], {}
     for folder in trial_folders(sweep_dir):
         results = folder.results()
         planned = planned_epochs(folder.config(results))
-        histories.append(TrialHistory(folder.trial_id, planned, results, failed=folder.error_file is not None))
+        entry = record.trials.get(folder.trial_id) if record else None
+        failed = entry.state == "error" if entry is not None else folder.error_file is not None
+        histories.append(TrialHistory(folder.trial_id, planned, results, failed=failed))
         last[folder.trial_id] = results[-1] if results else {}
     return SweepTrials(sweep_dir, histories, last)

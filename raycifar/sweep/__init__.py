@@ -7,7 +7,9 @@ module          holds
                 or extended sweep, and its outcome
 ``tune_hooks``  what Tune calls back: the searcher adapter, the progress and record
                 callback, the scheduler's saved state
-``trial``       the Tune trial function (one Ray Train run per trial)
+``trial``       the Tune trial function, on the in-trial or the TorchTrainer path
+``in_trial``    a single-worker trial trained in its Tune trial's own (reused) process
+``wandb_trials`` one W&B run per trial, written by the driver (no actor per trial)
 ``schedulers``  ASHA, HyperBand, the median rule, PBT and FIFO; PBT's trial body
 ``outcome``     what a sweep produced, and its exceptions
 ``legacy``      old pickled class paths, so that sweeps of older raycifars resume

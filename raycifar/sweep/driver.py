@@ -2,11 +2,13 @@
 an extension of an ended one, run to its end, and the best epoch over all its trials
 (:mod:`raycifar.results.selection`).
 
-Faults: Ray Train restarts a trial whose worker crashed from its last checkpoint, up to
-``SweepOptions.max_failures`` times (Tune itself never retries: a Tune retry would leave an
-``error.txt`` in a trial that recovered). A trial that still fails ends in ``error`` with a
-one-line reason in its ``error.txt``, its record entry and the outcome's ``problems``; a
-trial whose loss diverged ends in ``diverged`` and is never selected. The other trials go on.
+Faults: a trial whose process crashed is restarted from its last checkpoint, up to
+``SweepOptions.max_failures`` times: by Tune (``FailureConfig``) on the in-trial path, by
+Ray Train on the ``TorchTrainer`` path (:mod:`raycifar.sweep.trial`). Tune leaves the
+``error.txt`` of a trial it restarted, so the sweep record, not that file, says which
+trials failed. A trial that still fails ends in ``error`` with a one-line reason in its
+``error.txt``, its record entry and the outcome's ``problems``; a trial whose loss diverged
+ends in ``diverged`` and is never selected. The other trials go on.
 """
 
 from __future__ import annotations
@@ -28,33 +30,22 @@ from raycifar.results.sweep_record import TERMINAL_STATES, SweepRecorder
 from raycifar.results.trial_files import read_trials
 from raycifar.space.sections import SchedulerSettings
 from raycifar.sweep import legacy
-from raycifar.sweep.options import Resume, SweepOptions, SweepPlan
+from raycifar.sweep.options import IN_TRIAL, Resume, SweepOptions, SweepPlan
 from raycifar.sweep.outcome import SweepFailed, SweepInterrupted, SweepOutcome
 from raycifar.sweep.schedulers import make_scheduler, population_space
 from raycifar.sweep.trial import make_trial_function, trial_dirname
 from raycifar.sweep.tune_hooks import LIVE_DRIVERS, DriverState, ProgressCallback, SchedulerState, StudySearcher
+from raycifar.sweep.wandb_trials import TrialRuns
 from raycifar.train.run import checkpoint_exists
 
 
 def _callbacks(options: SweepOptions, progress: ProgressCallback, scheduler: TrialScheduler, warm: bool) -> list:
     sweep_dir = layout.sweep_dir(options.results_dir, options.sweep_name)
     callbacks: list = [progress, SchedulerState(scheduler, sweep_dir / SCHEDULER_STATE_FILE, warm)]
-    if options.wandb != "off":
-        from ray.air.integrations.wandb import WandbLoggerCallback
-
+    if options.wandb != "off":  # one W&B run per trial, written by this process (no actor per trial)
         wandb_dir = layout.wandb_dir(options.results_dir)
         wandb_dir.mkdir(parents=True, exist_ok=True)
-        callbacks.append(
-            WandbLoggerCallback(
-                project="raycifar",
-                group=options.sweep_name,
-                mode=options.wandb,
-                dir=str(wandb_dir),
-                # How long the end of a sweep waits for W&B; offline runs only flush files.
-                upload_timeout=30 if options.wandb == "offline" else 300,
-                resume="allow",  # a resumed trial continues its own run (Ray passes resume=False)
-            )
-        )
+        callbacks.append(TrialRuns(options.wandb, wandb_dir, options.sweep_name))
     return callbacks
 
 
@@ -154,6 +145,7 @@ def _new_tuner(
     trial_scheduler = make_scheduler(scheduler, plan.max_epochs, plan.mutations)
     callbacks = _callbacks(options, tracker, trial_scheduler, warm=extension)
     population = population_space([c.model_dump(mode="json") for c in plan.population]) if plan.population else None
+    in_trial = options.runner == IN_TRIAL  # Tune restarts and reuses the trials' own processes
     return tune.Tuner(
         trainable,
         param_space=population,
@@ -166,12 +158,14 @@ def _new_tuner(
             max_concurrent_trials=max_concurrent if population else None,
             trial_dirname_creator=trial_dirname,
             time_budget_s=plan.time_budget_s,
+            reuse_actors=in_trial,
         ),
         run_config=tune.RunConfig(
             name=options.sweep_name,
             storage_path=str(layout.sweeps_dir(options.results_dir)),
             callbacks=callbacks,
             verbose=0,
+            failure_config=tune.FailureConfig(max_failures=options.max_failures if in_trial else 0),
         ),
     )
 

@@ -3,13 +3,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from raycifar.cluster.session import RunResources
 from raycifar.config import MAX_FAILURES, TrialConfig, WandbMode
 from raycifar.search.searchers import Search
 from raycifar.space.dimension import Dimension
+
+TrialRunner = Literal["in-trial", "torch-trainer"]
+IN_TRIAL: TrialRunner = "in-trial"
+TORCH_TRAINER: TrialRunner = "torch-trainer"
+
+
+def choose_runner(workers: int, scheduler: str, force_torch_trainer: bool = False) -> TrialRunner:
+    """Where a sweep's trials train (docs/sweeping.md, "Where a trial trains"): inside the Tune
+    trial's own process (``in-trial``: no Ray Train run, the process reused for the next
+    trial) when a trial has one worker; a Ray Train ``TorchTrainer`` per trial for
+    multi-worker (DDP) trials, under PBT (its exploit hands Train checkpoints between trials),
+    or when ``force_torch_trainer`` (``--torch-trainer``: Ray Train's dashboard page, say)."""
+    if force_torch_trainer or workers > 1 or scheduler == "pbt":
+        return TORCH_TRAINER
+    return IN_TRIAL
 
 
 @dataclass(frozen=True)
@@ -23,6 +40,9 @@ class SweepOptions:
     max_concurrent_trials: int | None = None  # None: what the cluster fits when the sweep starts
     wandb: WandbMode = "offline"
     max_failures: int = MAX_FAILURES  # restarts of a crashed trial from its last checkpoint (0: none)
+    runner: TrialRunner = TORCH_TRAINER  # where trials train (choose_runner); a resumed sweep keeps its own
+    data_fingerprint: str | None = None  # the data's (raycifar.data.fingerprint): in-trial trials keep the split
+    driver_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # this driver process's; a resume gets a new one
 
 
 @dataclass(frozen=True)

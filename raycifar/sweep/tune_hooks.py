@@ -29,6 +29,7 @@ from raycifar.results.selection import is_diverged
 from raycifar.results.sweep_record import SweepRecorder, completion_state
 from raycifar.search.searchers import Search
 from raycifar.sweep.outcome import error_reason
+from raycifar.timeline import mark
 from raycifar.train.run import divergence_message
 
 
@@ -56,10 +57,18 @@ class StudySearcher(Searcher):
         if len(self.live) >= self.max_concurrent:
             return None  # Tune asks again when a trial ends
         self.live.add(trial_id)
+        mark(self.key or None, "trial_proposed", trial=trial_id)
         proposal = self.search.propose()
         self.search.name_trial(proposal.number, trial_id)
         self.numbers[trial_id], self.records[trial_id] = proposal.number, proposal.search
         return proposal.config.model_dump(mode="json")
+
+    def follow(self, trials: list) -> None:
+        """Keep the running count Tune's: a proposed trial that Tune ended without telling the
+        searcher (one that failed to start in a reused process, say) no longer counts, so a
+        sweep never waits for a trial that will not end."""
+        ended = {trial.trial_id for trial in trials if trial.status in ("TERMINATED", "ERROR")}
+        self.live -= ended
 
     def on_trial_result(self, trial_id: str, result: EpochMetrics) -> None:
         if trial_id in self.numbers and VAL_ACC in result and EPOCH in result:
@@ -116,6 +125,8 @@ class ProgressCallback(tune.Callback):
             self._reconciled = False
 
     def on_step_begin(self, iteration, trials, **info):
+        if isinstance(self.searcher, StudySearcher):
+            self.searcher.follow(trials)
         if self.recorder is not None and not getattr(self, "_reconciled", True):
             self._reconciled = True
             self.recorder.mark_lost({t.trial_id for t in trials})
@@ -139,6 +150,7 @@ class ProgressCallback(tune.Callback):
             self.recorder.heartbeat()  # writes at most every few seconds
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        mark(self.key or None, "trial_result", trial=trial.trial_id, epoch=result.get(EPOCH))
         if VAL_ACC in result and not is_diverged(result):
             self.best = max(self.best or 0.0, float(result[VAL_ACC]))
         self._push()

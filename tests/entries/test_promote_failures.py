@@ -115,7 +115,7 @@ def test_a_full_disk_after_the_sweep_is_one_line_and_raycifar_promote_finishes_i
 
     monkeypatch.setattr(pq, "write_table", full_disk)
     request = pipeline.SweepRequest(space="tiny", data_dir=cifar_dir, results_dir=results, wandb="off")
-    space = SimpleNamespace(spec=SimpleNamespace(scheduler=SimpleNamespace(name="fifo")))
+    space = SimpleNamespace(spec=SimpleNamespace(scheduler=SimpleNamespace(name="fifo"), dataset="cifar10", label_mode="fine"))
     with pytest.raises(PromotionFailed) as caught:
         pipeline.run_and_promote(request, "s", space, 3, 2, 0.0, Quiet())
     (row_file,) = re.findall(r"writing (\S+);", str(caught.value))

@@ -445,3 +445,32 @@ def test_a_diverged_trial_shows_its_last_good_epoch_and_why_it_ended(tmp_path: P
     assert sweep["best_val_acc"] == 0.45
     code, output = status("--results-dir", str(results), "--sweep", "nan-sweep")
     assert code == 0 and "trial d1 diverged at epoch 3 (training loss nan)" in output
+
+
+def test_a_trial_tune_restarted_and_that_then_finished_is_finished_everywhere(tmp_path: Path) -> None:
+    """Tune leaves the error.txt of a trial it restarted (the in-trial path's retries): the sweep
+    record, not that file, says how the trial ended, for status, the report and promotion."""
+    from raycifar.report.gather import gather_sweep
+    from raycifar.results.trial_files import read_trials
+
+    results = tmp_path / "results"
+    recorder = start_record(results, "retried", planned=2)
+    folder = recorder.sweep_dir
+    write_trial(folder, "r1", 2, [0.4, 0.6], error=True)  # crashed once, restarted, finished
+    write_trial(folder, "r2", 2, [0.3], error=True)  # failed for good
+    for trial_id in ("r1", "r2"):
+        recorder.trial_started(trial_id, trial_config(2), model="recorded-w8")
+    recorder.trial_ended("r1", "finished")
+    recorder.trial_ended("r2", "error", error_file=str(folder / "trial_r2" / "error.txt"))
+    recorder.ended("completed")
+
+    (sweep,) = status_json(results, "--sweep", "retried")["sweeps"]
+    shown = {t["trial_id"]: (t["state"], t["error_file"]) for t in sweep["trials"]}
+    assert shown["r1"] == ("finished", None) and shown["r2"][0] == "error" and shown["r2"][1].endswith("error.txt")
+    failed = {h.trial_id: h.failed for h in read_trials(folder).histories}
+    assert failed == {"r1": False, "r2": True}  # promotion's view
+    report = {t["trial_id"]: t["state"] for t in gather_sweep(folder)["trials"]}
+    assert report == {"r1": "finished", "r2": "error"}  # the report's
+
+    (folder / "sweep_record.json").unlink()  # a sweep of an older raycifar: only the files can say
+    assert {h.trial_id: h.failed for h in read_trials(folder).histories} == {"r1": True, "r2": True}
