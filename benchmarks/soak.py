@@ -3,10 +3,11 @@ given rate, and the sweep's driver SIGKILLed once and continued with ``raycifar 
 --resume``. Prints trials finished, retried and lost (must be 0), epochs redone, and the
 leaderboard rows before the sweep, after the driver kill and after the resume.
 
-Workers are found through Ray's public state API (alive ``RayTrainWorker`` actors, on the
-dashboard of the local Ray this script holds for the sweep) and killed with SIGKILL, like a
-crash or the OOM killer; the trial's Ray Train run restarts its workers from the last
-checkpoint, up to ``--max-failures`` times.
+The processes killed are the ones the running trials train in, as each trial reports them
+(``worker_pid`` in its ``result.json``: the trial's own process on the in-trial path, its Ray
+Train worker under ``--torch-trainer``), killed with SIGKILL like a crash or the OOM killer;
+the trial restarts from its last checkpoint, up to ``--max-failures`` times (``--torch-trainer``
+soaks the TorchTrainer path).
 
     python benchmarks/soak.py --data-dir ../shared/data/cifar10                 # 40 trials, ~15 min on 2 cores
     python benchmarks/soak.py --quick                                         # ~3 min smoke run
@@ -63,6 +64,7 @@ def parse_args() -> argparse.Namespace:
         "--driver-kill-at", type=float, default=0.5, help="kill the driver once this share of trials ended"
     )
     parser.add_argument("--max-failures", type=int, default=3, help="the sweep's --max-failures")
+    parser.add_argument("--torch-trainer", action="store_true", help="soak the TorchTrainer path (the sweep's --torch-trainer)")
     parser.add_argument("--params", type=int, default=30_000, help="the parameter budget the model is fitted to")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="bf16 needs AVX512-BF16 or AMX")
     parser.add_argument("--concurrency", type=int, default=2, help="trials at once (1 CPU each)")
@@ -83,37 +85,46 @@ def say(args: argparse.Namespace, line: str) -> None:
         print(line, flush=True)
 
 
-def train_worker_pids(dashboard: str) -> list[int]:
-    """PIDs of the alive Ray Train workers, from Ray's public state API on ``dashboard``."""
-    from ray.util.state import StateApiClient
-    from ray.util.state.common import ListApiOptions, StateResource
-
-    from raycifar.cluster.dashboard import auth_token
-
-    token = auth_token()
-    headers = {"Authorization": f"Bearer {token[0]}"} if token else {}
-    options = ListApiOptions(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")], detail=True)
-    client = StateApiClient(address=dashboard, headers=headers)
-    return [int(a.pid) for a in client.list(StateResource.ACTORS, options=options, raise_on_missing_output=False)]
+def training_pids(sweep_dir: Path) -> list[int]:
+    """The live processes the sweep's running trials train in: the ``worker_pid`` of each
+    running trial's latest checkpoint (``train_runs/<trial id>/checkpoint_*/metrics.json``,
+    written by the trial itself; Tune's ``result.json`` copy lags by seconds)."""
+    try:
+        record = json.loads((sweep_dir / "sweep_record.json").read_text())
+    except (OSError, ValueError):
+        return []
+    pids = []
+    for trial_id, entry in record["trials"].items():
+        if entry["state"] != "running":
+            continue
+        latest: tuple[int, int] | None = None
+        for metrics_file in (sweep_dir / "train_runs" / trial_id).glob("checkpoint_*/metrics.json"):
+            try:
+                metrics = json.loads(metrics_file.read_text())
+            except (OSError, ValueError):
+                continue
+            if metrics.get("worker_pid") and (latest is None or metrics["epoch"] > latest[0]):
+                latest = (metrics["epoch"], int(metrics["worker_pid"]))
+        if latest and Path(f"/proc/{latest[1]}").exists():
+            pids.append(latest[1])
+    return pids
 
 
 class WorkerKiller(threading.Thread):
-    """SIGKILLs one alive Ray Train worker, chosen at random, after each exponential gap of
-    mean ``60 / rate`` seconds, until :meth:`stop`. ``kills``: (time, pid) of each kill."""
+    """SIGKILLs the process of one running trial (:func:`training_pids`), chosen at random,
+    after each exponential gap of mean ``60 / rate`` seconds, until :meth:`stop`. ``kills``:
+    (time, pid) of each kill."""
 
-    def __init__(self, dashboard: str, rate_per_minute: float, seed: int) -> None:
+    def __init__(self, sweep_dir: Path, rate_per_minute: float, seed: int) -> None:
         super().__init__(daemon=True)
-        self.dashboard, self.rate, self.rng = dashboard, rate_per_minute, random.Random(seed)
+        self.sweep_dir, self.rate, self.rng = sweep_dir, rate_per_minute, random.Random(seed)
         self.kills: list[tuple[float, int]] = []
         self.misses = 0  # gaps that ended with no worker alive
         self._halt = threading.Event()
 
     def run(self) -> None:
         while self.rate > 0 and not self._halt.wait(self.rng.expovariate(self.rate / 60.0)):
-            try:
-                pids = train_worker_pids(self.dashboard)
-            except Exception:  # the state API is briefly unavailable: count it as a miss
-                pids = []
+            pids = training_pids(self.sweep_dir)
             if not pids:
                 self.misses += 1
                 continue
@@ -196,10 +207,10 @@ def run_soak(args: argparse.Namespace, folder: Path, results: Path) -> dict:
         env = cli_env(ray.tmpdir)
         command = sweep_command(space, args.data_dir, results, name, ray.gcs, "--seed", str(args.seed), "--scheduler",
                                 "fifo", "--max-failures", str(args.max_failures), "--max-concurrent-trials",
-                                str(args.concurrency))  # fmt: skip
+                                str(args.concurrency), *(["--torch-trainer"] if args.torch_trainer else []))  # fmt: skip
         say(args, f"sweep {name}: {args.trials} trials x {args.epochs} epochs, {args.kill_rate}/min worker kills; "
                   f"local Ray up in {ray.start_seconds:.1f} s; results in {results}")  # fmt: skip
-        killer = WorkerKiller(ray.dashboard, args.kill_rate, args.seed)
+        killer = WorkerKiller(sweep_dir, args.kill_rate, args.seed)
         started = time.time()
         with open(folder / "sweep.log", "w") as log:
             driver = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -93,20 +93,19 @@ def test_trials_ran_on_more_than_one_worker_node(
 ) -> None:
     job = wait_for_job(cluster)
     head = {n["node_id"] for n in cluster.alive_nodes() if n["is_head_node"]}
-    workers = cluster.get(
-        "/api/v0/actors?limit=1000&detail=1&filter_keys=class_name&filter_predicates=%3D&filter_values=RayTrainWorker"
-    )["data"]["result"]["result"]
-    nodes = {w["node_id"] for w in workers if w["job_id"] == job["job_id"]}
-    assert len(nodes) >= 2, (
-        f"the two trials' Ray Train workers ran on {len(nodes)} node(s)"
-    )
-    assert not nodes & head, "the head offers no CPUs: trials run on worker nodes only"
+    actors = cluster.get("/api/v0/actors?limit=1000&detail=1")["data"]["result"]["result"]
+    node_of_pid = {int(a.get("pid") or 0): a["node_id"] for a in actors if a["job_id"] == job["job_id"]}
     trials = [
         p
         for p in (results / "sweeps" / "on-cluster").glob("trial_*")
         if (p / "result.json").is_file()
     ]
     assert len(trials) == 2
+    # each trial reports the process it trains in (its own on the in-trial path)
+    pids = {json.loads(line)["worker_pid"] for t in trials for line in (t / "result.json").read_text().splitlines() if line.strip()}
+    nodes = {node_of_pid[pid] for pid in pids if pid in node_of_pid}
+    assert len(nodes) >= 2, f"the two trials trained on {len(nodes)} node(s) (processes {sorted(pids)})"
+    assert not nodes & head, "the head offers no CPUs: trials run on worker nodes only"
 
 
 def test_status_reports_the_cluster_and_the_sweep(

@@ -1,8 +1,8 @@
 """Node loss on the fake multi-node cluster (cluster.local.yaml): a one-trial sweep runs as a
-Ray job; once its Train run has written a checkpoint, the test kills the worker node that runs
-its Ray Train worker (SIGKILL to that node's raylet and every process under it, as a machine
-that dies would). The trial goes on on another node from its last checkpoint and the sweep
-promotes it.
+Ray job, on each trial path (in-trial, ``--torch-trainer``); once the trial has reported a
+checkpoint, the test kills the worker node of the process it trains in (the ``worker_pid``
+it reports: SIGKILL to that node's raylet and every process under it, as a machine that dies
+would). The trial goes on on another node from its last checkpoint and the sweep promotes it.
 
 A fake node is a raylet process on this machine (started by the head's autoscaler); the
 node's Ray workers are that raylet's children. The node's death is only seen through Ray's
@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from fake_cluster import FakeCluster, fake_cluster
+from trial_progress import latest_checkpoints
 
 from raycifar.results.leaderboard import read_table
 from raycifar.results.sweep_record import read_record
@@ -39,9 +40,10 @@ scheduler: {{grace_period: {EPOCHS}, reduction_factor: 2}}
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster() -> Iterator[FakeCluster]:
-    """cluster.local.yaml with its two one-CPU worker nodes: one to lose, one to go on on."""
+    """cluster.local.yaml with its two one-CPU worker nodes: one to lose, one to go on on (a
+    fresh cluster for each test: a lost node is not the next test's)."""
     with fake_cluster(REPO / "cluster.local.yaml", workers=2) as running:
         yield running
 
@@ -97,17 +99,23 @@ def _job(cluster: FakeCluster) -> dict:
     return cluster.get(f"/api/jobs/{JOB_ID}")
 
 
-def _worker_after_a_checkpoint(cluster: FakeCluster, results: Path, name: str) -> dict:
-    """The trial's alive Ray Train worker (a state API actor entry), once Tune has its first
-    epoch: its checkpoint is then the run's (one only written to disk may not be yet)."""
+def _actor_of(cluster: FakeCluster, pid: int) -> dict | None:
+    """The state API's entry of the actor whose process is ``pid`` (None: not listed yet)."""
+    job_id = _job(cluster)["job_id"]
+    return next((a for a in _state(cluster, "actors", job_id=job_id) if int(a.get("pid") or 0) == pid), None)
+
+
+def _trainer_after_a_checkpoint(cluster: FakeCluster, results: Path, name: str) -> dict:
+    """The actor the trial trains in (the ``worker_pid`` its latest checkpoint reports), once
+    it has a checkpoint to go on from."""
     deadline = time.monotonic() + 480
     while time.monotonic() < deadline:
         job = _job(cluster)
         assert job["status"] in ("PENDING", "RUNNING"), cluster.get(f"/api/jobs/{JOB_ID}/logs")["logs"][-3000:]
-        if job.get("job_id") and _reported(results, name):
-            alive = _state(cluster, "actors", class_name="RayTrainWorker", state="ALIVE", job_id=job["job_id"])
-            if len(alive) == 1:
-                return alive[0]
+        latest = list(latest_checkpoints(results / "sweeps" / name).values()) if job.get("job_id") else []
+        actor = _actor_of(cluster, int(latest[0]["worker_pid"])) if latest else None
+        if actor is not None and actor["state"] == "ALIVE":
+            return actor
         time.sleep(0.5)
     raise TimeoutError("the trial reported no epoch in 480 s")
 
@@ -122,19 +130,20 @@ def _wait(what: str, done: Callable[[], bool], timeout_s: float) -> None:
     raise TimeoutError(f"{what}: not after {timeout_s:.0f} s")
 
 
+@pytest.mark.parametrize("path", [[], ["--torch-trainer"]], ids=["in-trial", "torch-trainer"])
 def test_a_trial_goes_on_from_its_checkpoint_on_another_node_when_its_node_dies(
-    cluster: FakeCluster, cifar_dir: Path, tmp_path: Path
+    cluster: FakeCluster, cifar_dir: Path, tmp_path: Path, path: list[str]
 ) -> None:
     results, name = tmp_path / "results", "node-loss"
     (tmp_path / "space.yaml").write_text(SPACE)
     cluster.submit(
         sys.executable, "-m", "raycifar", "sweep", str(tmp_path / "space.yaml"), "--address", "auto",
         "--data-dir", str(cifar_dir), "--results-dir", str(results), "--name", name, "--num-samples", "1",
-        "--cpus-per-trial", "1", "--max-failures", "2", "--wandb", "off", submission_id=JOB_ID,
+        "--cpus-per-trial", "1", "--max-failures", "2", "--wandb", "off", *path, submission_id=JOB_ID,
     )  # fmt: skip
-    worker = _worker_after_a_checkpoint(cluster, results, name)
-    lost = worker["node_id"]
-    raylet = _kill_node_of(int(worker["pid"]))
+    trainer = _trainer_after_a_checkpoint(cluster, results, name)
+    lost = trainer["node_id"]
+    raylet = _kill_node_of(int(trainer["pid"]))
     before = len(_reported(results, name))
 
     _wait(f"node {lost} (raylet {raylet}) reported dead", lambda: _state(cluster, "nodes", node_id=lost)[0]["state"] == "DEAD", 120)  # fmt: skip
@@ -146,16 +155,17 @@ def test_a_trial_goes_on_from_its_checkpoint_on_another_node_when_its_node_dies(
     ended = [(t.state, t.reason) for t in record.trials.values()]
     assert record.outcome == "completed" and ended == [("finished", None)], f"the trial ended {ended}"
 
-    # the trial's run went on on another node; its driver and Train controller sat on the head all along
-    actors = _state(cluster, "actors", job_id=job["job_id"])
-    workers = {a["node_id"] for a in actors if a["class_name"] == "RayTrainWorker"}
-    assert lost in workers and workers - {lost}, f"the trial's Train workers ran on {workers}; lost {lost}"
-    (head,) = [n["node_id"] for n in _state(cluster, "nodes") if n["is_head_node"]]
-    drivers = {a["class_name"].rsplit(".", 1)[-1]: a["node_id"] for a in actors if a["class_name"].endswith(("ImplicitFunc", "TrainController"))}  # fmt: skip
-    assert drivers == {"ImplicitFunc": head, "TrainController": head}, f"head {head}: {drivers}"
+    # the trial went on on another node (the process it reported after the kill)
+    actors = {int(a.get("pid") or 0): a for a in _state(cluster, "actors", job_id=job["job_id"])}
+    reported = _reported(results, name)
+    nodes = {actors[int(r["worker_pid"])]["node_id"] for r in reported if int(r["worker_pid"]) in actors}
+    assert lost in nodes and nodes - {lost}, f"the trial trained on {nodes}; lost {lost}"
+    if path:  # a TorchTrainer trial's driver and Train controller sat on the head all along
+        (head,) = [n["node_id"] for n in _state(cluster, "nodes") if n["is_head_node"]]
+        drivers = {a["class_name"].rsplit(".", 1)[-1]: a["node_id"] for a in actors.values() if a["class_name"].endswith(("ImplicitFunc", "TrainController"))}  # fmt: skip
+        assert drivers == {"ImplicitFunc": head, "TrainController": head}, f"head {head}: {drivers}"
 
     # ... from its last checkpoint: every epoch reported once, the restarted group's first epoch right after it
-    reported = _reported(results, name)
     epochs = [r["epoch"] for r in reported]
     assert epochs == list(range(1, EPOCHS + 1)), f"an epoch was trained twice or skipped: {epochs}"
     resumed = [r["resumed_from_epoch"] for r in reported]

@@ -1,11 +1,15 @@
-"""A full disk for one trial, in every Python process of a test's Ray (tests/sweep/test_faults_e2e.py).
+"""Faults in every Python process of a test's Ray (tests/sweep/test_faults_e2e.py): a full disk
+for one trial, and a slow unwind of a stopped in-trial trial.
 
 A test puts this folder on PYTHONPATH; Python then imports this module at start-up in the
 CLI and in every Ray worker the CLI's local Ray starts. When ``RAYCIFAR_TEST_FULL_DISK_LR``
 is set, ``raycifar.train.loop.Training.save`` (the checkpoint write of every epoch) fails with
 ENOSPC for trials whose ``train.lr`` has that value, as a full disk would; the other trials
-write their checkpoints as usual. Nothing is imported early: the patch is applied when a
-process first imports ``raycifar.train.loop``.
+write their checkpoints as usual. When ``RAYCIFAR_TEST_SLOW_UNWIND_S`` is set, a trial that
+Tune stops (``SystemExit`` out of ``tune.report``) on the in-trial path sleeps that many
+seconds before its thread ends, and leaves a file named after its PID in
+``RAYCIFAR_TEST_SLOW_UNWIND_DIR``. Nothing is imported early: each patch is applied when a
+process first imports the module it patches.
 """
 
 import errno
@@ -15,6 +19,24 @@ import os
 import sys
 
 _LR = os.environ.get("RAYCIFAR_TEST_FULL_DISK_LR")
+_UNWIND_S = os.environ.get("RAYCIFAR_TEST_SLOW_UNWIND_S")
+
+
+def _patch_unwind(module) -> None:
+    import time
+    from pathlib import Path
+
+    report = module.TuneSession.report
+
+    def report_then_unwind_slowly(self, metrics, checkpoint):
+        try:
+            return report(self, metrics, checkpoint)
+        except SystemExit:  # Tune stopped the trial
+            time.sleep(float(_UNWIND_S))
+            Path(os.environ["RAYCIFAR_TEST_SLOW_UNWIND_DIR"], str(os.getpid())).touch()
+            raise
+
+    module.TuneSession.report = report_then_unwind_slowly
 
 
 def _patch(module) -> None:
@@ -30,7 +52,8 @@ def _patch(module) -> None:
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
-        if fullname != "raycifar.train.loop":
+        patch = _PATCHES.get(fullname)
+        if patch is None:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
@@ -39,11 +62,15 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             execute(module)
-            _patch(module)
+            patch(module)
 
         spec.loader.exec_module = exec_module
         return spec
 
 
-if _LR:
+_PATCHES = {
+    **({"raycifar.train.loop": _patch} if _LR else {}),
+    **({"raycifar.sweep.in_trial": _patch_unwind} if _UNWIND_S else {}),
+}
+if _PATCHES:
     sys.meta_path.insert(0, _PatchOnImport())

@@ -1,10 +1,11 @@
 """End to end through the CLI: faults during a sweep and a training run.
 
-One sweep (one trial at a time, so that the Ray Train worker alive is the running trial's)
+One sweep (one trial at a time), on each trial path (in-trial, and ``--torch-trainer``),
 holds three trials, one per fault:
 
-- a learnable one whose Ray Train worker the test kills with SIGKILL after its first epoch
-  (found through Ray's state API): it resumes from its checkpoint and is promoted;
+- a learnable one whose training process the test kills with SIGKILL after its first epoch
+  (the ``worker_pid`` the trial reports: its own process in-trial, its Ray Train worker
+  under a TorchTrainer): it resumes from its checkpoint and is promoted;
 - one with an absurd learning rate, whose loss becomes NaN: it is recorded as diverged;
 - one whose checkpoint cannot be written (a full disk, simulated in the workers by
   tests/fault_hooks/sitecustomize.py): it fails with one clear reason.
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from conftest import _cli_env
+from trial_progress import latest_checkpoints
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("short_tmpdir")]
 
@@ -68,50 +70,45 @@ def _trial_results(sweep_dir: Path, lr: float) -> tuple[str, list[dict]]:
     return "", []
 
 
-def _alive_train_worker_pids(dashboard_url: str) -> list[int]:
-    """PIDs of the alive Ray Train workers, through Ray's public state API."""
-    from ray.util.state import StateApiClient
-    from ray.util.state.common import ListApiOptions, StateResource
-
-    from raycifar.cluster.dashboard import _auth_headers, auth_token
-
-    client = StateApiClient(address=dashboard_url, headers=_auth_headers(auth_token()))
-    filters = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
-    actors = client.list(
-        StateResource.ACTORS, options=ListApiOptions(filters=filters, detail=True), raise_on_missing_output=False
-    )
-    return [int(actor.pid) for actor in actors]
+def _tune_has_an_epoch_of(sweep_dir: Path, trial_id: str) -> bool:
+    """Whether the sweep's driver has received an epoch of the trial (its debug timeline:
+    ``trial_result`` marks). Its checkpoint is then the run's own: a Ray Train worker killed
+    after writing a checkpoint but before the run registered it would start from scratch."""
+    timeline = sweep_dir / "timeline.jsonl"
+    lines = timeline.read_text().splitlines() if timeline.is_file() else []
+    return any(f'"trial_result", "trial": "{trial_id}"' in line for line in lines)
 
 
 def _kill_the_good_trials_worker_after_epoch_1(
     sweep: subprocess.Popen, out: list[str], sweep_dir: Path
 ) -> tuple[int, int]:
-    """Wait for the learnable trial's first epoch, SIGKILL its Ray Train worker; returns
-    (the killed PID, the epochs the trial had reported then)."""
+    """Wait until Tune has the learnable trial's first epoch, SIGKILL the process it trains in
+    (the ``worker_pid`` its latest checkpoint reports); returns (the killed PID, the epochs
+    it had checkpointed then)."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and sweep.poll() is None:
-        url = next((line.split("Ray dashboard: ")[1].strip() for line in out if "Ray dashboard: " in line), None)
-        _, reported = _trial_results(sweep_dir, GOOD_LR)
-        pids = _alive_train_worker_pids(url) if url and reported else []
-        if len(pids) == 1:  # one trial at a time: its one worker (the state API may lag its start)
-            os.kill(pids[0], signal.SIGKILL)
-            return pids[0], len(_trial_results(sweep_dir, GOOD_LR)[1])
-        time.sleep(0.2)
+        good = [(tid, m) for tid, m in latest_checkpoints(sweep_dir).items() if m["train"].get("lr") == GOOD_LR]
+        if good and _tune_has_an_epoch_of(sweep_dir, good[0][0]):
+            pid = int(good[0][1]["worker_pid"])
+            os.kill(pid, signal.SIGKILL)
+            return pid, int(good[0][1]["epoch"])
+        time.sleep(0.1)
     raise AssertionError(f"the learnable trial never reported an epoch:\n{''.join(out)[-3000:]}")
 
 
+@pytest.mark.parametrize("path", [[], ["--torch-trainer"]], ids=["in-trial", "torch-trainer"])
 def test_a_killed_worker_resumes_a_diverged_trial_and_a_full_disk_fail_alone_and_the_sweep_promotes(
-    tmp_path: Path, cifar_dir: Path
+    tmp_path: Path, cifar_dir: Path, path: list[str]
 ) -> None:
     space = tmp_path / "fault_space.yaml"
     space.write_text(FAULT_SPACE)
     results, name = tmp_path / "results", "faults"
     env = {**_cli_env(), "PYTHONPATH": os.pathsep.join([str(HOOKS), os.environ.get("PYTHONPATH", "")]),
-           "RAYCIFAR_TEST_FULL_DISK_LR": str(FULL_DISK_LR)}  # fmt: skip
+           "RAYCIFAR_TEST_FULL_DISK_LR": str(FULL_DISK_LR), "RAYCIFAR_TIMELINE": "1"}  # fmt: skip
     sweep = subprocess.Popen(
         [sys.executable, "-m", "raycifar", "sweep", str(space), "--data-dir", str(cifar_dir), "--results-dir",
          str(results), "--name", name, "--num-samples", "3", "--seed", str(_seed_drawing_each_lr_once(space, cifar_dir)),
-         "--max-concurrent-trials", "1", "--max-failures", "1", "--wandb", "off"],
+         "--max-concurrent-trials", "1", "--max-failures", "1", "--wandb", "off", *path],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     out: list[str] = []
@@ -134,7 +131,8 @@ def test_a_killed_worker_resumes_a_diverged_trial_and_a_full_disk_fail_alone_and
     epochs = [r["epoch"] for r in good]
     assert epochs == list(range(1, 9)), f"an epoch was trained twice or skipped: {epochs}"
     resumed = [r["resumed_from_epoch"] for r in good]
-    restart = next(i for i, start in enumerate(resumed) if start > 0)  # the first epoch of the new worker group
+    restart = next((i for i, start in enumerate(resumed) if start > 0), None)  # the first epoch of the new worker group
+    assert restart is not None, f"killed {killed} after epoch {reported_before}; the trial reported {good}"
     assert resumed[:restart] == [0] * restart and set(resumed[restart:]) == {epochs[restart - 1]}
     (row,) = json.loads(subprocess.run(
         [sys.executable, "-m", "raycifar", "leaderboard", "--results-dir", str(results), "--format", "json"],
@@ -180,3 +178,52 @@ def test_train_of_a_diverging_config_ends_with_one_line(tmp_path: Path, cifar_di
         1
     ]
     assert not (results / "leaderboard.parquet").exists()
+
+
+UNWIND_S = 3.5  # longer than Tune's default wait (TUNE_FUNCTION_THREAD_TIMEOUT_S, 2 s) before reusing a process
+ASHA_REUSE_SPACE = """
+description: learnable configs and one whose learning rate is too small for ASHA to keep
+budget: 100000
+arch: {depths: [1, 1], base_width: 8}
+train: {lr: {choice: [0.1, 1.0e-5]}, batch_size: 64, epochs: 2, schedule: onecycle}
+scheduler: {grace_period: 1, reduction_factor: 2}
+"""
+
+
+def _seed_drawing(space_file: Path, data_dir: Path, lrs: list[float]) -> int:
+    from raycifar.search.sample import sample_configs
+    from raycifar.space.find import load_space
+
+    space = load_space(str(space_file))
+    for seed in range(300):
+        if [c.train.lr for c in sample_configs(space, len(lrs), seed, data_dir).configs] == lrs:
+            return seed
+    raise AssertionError(f"no seed in 0..299 draws {lrs}")
+
+
+def test_a_stopped_trial_that_unwinds_slowly_never_hangs_the_sweep(tmp_path: Path, cifar_dir: Path) -> None:
+    """ASHA stops the lr=1e-5 trial after its first epoch; its thread then takes 3.5 s to end
+    (tests/fault_hooks), more than Tune waits by default before handing its process to the
+    next trial. The next trials still run, in reused processes, and the sweep ends."""
+    space = tmp_path / "space.yaml"
+    space.write_text(ASHA_REUSE_SPACE)
+    seed = _seed_drawing(space, cifar_dir, [0.1, 0.1, 1.0e-5, 0.1, 0.1])
+    results, unwound = tmp_path / "results", tmp_path / "unwound"
+    unwound.mkdir()
+    env = {**_cli_env(), "PYTHONPATH": os.pathsep.join([str(HOOKS), os.environ.get("PYTHONPATH", "")]),
+           "RAYCIFAR_TEST_SLOW_UNWIND_S": str(UNWIND_S), "RAYCIFAR_TEST_SLOW_UNWIND_DIR": str(unwound)}  # fmt: skip
+    sweep = subprocess.run(
+        [sys.executable, "-m", "raycifar", "sweep", str(space), "--data-dir", str(cifar_dir), "--results-dir",
+         str(results), "--name", "unwind", "--num-samples", "5", "--seed", str(seed), "--max-concurrent-trials", "2",
+         "--wandb", "off", "--no-dashboard"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+    record = json.loads((results / "sweeps" / "unwind" / "sweep_record.json").read_text())
+    states = sorted(t["state"] for t in record["trials"].values())
+    assert len(states) == 5 and "stopped_early" in states and "running" not in states, states
+    assert any(unwound.iterdir()), "no stopped trial went through the slow unwind"
+    pids = set()
+    for folder in (results / "sweeps" / "unwind").glob("trial_*"):
+        pids |= {json.loads(line)["worker_pid"] for line in (folder / "result.json").read_text().splitlines() if line}
+    assert len(pids) < 5, f"five trials in five processes: none was reused ({sorted(pids)})"

@@ -12,19 +12,21 @@ import time
 from pathlib import Path
 
 import pytest
+from trial_progress import latest_checkpoints
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("short_tmpdir")]
 
-RESUME_SPACE = """
-description: one config that learns nothing (drawn first) and ones that learn, 6 epochs each
+EPOCHS = 20  # a few seconds a trial: the second is still training when Tune has saved the first
+RESUME_SPACE = f"""
+description: one config that learns nothing (drawn first) and ones that learn, {EPOCHS} epochs each
 budget: 100000
-arch: {model: resnet20, depths: [1, 1], base_width: 8}
+arch: {{model: resnet20, depths: [1, 1], base_width: 8}}
 train:
-  lr: {choice: [0.1, 1.0e-5]}
+  lr: {{choice: [0.1, 1.0e-5]}}
   batch_size: 64
-  epochs: 6
+  epochs: {EPOCHS}
   schedule: onecycle
-scheduler: {grace_period: 1, reduction_factor: 2}
+scheduler: {{grace_period: 1, reduction_factor: 2}}
 """
 
 
@@ -57,16 +59,20 @@ def _record(sweep_dir: Path) -> dict:
 
 
 def _wait_for_one_finished_and_one_training(sweep_dir: Path, driver: subprocess.Popen) -> tuple[str, str]:
-    """Poll until a trial has finished and another has reported an epoch but not its last;
-    returns (finished trial id, training trial id)."""
+    """Poll until a trial has finished and another has a checkpoint but not its last (as the
+    trial writes them: Tune's result.json copy lags by seconds), both in the state Tune last
+    saved (a trial started after that save is ``lost`` on resume, by design); returns
+    (finished trial id, training trial id)."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and driver.poll() is None:
         trials = _record(sweep_dir).get("trials", {})
-        finished = [tid for tid, t in trials.items() if t["state"] == "finished"]
-        training = [tid for tid, t in trials.items() if t["state"] == "running" and 0 < len(_epochs(sweep_dir / f"trial_{tid}")) < 6]
+        progress = latest_checkpoints(sweep_dir)
+        saved = {tid for tid in trials if (sweep_dir / f"trial_{tid}" / "params.json").is_file()}  # in Tune's saved state
+        finished = [tid for tid in saved if trials[tid]["state"] == "finished"]
+        training = [tid for tid in saved if trials[tid]["state"] == "running" and 0 < progress.get(tid, {}).get("epoch", 0) < EPOCHS]
         if finished and training:
             return finished[0], training[0]
-        time.sleep(0.2)
+        time.sleep(0.1)
     raise AssertionError(f"no finished + training trial pair seen (driver exit code {driver.poll()})")
 
 
@@ -90,7 +96,8 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path: Path, cifar_dir: Path
         [sys.executable, "-m", "raycifar", "sweep", str(space), "--data-dir", str(cifar_dir), "--results-dir",
          str(results), "--num-samples", "3", "--seed", str(seed), "--name", name, "--wandb", "off",
          "--address", ray_address, "--max-concurrent-trials", "1"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # Tune saves its trial files into the sweep folder every second (default: every 10 s or more)
+        cwd=tmp_path, env={**env, "TUNE_GLOBAL_CHECKPOINT_S": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         finished, training = _wait_for_one_finished_and_one_training(sweep_dir, driver)
@@ -100,7 +107,7 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path: Path, cifar_dir: Path
     before_files = _files(sweep_dir)
     finished_dir, training_dir = sweep_dir / f"trial_{finished}", sweep_dir / f"trial_{training}"
     finished_before = ((finished_dir / "params.json").read_text(), (finished_dir / "result.json").read_text())
-    last_epoch = max(_epochs(training_dir))
+    last_epoch = latest_checkpoints(sweep_dir)[training]["epoch"]  # trained and checkpointed before the kill
 
     status = raycifar("status", "--results-dir", str(results), cwd=tmp_path).stdout
     assert "interrupted at" in status and "1 of 3 trials finished" in status, status
@@ -148,9 +155,10 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path: Path, cifar_dir: Path
 
 
 def _check_resumed_from_its_checkpoint(trial_dir: Path, last_epoch: int) -> None:
-    """The trial killed after reporting ``last_epoch`` went on from its last checkpoint: the
-    one of that epoch, or of the next if the kill came after that epoch's checkpoint was
-    written and before its report reached Tune (that epoch was trained, and is not again)."""
+    """The trial killed after checkpointing ``last_epoch`` went on from its last checkpoint:
+    the one of that epoch, or of the next if the kill came while that one was written; every
+    epoch before it is in its results once (those Tune had not saved yet reported again by
+    the resumed trial: raycifar.sweep.in_trial)."""
     rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.endswith("}")]
     epochs = [row["epoch"] for row in rows]
     assert epochs[:last_epoch] == list(range(1, last_epoch + 1)), "the epochs reported before the kill changed"

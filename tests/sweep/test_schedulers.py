@@ -191,19 +191,6 @@ def assert_best_epoch_promoted(row: dict, reported: list[dict]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("short_tmpdir")
-@pytest.mark.parametrize("name", ["hyperband", "median"])  # fifo: Tune's default; test_each_name_builds_its_tune_scheduler
-def test_a_sweep_under_each_scheduler_promotes_its_best_epoch(
-    tmp_path: Path, cifar_dir: Path, ray_address: str, raycifar, name: str
-) -> None:
-    results, row, reported = smoke_sweep(tmp_path, cifar_dir, ray_address, raycifar, name)
-    assert {r["config"]["seed"] for r in reported} == {3000, 3001}, "both drawn trials ran"
-    assert_best_epoch_promoted(row, reported)
-    record = json.loads(next((results / "sweeps").glob("*/sweep_record.json")).read_text())
-    assert record["scheduler"]["name"] == name
-
-
-@pytest.mark.slow
-@pytest.mark.usefixtures("short_tmpdir")
 def test_pbt_exploits_and_the_trial_continues_from_the_donor_checkpoint(
     tmp_path: Path, cifar_dir: Path, ray_address: str, raycifar
 ) -> None:

@@ -83,17 +83,24 @@ def _check_study_matches_the_sweep(sweep_dir: Path) -> dict:
 
 
 # grid and qmc run through the same Tune searcher as tpe; tests/search/test_searchers.py covers their
-# proposals (budget, conditions, seeding) without Ray.
-@pytest.mark.parametrize("searcher", ["tpe", "nsga2"])
+# proposals (budget, conditions, seeding) without Ray. Searchers and schedulers are crossed: each
+# sweep also runs one of the schedulers that ASHA's own tests (tests/sweep/test_sweep_e2e.py) and
+# PBT's (tests/sweep/test_schedulers.py) leave; fifo is Tune's default
+# (tests/sweep/test_schedulers.py::test_each_name_builds_its_tune_scheduler).
+@pytest.mark.parametrize(("searcher", "scheduler"), [("tpe", "median"), ("nsga2", "hyperband")])
 def test_each_searcher_runs_a_sweep_and_leaves_its_study(
-    tmp_path: Path, cifar_dir: Path, ray_address: str, raycifar, searcher: str
+    tmp_path: Path, cifar_dir: Path, ray_address: str, raycifar, searcher: str, scheduler: str
 ) -> None:
-    epochs = ["--max-epochs", "1"] if searcher != "tpe" else []  # tpe: 2 epochs, so ASHA can stop one early
+    epochs = ["--max-epochs", "1"] if searcher != "tpe" else []  # tpe: 2 epochs, so the scheduler can stop one early
     sweep_dir, row = _sweep(raycifar, tmp_path, cifar_dir, ray_address, "--searcher", searcher, "--num-samples", "3",
-                            *epochs)  # fmt: skip
+                            "--scheduler", scheduler, *epochs)  # fmt: skip
     assert row["params"] <= 100_000
     record = _check_study_matches_the_sweep(sweep_dir)
     assert record["searcher"] == searcher and len(record["trials"]) == 3
+    assert record["scheduler"]["name"] == scheduler
+    reported = [json.loads(line) for p in sweep_dir.glob("trial_*/result.json") for line in p.read_text().splitlines()]
+    assert len({r["trial_id"] for r in reported}) == 3, "every proposed trial ran"
+    assert (row["val_acc"], row["epochs"]) == max((r["val_acc"], r["epoch"]) for r in reported), "the best epoch promoted"
     if searcher == "nsga2":
         pareto = record["pareto"]
         assert pareto and {p["trial_id"] for p in pareto} <= set(record["trials"])
@@ -141,7 +148,7 @@ def test_a_time_budget_ends_an_open_ended_sweep_and_promotes(
     tmp_path: Path, cifar_dir: Path, ray_address: str, raycifar
 ) -> None:
     budget = 35
-    space = CONDITIONAL_SPACE.replace("epochs: 2", "epochs: 30") + "num_samples: unlimited\n"
+    space = CONDITIONAL_SPACE.replace("epochs: 2", "epochs: 300") + "num_samples: unlimited\n"  # far past the budget
     (tmp_path / "cond_space.yaml").write_text(space)
     results = tmp_path / "results"
     started = time.time()
@@ -161,6 +168,6 @@ def test_a_time_budget_ends_an_open_ended_sweep_and_promotes(
     assert starts and max(starts) <= deadline, "no trial starts after the budget"
     last_report = max(r["timestamp"] for rows in results_by_trial for r in rows)
     assert last_report <= deadline + longest_epoch + 5, "no epoch is reported a whole epoch after the budget"
-    assert all(rows[-1]["epoch"] < 30 for rows in results_by_trial), "the budget stopped the trials, not their end"
+    assert all(rows[-1]["epoch"] < 300 for rows in results_by_trial), "the budget stopped the trials, not their end"
     assert {t["state"] for t in record["trials"].values()} <= {"finished", "stopped_early"}, "nothing left running"
     assert not [t for t in _study(sweep_dir).trials if t.state == TrialState.RUNNING], "the study ended them too"
