@@ -23,3 +23,13 @@ def latest_checkpoints(sweep_dir: Path) -> dict[str, dict]:
         if metrics.get("epoch", 0) >= latest.get(trial_id, {}).get("epoch", 0):
             latest[trial_id] = {**metrics, "train": config.get("train", {})}
     return latest
+
+
+def tune_has_an_epoch_of(sweep_dir: Path, trial_id: str) -> bool:
+    """Whether the sweep's driver has received an epoch of the trial (the debug timeline's
+    ``trial_result`` marks: run the sweep with ``RAYCIFAR_TIMELINE=1``). Its checkpoint is
+    then the run's own: a Ray Train worker killed after writing a checkpoint but before its
+    run registered it would start again from scratch."""
+    timeline = sweep_dir / "timeline.jsonl"
+    lines = timeline.read_text().splitlines() if timeline.is_file() else []
+    return any(f'"trial_result", "trial": "{trial_id}"' in line for line in lines)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from fake_cluster import FakeCluster, fake_cluster
-from trial_progress import latest_checkpoints
+from trial_progress import latest_checkpoints, tune_has_an_epoch_of
 
 from raycifar.results.leaderboard import read_table
 from raycifar.results.sweep_record import read_record
@@ -107,13 +107,15 @@ def _actor_of(cluster: FakeCluster, pid: int) -> dict | None:
 
 def _trainer_after_a_checkpoint(cluster: FakeCluster, results: Path, name: str) -> dict:
     """The actor the trial trains in (the ``worker_pid`` its latest checkpoint reports), once
-    it has a checkpoint to go on from."""
+    the driver has an epoch of it: a checkpoint to go on from."""
     deadline = time.monotonic() + 480
     while time.monotonic() < deadline:
         job = _job(cluster)
         assert job["status"] in ("PENDING", "RUNNING"), cluster.get(f"/api/jobs/{JOB_ID}/logs")["logs"][-3000:]
-        latest = list(latest_checkpoints(results / "sweeps" / name).values()) if job.get("job_id") else []
-        actor = _actor_of(cluster, int(latest[0]["worker_pid"])) if latest else None
+        sweep_dir = results / "sweeps" / name
+        latest = list(latest_checkpoints(sweep_dir).items()) if job.get("job_id") else []
+        registered = latest and tune_has_an_epoch_of(sweep_dir, latest[0][0])
+        actor = _actor_of(cluster, int(latest[0][1]["worker_pid"])) if registered else None
         if actor is not None and actor["state"] == "ALIVE":
             return actor
         time.sleep(0.5)
@@ -136,8 +138,8 @@ def test_a_trial_goes_on_from_its_checkpoint_on_another_node_when_its_node_dies(
 ) -> None:
     results, name = tmp_path / "results", "node-loss"
     (tmp_path / "space.yaml").write_text(SPACE)
-    cluster.submit(
-        sys.executable, "-m", "raycifar", "sweep", str(tmp_path / "space.yaml"), "--address", "auto",
+    cluster.submit(  # the debug timeline: the driver marks each epoch it receives
+        "env", "RAYCIFAR_TIMELINE=1", sys.executable, "-m", "raycifar", "sweep", str(tmp_path / "space.yaml"), "--address", "auto",
         "--data-dir", str(cifar_dir), "--results-dir", str(results), "--name", name, "--num-samples", "1",
         "--cpus-per-trial", "1", "--max-failures", "2", "--wandb", "off", *path, submission_id=JOB_ID,
     )  # fmt: skip

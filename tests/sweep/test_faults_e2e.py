@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from conftest import _cli_env
-from trial_progress import latest_checkpoints
+from trial_progress import latest_checkpoints, tune_has_an_epoch_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("short_tmpdir")]
 
@@ -70,15 +70,6 @@ def _trial_results(sweep_dir: Path, lr: float) -> tuple[str, list[dict]]:
     return "", []
 
 
-def _tune_has_an_epoch_of(sweep_dir: Path, trial_id: str) -> bool:
-    """Whether the sweep's driver has received an epoch of the trial (its debug timeline:
-    ``trial_result`` marks). Its checkpoint is then the run's own: a Ray Train worker killed
-    after writing a checkpoint but before the run registered it would start from scratch."""
-    timeline = sweep_dir / "timeline.jsonl"
-    lines = timeline.read_text().splitlines() if timeline.is_file() else []
-    return any(f'"trial_result", "trial": "{trial_id}"' in line for line in lines)
-
-
 def _kill_the_good_trials_worker_after_epoch_1(
     sweep: subprocess.Popen, out: list[str], sweep_dir: Path
 ) -> tuple[int, int]:
@@ -88,7 +79,7 @@ def _kill_the_good_trials_worker_after_epoch_1(
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and sweep.poll() is None:
         good = [(tid, m) for tid, m in latest_checkpoints(sweep_dir).items() if m["train"].get("lr") == GOOD_LR]
-        if good and _tune_has_an_epoch_of(sweep_dir, good[0][0]):
+        if good and tune_has_an_epoch_of(sweep_dir, good[0][0]):
             pid = int(good[0][1]["worker_pid"])
             os.kill(pid, signal.SIGKILL)
             return pid, int(good[0][1]["epoch"])

@@ -65,8 +65,14 @@ def trial(data_dir: Path, depths: tuple[int, ...], widths: tuple[int, ...], lr: 
 
 
 def run(config: dict, run_dir: Path, fingerprint: str) -> list[dict]:
-    session = ListSession(run_dir)
-    run_worker(config, session, fingerprint)
+    """One trial as the in-trial path runs it, with torch's threads set from the trial's CPUs
+    (raycifar.sweep.in_trial does the same before each trial)."""
+    session, threads = ListSession(run_dir), torch.get_num_threads()
+    torch.set_num_threads(int(session.held["CPU"]))
+    try:
+        run_worker(config, session, fingerprint)
+    finally:
+        torch.set_num_threads(threads)
     return session.reports
 
 
