@@ -9,8 +9,8 @@ Train worker under ``--torch-trainer``), killed with SIGKILL like a crash or the
 the trial restarts from its last checkpoint, up to ``--max-failures`` times (``--torch-trainer``
 soaks the TorchTrainer path).
 
-    python benchmarks/soak.py --data-dir ../shared/data/cifar10                 # 40 trials, ~15 min on 2 cores
-    python benchmarks/soak.py --quick                                         # ~3 min smoke run
+    python benchmarks/soak.py --data-dir ../shared/data/cifar10                 # 40 trials, ~3.5 min on 2 cores (in-trial)
+    python benchmarks/soak.py --quick                                         # 6 trials: a smoke run
     python benchmarks/soak.py --trials 100 --kill-rate 4 --max-failures 5
 """
 
