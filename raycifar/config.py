@@ -44,6 +44,7 @@ CompileSwitch = StrictBool | Literal["auto"]
 DatasetName = Literal["cifar10", "cifar100"]
 LabelMode = Literal["fine", "coarse"]  # CIFAR-100: its 100 fine classes, or the 20 coarse superclasses
 WandbMode = Literal["offline", "online", "off"]
+WANDB_PROJECT = "raycifar"  # the W&B project of every sweep trial, train run and promoted model
 TrainOn = Literal["train", "train+val"]  # what a run trains on: the split's train part, or train and val together
 
 

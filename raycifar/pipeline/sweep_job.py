@@ -34,7 +34,7 @@ from raycifar.search.sample import sample_configs
 from raycifar.search.searchers import Search, startup_trials
 from raycifar.space.file import pbt_dimensions, with_scheduler
 from raycifar.space.find import Space, load_space
-from raycifar.sweep.options import TORCH_TRAINER, Resume, SweepOptions, SweepPlan, TrialRunner, choose_runner
+from raycifar.sweep.options import IN_TRIAL, TORCH_TRAINER, Resume, SweepOptions, SweepPlan, TrialRunner, choose_runner
 from raycifar.sweep.outcome import SweepOutcome
 from raycifar.timeline import mark
 
@@ -139,7 +139,9 @@ def run_and_promote(
         results_dir=request.results_dir, sweep_name=name, resources=request.resources,
         address=request.address, max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb,
         max_failures=request.max_failures, runner=request.runner or TORCH_TRAINER,
-        data_fingerprint=data_fingerprint(request.data_dir, space.spec.dataset, space.spec.label_mode),
+        data_fingerprint=(  # in-trial trials keep the decoded split under it; TorchTrainer workers never reuse one
+            data_fingerprint(request.data_dir, space.spec.dataset, space.spec.label_mode) if request.runner == IN_TRIAL else None
+        ),
     )  # fmt: skip
     sweep_dir = layout.sweep_dir(request.results_dir, name)
     mark(sweep_dir, "command_start", at=time.time() - (time.monotonic() - started))

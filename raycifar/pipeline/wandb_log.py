@@ -20,12 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from raycifar.config import WandbMode
+from raycifar.config import WANDB_PROJECT, WandbMode
 from raycifar.errors import UserError
 from raycifar.results import layout
 from raycifar.results.schema import EPOCH, TRAIN_LOSS, VAL_ACC, VAL_LOSS, EpochMetrics
 
-PROJECT = "raycifar"
+PROJECT = WANDB_PROJECT
 DATA_FOLDER = "data"  # wandb's staging area, under <results>/wandb
 EPOCH_KEYS = (TRAIN_LOSS, VAL_LOSS, VAL_ACC, "lr")  # what a train run logs per epoch, as a sweep trial does
 ARTIFACT_FILES = ("model.safetensors", "config.json", "README.md")  # of the entry folder

@@ -35,14 +35,12 @@ import torch
 from ray import tune
 from torch import nn
 
-from raycifar.config import TrialConfig
 from raycifar.errors import UserError
-from raycifar.results.layout import trial_dir
 from raycifar.results.schema import CHECKPOINT_PATH, EPOCH, EpochMetrics
-from raycifar.results.trial_files import read_results
+from raycifar.results.trial_files import TrialFolder, planned_epochs, trial_folder
 from raycifar.train.checkpoints import CheckpointFolder
 from raycifar.train.run import selection_metric
-from raycifar.train.worker import TIMELINE_KEY, run_worker
+from raycifar.train.worker import run_worker
 
 UNWIND_TIMEOUT_S = 60  # how long Tune waits for a stopped trial's thread before reusing its process
 
@@ -82,20 +80,20 @@ class TuneSession:
         tune.report(reported)
 
 
-def _saved_epochs(results_file: Path) -> int:
-    """The last epoch in Tune's saved ``result.json`` of the trial (0: none; -1: unreadable)."""
+def _saved_epochs(folder: TrialFolder) -> int:
+    """The last epoch in Tune's saved results of the trial (0: none; -1: unreadable)."""
     try:
-        rows = read_results(results_file) if results_file.is_file() else []
-    except (UserError, OSError):
+        rows = folder.results()
+    except UserError:
         return -1
     return max((int(row.get(EPOCH, 0)) for row in rows), default=0)
 
 
-def report_unseen(checkpoints: CheckpointFolder, results_file: Path) -> int:
+def report_unseen(checkpoints: CheckpointFolder, folder: TrialFolder) -> int:
     """Report again the logged epochs after the last one in Tune's saved results, up to the
     latest checkpoint (a resumed sweep: see the module doc); returns the last epoch reported
     (0: none)."""
-    latest, saved = checkpoints.latest(), _saved_epochs(results_file)
+    latest, saved = checkpoints.latest(), _saved_epochs(folder)
     if latest is None or saved < 0:
         return 0
     rows = checkpoints.logged()
@@ -121,7 +119,7 @@ def report_unseen_after_resume(config: dict, run_dir: Path, driver_id: str) -> i
     checkpoints = CheckpointFolder(run_dir, selection_metric(config))
     if not checkpoints.claim(driver_id):
         return 0
-    return report_unseen(checkpoints, trial_dir(run_dir.parent.parent, run_dir.name) / "result.json")
+    return report_unseen(checkpoints, trial_folder(run_dir.parent.parent, run_dir.name))
 
 
 def run_in_trial(config: dict, run_dir: Path, gpus: float, fingerprint: str | None, driver_id: str) -> None:
@@ -129,13 +127,9 @@ def run_in_trial(config: dict, run_dir: Path, gpus: float, fingerprint: str | No
     ``run_dir`` (``<sweep>/train_runs/<trial id>``); ``driver_id``: the sweep driver's. Raises
     what the worker loop raises (a failed checkpoint write, a crash)."""
     os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"] = str(UNWIND_TIMEOUT_S)  # read by Tune in this process
-    if report_unseen_after_resume(config, run_dir, driver_id) >= TrialConfig.model_validate(_trial_keys(config)).train.epochs:
+    if report_unseen_after_resume(config, run_dir, driver_id) >= planned_epochs(config):
         return  # every epoch trained and now reported
     session = TuneSession(CheckpointFolder(run_dir, selection_metric(config)), trial_device(gpus))
     torch.set_num_threads(max(1, int(session.held.get("CPU", 1))))
     run_worker(config, session, fingerprint)
 
-
-def _trial_keys(config: dict) -> dict:
-    """The trial config without the loop's own keys (the debug timeline's)."""
-    return {key: value for key, value in config.items() if key != TIMELINE_KEY}

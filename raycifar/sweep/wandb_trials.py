@@ -23,9 +23,9 @@ from typing import Any
 
 from ray import tune
 
+from raycifar.config import WANDB_PROJECT
 from raycifar.results.schema import CHECKPOINT_PATH
 
-PROJECT = "raycifar"
 FLUSH_TIMEOUT_S = {"offline": 30.0, "online": 300.0}
 SKIPPED = {CHECKPOINT_PATH, "config", "done", "should_checkpoint", "checkpoint_dir_name", "trial_id", "date", "hostname", "node_ip", "pid"}
 
@@ -105,7 +105,7 @@ class TrialRuns(tune.Callback):
                 trial_id, name, config = args
                 if trial_id not in runs:
                     runs[trial_id] = wandb.init(
-                        project=PROJECT, group=self.group, name=name, id=trial_id, config=config, mode=self.mode,
+                        project=WANDB_PROJECT, group=self.group, name=name, id=trial_id, config=config, mode=self.mode,
                         dir=str(self.folder), settings=settings, reinit="create_new", resume="allow",
                         allow_val_change=True,
                     )  # fmt: skip

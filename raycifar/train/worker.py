@@ -70,7 +70,6 @@ def describe_os_error(err: OSError) -> str:
 
 INIT_CHECKPOINT_KEY = "init_checkpoint"  # in a loop config: a checkpoint path to start from (PBT)
 TIMELINE_KEY = "timeline"  # in a loop config: {"dir": sweep folder, "trial": id} for the debug timeline (raycifar.timeline)
-CHECKPOINT_METRICS_FILE = METRICS_FILE  # in a checkpoint: the metrics reported with it
 
 
 class WorkerSession(Protocol):
@@ -134,7 +133,7 @@ def _restore(training: Training, session: WorkerSession, init_checkpoint: str | 
     and, for the run's own checkpoint, the metrics reported with it (None if not kept)."""
     with session.own_checkpoint() as own:
         if own is not None:
-            metrics = own / CHECKPOINT_METRICS_FILE
+            metrics = own / METRICS_FILE
             kept = json.loads(metrics.read_text()) if metrics.is_file() else None
             return training.load(own), kept
     if init_checkpoint is None:
@@ -151,7 +150,7 @@ def _report(metrics: EpochMetrics, training: Training, session: WorkerSession) -
     try:
         with session.staging() as folder:
             training.save(folder, metrics[EPOCH])
-            (folder / CHECKPOINT_METRICS_FILE).write_text(json.dumps(metrics, default=str))
+            (folder / METRICS_FILE).write_text(json.dumps(metrics, default=str))
             session.report(metrics, folder)
     except OSError as err:  # a full disk, a file where a folder should be, a lost mount
         raise CheckpointNotWritten(
