@@ -72,6 +72,17 @@ def short_tmpdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_inductor_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite's own inductor cache folder, which holds the node's compile record that
+    ``compile: auto`` decides by (raycifar.train.compile_policy): what the user's machine
+    learned neither steers the tests nor is overwritten by them. Set before anything starts
+    Ray or the CLI, which inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.mktemp("inductor")))
+        yield
+
+
 SHARED_CPUS = 2.0
 IDLE_TIMEOUT_S = 180.0  # Ray frees a finished job's actors and placement groups within seconds
 

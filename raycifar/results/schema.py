@@ -29,6 +29,8 @@ WORKER_CPUS = "worker_cpus"  # Ray CPUs each worker holds
 WORKER_GPUS = "worker_gpus"  # Ray GPUs each worker holds
 WORKER_PID = "worker_pid"  # the process of rank 0 (the Tune trial's own process on the in-trial path)
 CHECKPOINT_PATH = "checkpoint_path"  # the epoch's checkpoint (a folder path), where one was kept
+COMPILED = "compiled"  # whether the epoch trained a torch.compile'd model (absent in records before it was reported)
+COMPILE_SECONDS = "compile_seconds"  # seconds compiling cost this worker so far: a compiled first step's extra time
 
 SELECTED_ON = Literal["val_acc", "epoch"]  # what picks a run's checkpoint: the best val_acc, or the last epoch
 
@@ -53,6 +55,8 @@ class EpochMetrics(TypedDict, total=False):
     worker_gpus: float
     worker_pid: int
     checkpoint_path: str | None
+    compiled: bool
+    compile_seconds: float
 
 
 METRIC_NAMES: tuple[str, ...] = tuple(EpochMetrics.__annotations__)

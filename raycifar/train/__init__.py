@@ -13,11 +13,12 @@ module             holds
 ``scoring``        evaluation and test-time augmentation
 ``optim``          optimizer, learning-rate schedule, weight average (EMA)
 ``runtime``        precision, memory format, compilation, seeds
+``compile_policy`` when ``compile: auto`` compiles, and the node's record it learns from
 ``loss``           the batch loss: mixup/cutmix, label smoothing, class weights
 ``process_group``  the torch process group of a run, on loopback when Ray is local
 ``leaked_groups``  placement groups Ray Train leaves reserved, released
 =================  ==============================================================
 
 May import: ``ray.train`` and ``ray`` (never ``ray.tune``), torch, ``models``, ``data``,
-``results`` (its schema), ``cluster``, the ground modules.
+``results`` (its schema; ``atomic`` for the node's compile record), filelock, ``cluster``, the ground modules.
 """

@@ -8,6 +8,7 @@ several workers, one all-reduce, so that every rank stops at the same step).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -41,10 +42,12 @@ def train_epoch(
     batch_loss: BatchLoss,
     runtime: Runtime = FLOAT32_CPU,
     average: WeightAverage | None = None,
+    after_first_step: Callable[[], None] | None = None,
 ) -> float:
     """One pass over the loader; returns the mean training loss on this worker.
 
-    The loss is NaN or infinite when training diverged on any worker: the pass then stopped
+    ``after_first_step`` is called once the first optimizer step is done (the training loop
+    times a compiled model's first step with it). The loss is NaN or infinite when training diverged on any worker: the pass then stopped
     at the first check that saw it (see the module doc), and the weights are not usable.
     """
     model.train()
@@ -60,6 +63,8 @@ def train_epoch(
         schedule.step()
         if average is not None:
             average.step()
+        if step == 1 and after_first_step is not None:
+            after_first_step()
         total += loss.detach() * len(labels)  # stays on the device: no host sync per batch
         count += len(labels)
         if step % DIVERGENCE_CHECK_EVERY == 0 and not finite_on_every_rank(total):

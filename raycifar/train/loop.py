@@ -6,7 +6,15 @@ Each epoch (:meth:`Training.run_epoch`): train on the worker's shard of the trai
 weights when ``ema_decay > 0``; with test-time augmentation as well when ``tta`` is on) and
 return ``train_loss, val_loss, val_acc, [val_acc_tta,] epoch, params, lr, train_seconds,
 eval_seconds`` (seconds of this worker's training and of its evaluation, each timed on the
-host after the device finished).
+host after the device finished), ``compiled`` (whether the epoch trained a compiled model)
+and ``compile_seconds`` (what compiling cost this worker so far, 0 if it did not compile).
+
+``compile``: ``true`` compiles at construction, ``false`` never; ``auto`` compiles before an
+epoch when the epochs left pay for it (:mod:`raycifar.train.compile_policy`): before the
+first when the node's record knows the architecture's eager step time, else after the first
+epoch, trained eagerly and timed. Every worker follows rank 0's decision. The cost of a
+compile is the extra time of the first compiled step over the epoch's other steps; ``auto``
+trials keep both in the node's record for the next trial.
 
 A diverged epoch is not evaluated: its metrics say ``diverged: True`` with
 ``val_loss``/``val_acc`` NaN; an epoch whose validation loss is not finite is diverged too.
@@ -22,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from raycifar.config import TrialConfig
@@ -29,6 +38,8 @@ from raycifar.data.loaders import Loader
 from raycifar.models.files import load_weights, rename_legacy_keys, save_model_files
 from raycifar.models.resnet import build_model
 from raycifar.results.schema import (
+    COMPILE_SECONDS,
+    COMPILED,
     EPOCH,
     EVAL_SECONDS,
     TRAIN_LOSS,
@@ -39,6 +50,15 @@ from raycifar.results.schema import (
     EpochMetrics,
 )
 from raycifar.results.selection import DIVERGED
+from raycifar.train.compile_policy import (
+    arch_key,
+    decide,
+    first_step_extra_seconds,
+    read_record,
+    record_path,
+    update_record,
+    use_node_cache,
+)
 from raycifar.train.epoch import train_epoch
 from raycifar.train.loss import BatchLoss
 from raycifar.train.optim import LR_CONSTANTS, WeightAverage, make_optimizer, make_schedule
@@ -48,13 +68,41 @@ from raycifar.train.scoring import score
 STATE_FILE = "train_state.pt"
 
 
+def _world_size() -> int:
+    """The workers of this run's torch process group (1 without one)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank_zero_verdict(verdict: bool | None, device: torch.device) -> bool | None:
+    """Rank 0's ``verdict`` on every worker (one broadcast when a process group of several is
+    up; every rank must call it at the same point), so that all compile or none does."""
+    if _world_size() == 1:
+        return verdict
+    code = torch.tensor([-1 if verdict is None else int(verdict)], device=device)
+    dist.broadcast(code, src=0)
+    return None if code.item() < 0 else bool(code.item())
+
+
+class _FirstStepClock:
+    """Called after an epoch's first optimizer step: the seconds from its creation until the
+    device finished that step (``seconds``; None until called)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.started, self.seconds = device, time.perf_counter(), None
+
+    def __call__(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds = time.perf_counter() - self.started
+
+
 class Training:
     """One worker's model, optimizer, schedule and weight average for a trial config.
 
     ``net`` is the bare model (checkpoints read and write it); ``model`` is what the loop
     calls: ``net`` wrapped by ``wrap`` (Ray Train's DistributedDataParallel) and compiled
-    when the runtime says so. Build it inside :func:`global_settings` so that the
-    initial weights follow the seed.
+    when the runtime says so (``compile: auto``: from the epoch when it pays, see the module
+    doc). Build it inside :func:`global_settings` so that the initial weights follow the seed.
     """
 
     def __init__(
@@ -77,8 +125,13 @@ class Training:
             else None
         )
         self.model = wrap(self.net)
-        if self.runtime.compile:
-            self.model = torch.compile(self.model)
+        self.compiled, self.compile_seconds = False, 0.0  # reported every epoch (COMPILED, COMPILE_SECONDS)
+        self._auto = self.runtime.compile == "auto"  # compile: auto learns from and writes the node's record
+        self._undecided, self._eager_step_s = self._auto, None  # the eager seconds per step this run measured
+        self.compile_key = self._arch_key() if self._auto else ""  # this trial's key in the node's record
+        self._clock_next_epoch, self._expect_hit = False, False
+        if self.runtime.compile is True:
+            self._compile()
         self.batch_loss = BatchLoss.for_trial(config, device)
         self.optimizer = make_optimizer(self.net, self.train)
         self.schedule = make_schedule(self.optimizer, self.train, len(train_loader))
@@ -92,12 +145,16 @@ class Training:
         """Train epoch ``epoch`` (from 0), evaluate, and return the epoch's metrics."""
         self.train_loader.set_epoch(epoch)
         self.batch_loss.set_epoch(epoch)
+        if self._undecided:
+            self._decide(epoch)
+        clock = _FirstStepClock(self.runtime.device) if self._clock_next_epoch else None
         started = time.perf_counter()
         train_loss = train_epoch(
             self.model, self.train_loader, self.optimizer, self.schedule, self.train, self.batch_loss,
-            self.runtime, self.average,
+            self.runtime, self.average, clock,
         )  # fmt: skip
         train_seconds = time.perf_counter() - started
+        self._learn(train_seconds, clock, math.isfinite(train_loss))
         if not math.isfinite(train_loss):
             return self._diverged(epoch, train_loss, train_seconds)
         started = time.perf_counter()
@@ -114,12 +171,16 @@ class Training:
             "lr": self.schedule.get_last_lr()[0],
             TRAIN_SECONDS: train_seconds,
             EVAL_SECONDS: eval_seconds,
+            COMPILED: self.compiled,
+            COMPILE_SECONDS: self.compile_seconds,
         }
         if scores.acc_tta is not None:
             metrics[VAL_ACC_TTA] = scores.acc_tta
         return metrics
 
-    def _diverged(self, epoch: int, train_loss: float, train_seconds: float, val_loss: float = math.nan) -> EpochMetrics:
+    def _diverged(
+        self, epoch: int, train_loss: float, train_seconds: float, val_loss: float = math.nan
+    ) -> EpochMetrics:
         """The metrics of epoch ``epoch`` (from 0) that diverged: no accuracy (NaN), ``diverged`` True;
         ``eval_seconds`` 0 (the caller gives it when the evaluation ran)."""
         return {
@@ -131,8 +192,59 @@ class Training:
             "lr": self.schedule.get_last_lr()[0],
             TRAIN_SECONDS: train_seconds,
             EVAL_SECONDS: 0.0,
+            COMPILED: self.compiled,
+            COMPILE_SECONDS: self.compile_seconds,
             DIVERGED: True,
         }
+
+    def _arch_key(self) -> str:
+        """The node record's key of this trial: what decides its compiled graph and step time."""
+        device = self.runtime.device
+        return arch_key({
+            "model": self.config.model.model_dump(mode="json"),
+            "batch_size": self.train.batch_size,
+            "autocast": str(self.runtime.autocast_dtype),
+            "channels_last": self.runtime.channels_last,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+            "workers": _world_size(),
+            "torch": torch.__version__,
+        })  # fmt: skip
+
+    def _compile(self, hit: bool = False) -> None:
+        """Compile the model the loop calls (``net`` stays bare) with the node's inductor
+        caches; the next epoch times its first step (``hit``: the record expects a cache hit)."""
+        use_node_cache()
+        self.model = torch.compile(self.model)
+        self.compiled, self._clock_next_epoch, self._expect_hit = True, True, hit
+
+    def _decide(self, epoch: int) -> None:
+        """``compile: auto``, before epoch ``epoch`` (from 0): compile now if the epochs left
+        pay for it; stay undecided while no eager step time is known (rank 0 decides for all)."""
+        record = read_record(record_path())
+        steps_left = (self.train.epochs - epoch) * len(self.train_loader)
+        verdict = decide(record, self.compile_key, steps_left, self._eager_step_s)
+        verdict = rank_zero_verdict(verdict, self.runtime.device)
+        if verdict is None:
+            return
+        self._undecided = False
+        if verdict:
+            self._compile(hit=record.compiled_before(self.compile_key))
+
+    def _learn(self, train_seconds: float, clock: _FirstStepClock | None, finite: bool) -> None:
+        """After an epoch's training pass of ``train_seconds``: the compile cost of a first
+        compiled epoch (``clock``), or the eager seconds per step of a first eager epoch of
+        ``compile: auto``; ``auto`` writes either to the node's record."""
+        steps = max(len(self.train_loader), 1)
+        key = self.compile_key
+        if clock is not None and clock.seconds is not None:
+            self._clock_next_epoch = False
+            cost = first_step_extra_seconds(clock.seconds, train_seconds, steps)
+            self.compile_seconds += cost
+            if self._auto:
+                update_record(record_path(), lambda record: record.with_compile(key, cost, self._expect_hit))
+        elif self._auto and not self.compiled and finite and self._eager_step_s is None:
+            step_s = self._eager_step_s = train_seconds / steps
+            update_record(record_path(), lambda record: record.with_step(key, step_s))
 
     def save(self, folder: Path, epoch: int) -> None:
         """Write the evaluated weights (model.safetensors), the config, and the state to resume."""

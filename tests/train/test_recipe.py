@@ -337,8 +337,10 @@ def test_compile_wraps_the_model_and_checkpoints_stay_plain(tmp_path: Path, monk
     # The eager backend runs torch.compile's graph capture without the minute-long C++ build of
     # the default backend on a CPU; benchmarks/train_throughput.py times the real thing.
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     torch._dynamo.reset()
-    assert not resolve_runtime(TrainConfig(), CPU).compile, "auto: off on a CPU"
+    assert resolve_runtime(TrainConfig(), CPU).compile in ("auto", False), "auto: per trial"
+    assert resolve_runtime(TrainConfig(compile=True), CPU).compile is True
     run = trained(TrainConfig(compile=True), n=32)
     assert isinstance(run.model, torch._dynamo.eval_frame.OptimizedModule) and run.model._orig_mod is run.net
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
