@@ -14,25 +14,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from timm.data import Mixup
 from torch import nn
 
 from raycifar.data.catalog import class_names
 from raycifar.errors import UserError
 
 if TYPE_CHECKING:
+    from timm.data import Mixup
+
     from raycifar.config import TrainConfig, TrialConfig
 
 
-def class_weight_vector(
-    weights: dict[str, float], names: tuple[str, ...]
-) -> tuple[float, ...]:
+def class_weight_vector(weights: dict[str, float], names: tuple[str, ...]) -> tuple[float, ...]:
     """One weight per class, in label order: ``weights[name]``, else 1.0."""
     unknown = sorted(set(weights) - set(names))
     if unknown:
-        raise UserError(
-            f"class_weights: {unknown[0]!r} is not a class name ({', '.join(names[:10])}, …)"
-        )
+        raise UserError(f"class_weights: {unknown[0]!r} is not a class name ({', '.join(names[:10])}, …)")
     return tuple(float(weights.get(name, 1.0)) for name in names)
 
 
@@ -54,8 +51,10 @@ class BatchLoss:
         self.smoothing = train.label_smoothing
         self.weight = class_weights
         self.seed = seed
-        self.mixup = None
+        self.mixup: Mixup | None = None
         if train.mixup_alpha > 0 or train.cutmix_alpha > 0:
+            from timm.data import Mixup  # timm (and torchvision, wandb under it) only when mixing
+
             self.mixup = Mixup(
                 mixup_alpha=train.mixup_alpha,
                 cutmix_alpha=train.cutmix_alpha,
@@ -71,18 +70,14 @@ class BatchLoss:
         weights = None
         if config.class_weights:
             names = class_names(config.dataset, config.label_mode)
-            weights = torch.tensor(
-                class_weight_vector(config.class_weights, names), device=device
-            )
+            weights = torch.tensor(class_weight_vector(config.class_weights, names), device=device)
         return cls(config.train, config.model.num_classes, weights, config.seed)
 
     def set_epoch(self, epoch: int) -> None:
         """Seed the mixing draws of epoch ``epoch``."""
         np.random.seed((self.seed * 100_003 + epoch) % 2**32)
 
-    def __call__(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor
-    ) -> torch.Tensor:
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.mixup is None:
             losses = nn.functional.cross_entropy(
                 model(images),
@@ -95,6 +90,4 @@ class BatchLoss:
         if len(labels) % 2:
             images, labels = images[:-1], labels[:-1]
         mixed, targets = self.mixup(images, labels)
-        return nn.functional.cross_entropy(
-            model(mixed), targets, weight=self.weight, reduction="none"
-        ).mean()
+        return nn.functional.cross_entropy(model(mixed), targets, weight=self.weight, reduction="none").mean()

@@ -13,9 +13,11 @@ to. On a laptop that is an open, unauthenticated port per trial.
   training loop calls no collective;
 - on a local Ray, several workers: rank 0 opens a socket listening on 127.0.0.1 and hands
   it to its TCPStore; gloo and NCCL bind their transports to the loopback interface;
-- on a cluster: Ray's own torch backend, unchanged.
+- on a cluster: Ray's own ``TorchConfig``, unchanged.
 
-This module imports ``ray.train`` and ``torch`` only (no Ray Tune).
+This module imports ``ray.train`` but not Ray Tune, and torch only inside the functions
+that run on the workers: a run's controller unpickles the config and runs the backend's
+hooks, and without torch it starts about 1.7 s sooner.
 """
 
 from __future__ import annotations
@@ -25,17 +27,20 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import ray
 import ray.train
-import torch.distributed as dist
-from ray.train.backend import Backend
-from ray.train.torch import TorchConfig
+from ray.train.backend import Backend, BackendConfig
 
 from raycifar.cluster.session import is_loopback
 
+if TYPE_CHECKING:
+    from ray.train.torch import TorchConfig
+
 LOOPBACK = "127.0.0.1"
 LOOPBACK_INTERFACES = ("lo", "lo0")  # Linux, macOS
+SHUTDOWN_TIMEOUT_S = 30  # as Ray's torch backend: how long the workers may take to leave their group
 
 logger = logging.getLogger(__name__)
 
@@ -47,33 +52,57 @@ def ray_is_local(address: str | None) -> bool:
     return address is None or all(is_loopback(node["NodeManagerAddress"]) for node in ray.nodes() if node["Alive"])
 
 
-def torch_config(local: bool) -> LoopbackTorchConfig:
+def torch_config(local: bool) -> LoopbackTorchConfig | TorchConfig:
     """The ``torch_config`` of a ``TorchTrainer``: loopback-only when ``local``, Ray's default otherwise."""
-    return LoopbackTorchConfig(local=local)
+    if local:
+        return LoopbackTorchConfig()
+    from ray.train.torch import TorchConfig
+
+    return TorchConfig()
 
 
 @dataclass
-class LoopbackTorchConfig(TorchConfig):
-    """``TorchConfig`` whose process group stays on this machine's loopback when ``local``.
+class LoopbackTorchConfig(BackendConfig):
+    """The torch backend config of a run whose workers all run on this machine: their process
+    group stays on loopback (:class:`LoopbackTorchBackend`).
 
-    ``backend`` (``None``: nccl with GPUs, else gloo) and ``timeout_s`` mean what they
-    mean to Ray. With ``local=False`` the backend is Ray's own, as if ``TorchConfig``
-    were used; ``init_method`` is only read then (a local run uses its own store).
+    ``backend`` (``None``: nccl with GPUs, else gloo), ``init_method`` (unused: the run
+    makes its own store) and ``timeout_s`` mean what they mean in Ray's ``TorchConfig``,
+    which ``TorchTrainer`` reads them as.
     """
 
-    local: bool = True
+    backend: str | None = None
+    init_method: str = "env"
+    timeout_s: int = 1800
 
     @property
     def backend_cls(self) -> type[Backend]:
-        return LoopbackTorchBackend if self.local else super().backend_cls
+        return LoopbackTorchBackend
 
     @property
-    def ray_backend(self) -> Backend:
-        """Ray's default torch backend (a singleton), for what this one leaves to it."""
-        return super().backend_cls()
+    def train_func_context(self) -> type:
+        return CudaDeviceContext
 
     def to_dict(self) -> dict:
-        return {**super().to_dict(), "local": self.local}
+        return {"backend": self.backend, "init_method": self.init_method, "timeout_s": self.timeout_s, "local": True}
+
+
+class CudaDeviceContext:
+    """Around each worker's training function, as Ray's torch config: make the worker's GPU
+    (``ray.train.torch.get_device``) torch's current CUDA device."""
+
+    def __enter__(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            import ray.train.torch
+
+            device = ray.train.torch.get_device()
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+
+    def __exit__(self, *exc_info: object) -> bool:
+        return False
 
 
 class LoopbackTorchBackend(Backend):
@@ -97,12 +126,14 @@ class LoopbackTorchBackend(Backend):
             [worker_group.execute_single_async(rank, join_process_group, rank, *args) for rank in range(world_size)]
         )
 
-    def on_training_start(self, worker_group, backend_config: LoopbackTorchConfig) -> None:
-        backend_config.ray_backend.on_training_start(worker_group, backend_config)
-
     def on_shutdown(self, worker_group, backend_config: LoopbackTorchConfig) -> None:
-        """Ray's shutdown: destroys the process group (if any) and empties the CUDA cache."""
-        backend_config.ray_backend.on_shutdown(worker_group, backend_config)
+        """As Ray's: each worker leaves its process group (if any) and empties its CUDA cache,
+        waited for at most :data:`SHUTDOWN_TIMEOUT_S`."""
+        futures = worker_group.execute_async(leave_process_group)
+        try:
+            ray.get(futures, timeout=SHUTDOWN_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            logger.warning("the workers did not leave their process group within %s s", SHUTDOWN_TIMEOUT_S)
 
 
 def loopback_interface() -> str | None:
@@ -154,6 +185,8 @@ def join_process_group(rank: int, backend: str, world_size: int, port: int, time
         logger.warning("no loopback interface %s: gloo and NCCL bind where the hostname resolves", LOOPBACK_INTERFACES)
     if "TORCH_NCCL_BLOCKING_WAIT" not in os.environ:  # as Ray: a timed-out NCCL collective fails the worker
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+    import torch.distributed as dist
+
     timeout = timedelta(seconds=timeout_s)
     if rank == 0:
         if _store_socket is None:
@@ -163,3 +196,15 @@ def join_process_group(rank: int, backend: str, world_size: int, port: int, time
     else:
         store = dist.TCPStore(LOOPBACK, port, world_size, False, timeout)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
+
+
+def leave_process_group() -> None:
+    """Ray Train worker, at the run's end: destroy the process group if this worker is in
+    one, and free the CUDA memory torch's allocator caches."""
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
