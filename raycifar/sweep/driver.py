@@ -128,6 +128,15 @@ def _problems(recorder: SweepRecorder) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def reuses_trial_processes(runner: str, scheduler: str) -> bool:
+    """Whether Tune runs the next trial in a finished trial's process (``reuse_actors``):
+    torch, raycifar and the data stay loaded. Always on the in-trial path, whose stopped
+    trials end at their next report. A ``TorchTrainer`` trial's process waits in ``fit()``
+    and hears of no stop, so only under FIFO, which stops no trial early: under ASHA,
+    HyperBand, median or PBT, Tune ends a stopped trial's Train run by ending its process."""
+    return runner == IN_TRIAL or scheduler == "fifo"
+
+
 def _new_tuner(
     trainable, plan: SweepPlan, scheduler: SchedulerSettings, options: SweepOptions, max_concurrent: int,
     progress: ProgressSink, recorder: SweepRecorder, extension: bool = False,
@@ -145,7 +154,8 @@ def _new_tuner(
     trial_scheduler = make_scheduler(scheduler, plan.max_epochs, plan.mutations)
     callbacks = _callbacks(options, tracker, trial_scheduler, warm=extension)
     population = population_space([c.model_dump(mode="json") for c in plan.population]) if plan.population else None
-    in_trial = options.runner == IN_TRIAL  # Tune restarts and reuses the trials' own processes
+    in_trial = options.runner == IN_TRIAL  # Tune restarts the trials' own processes
+    reuse = reuses_trial_processes(options.runner, scheduler.name)
     return tune.Tuner(
         trainable,
         param_space=population,
@@ -158,7 +168,7 @@ def _new_tuner(
             max_concurrent_trials=max_concurrent if population else None,
             trial_dirname_creator=trial_dirname,
             time_budget_s=plan.time_budget_s,
-            reuse_actors=in_trial,
+            reuse_actors=reuse,
         ),
         run_config=tune.RunConfig(
             name=options.sweep_name,
@@ -170,13 +180,14 @@ def _new_tuner(
     )
 
 
-
 def _history(result) -> TrialHistory:
     """A Tune trial result as a :class:`TrialHistory` (its reported epochs in order)."""
     frame = result.metrics_dataframe
     records = [] if frame is None or frame.empty else frame.to_dict("records")
     planned = TrialConfig.model_validate(result.config).train.epochs
-    return TrialHistory(str(result.metrics.get("trial_id", "")) or result.path, planned, records, result.error is not None)
+    return TrialHistory(
+        str(result.metrics.get("trial_id", "")) or result.path, planned, records, result.error is not None
+    )
 
 
 def _histories(results, recorder: SweepRecorder) -> list[TrialHistory]:
@@ -185,7 +196,11 @@ def _histories(results, recorder: SweepRecorder) -> list[TrialHistory]:
     started = [result for result in results if result.config]  # a time budget can end a trial before it has one
     histories = [_history(result) for result in started]
     known = {history.trial_id for history in histories}
-    earlier = {tid for tid, entry in recorder.record.trials.items() if tid not in known and entry.state in TERMINAL_STATES - {"lost"}}
+    earlier = {
+        tid
+        for tid, entry in recorder.record.trials.items()
+        if tid not in known and entry.state in TERMINAL_STATES - {"lost"}
+    }
     if earlier:
         histories += [h for h in read_trials(recorder.sweep_dir).histories if h.trial_id in earlier]
     return histories
