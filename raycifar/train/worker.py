@@ -187,8 +187,10 @@ def run_worker(config_dict: dict, session: WorkerSession, fingerprint: str | Non
     train_loader, val_loader = make_loaders(
         config, session.device, session.rank, session.world_size, cpus, EVAL_BATCH_SIZE, fingerprint=fingerprint
     )
+    mark(timeline_dir, "data_ready", trial=trial, rank=session.rank)
     with global_settings(config.train, config.seed):
         training = Training(config, train_loader, val_loader, session.device, wrap=session.wrap)
+        mark(timeline_dir, "model_ready", trial=trial, rank=session.rank)
         start_epoch, last = _restore(training, session, init_checkpoint)
         if last is not None and start_epoch >= config.train.epochs:  # trained, but maybe never seen: again
             _report({**last, RESUMED_FROM_EPOCH: start_epoch}, training, session)
