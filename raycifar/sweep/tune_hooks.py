@@ -41,6 +41,8 @@ class StudySearcher(Searcher):
     be pickled with the experiment and keep the first driver's limit): a resumed sweep takes
     the limit of the driver that resumes it, e.g. more trials on a bigger cluster."""
 
+    ran_unseen = 0  # after a resume: proposals Tune never saw whose trials ended anyway (see restore)
+
     def __init__(self, search: Search, trials: int | None, max_concurrent: int, key: str = "") -> None:
         super().__init__(metric=VAL_ACC, mode="max")
         self.search, self.trials, self.max_concurrent, self.key = search, trials, max_concurrent, key
@@ -52,7 +54,7 @@ class StudySearcher(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        if self.trials is not None and len(self.numbers) >= self.trials:
+        if self.trials is not None and len(self.numbers) + self.ran_unseen >= self.trials:
             return Searcher.FINISHED
         if len(self.live) >= self.max_concurrent:
             return None  # Tune asks again when a trial ends
@@ -83,19 +85,24 @@ class StudySearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         # The study is on disk already; this is the map from Tune's trials to its trials.
-        state = {"numbers": self.numbers, "records": self.records, "live": sorted(self.live)}
+        state = {"numbers": self.numbers, "records": self.records, "live": sorted(self.live),
+                 "proposed": self.search.proposed}  # fmt: skip
         Path(checkpoint_path).write_text(json.dumps(state))
 
     def restore(self, checkpoint_path: str) -> None:
         """After ``Tuner.restore``: the map back, the resuming driver's concurrency limit
         (:data:`LIVE_DRIVERS`), a fresh sampler seed, and proposals asked after Tune last saved its
-        state (their trials are unknown to Tune) ended as lost."""
+        state (their trials are unknown to Tune) ended as lost if they were still running; those
+        that ran to their end count towards the trials to propose (:attr:`ran_unseen`), so a
+        resumed sweep never proposes more than its plan."""
         state = json.loads(Path(checkpoint_path).read_text())
         self.numbers, self.records = state["numbers"], state["records"]
         self.live = set(state.get("live", []))
         if getattr(self, "key", "") in LIVE_DRIVERS:
             self.max_concurrent = LIVE_DRIVERS[self.key].max_concurrent
         self.search.reopened(set(self.numbers.values()))
+        saved = state.get("proposed")  # absent in sweeps saved before it was kept
+        self.ran_unseen = 0 if saved is None else self.search.ended_since(saved)
 
 
 class ProgressCallback(tune.Callback):
