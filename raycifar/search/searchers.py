@@ -318,6 +318,8 @@ class Search:
         if frozen.state != TrialState.RUNNING:
             return None  # told already (a resumed sweep may end a trial twice)
         accuracies = _accuracies(frozen)
+        # A trial ended while paused (HyperBand) comes without its last result: the epochs it reported count.
+        reached_epoch = max(reached_epoch, max(accuracies, default=0))
         outcome: ProposalEnd = "failed" if failed else "complete"
         if not failed and (reached_epoch < frozen.user_attrs.get("epochs", 0) or not accuracies):
             outcome = "pruned"

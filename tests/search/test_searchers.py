@@ -284,6 +284,19 @@ def test_proposals_the_time_budget_stopped_are_ended_as_pruned(tmp_path: Path) -
     assert states[late.number] == states[unstarted.number] == TrialState.PRUNED
 
 
+def test_a_trial_ended_without_its_last_result_is_judged_by_the_epochs_it_reported(tmp_path: Path) -> None:
+    """HyperBand can end a paused trial, and Tune then hands the searcher no last result
+    (epoch 0): the study says complete or pruned as the sweep record does, from the epochs reported."""
+    search = search_of(tmp_path, TIGHT, "tpe")
+    trained, stopped = search.propose(), search.propose()
+    for epoch, acc in ((1, 0.3), (2, 0.5)):
+        search.report(trained.number, epoch, acc)
+    search.report(stopped.number, 1, 0.2)
+    assert search.finish(trained.number, 0) == "complete"
+    assert search.finish(stopped.number, 0) == "pruned"
+    assert search.study.trials[trained.number].value == 0.5
+
+
 @pytest.mark.parametrize("searcher", ["random", "tpe", "qmc", "nsga2"])
 def test_a_sweeps_search_survives_tunes_pickle_with_its_study(tmp_path: Path, searcher: str) -> None:
     """Tune pickles the searcher into the sweep's tuner.pkl. The study is reopened from its
