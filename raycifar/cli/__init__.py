@@ -8,7 +8,7 @@ module         commands
 ``results``    ``leaderboard [show]``, ``promote``, ``evaluate``
 ``predict``    ``predict``
 ``catalog``    ``model list|info``, ``space show|sample``
-``data``       ``data info|prepare``
+``data``       ``data info|prepare|corrupt``
 ``status``     ``status``
 ``jobs``       ``logs``, ``stop`` (and ``sweep --submit``)
 ``report``     ``report``

@@ -15,9 +15,14 @@ module                 holds
 ``loaders``            the loader a trial config asks for (the decoded split kept per process)
 ``fingerprint``        what identifies the data files, without reading them
 ``info``               ``raycifar data info``: counts per split and class, channel statistics
+``corruptions``        the 19 CIFAR-10-C corruptions at CIFAR strength (published constants)
+``corruption_table``   the published constants, with the source script's line and commit
+``corruption_kernels`` their building blocks: blur, zoom, HSV, kernels, plasma fractal
+``corrupted_set``      ``raycifar data corrupt``: a corrupted copy of a test split, cached
 =====================  =============================================================
 
-May import: torch, torchvision, numpy, FFCV (optional), the ground modules (config, errors).
+May import: torch, torchvision, numpy, SciPy, OpenCV, Pillow, FFCV (optional), the ground modules
+(config, errors).
 """
 
 from typing import Any
