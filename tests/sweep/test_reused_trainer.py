@@ -24,13 +24,13 @@ scheduler: {name: fifo}
 
 @pytest.mark.slow
 def test_fifo_torch_trainer_trials_run_one_after_another_in_one_trial_process(
-    tmp_path: Path, cifar_dir: Path, raycifar
+    tmp_path: Path, cifar_dir: Path, ray_address: str, raycifar
 ) -> None:
     (tmp_path / "fifo.yaml").write_text(FIFO_SPACE)
     results = tmp_path / "results"
     raycifar(
         "sweep", "fifo.yaml", "--data-dir", str(cifar_dir), "--results-dir", str(results), "--name", "fifo",
-        "--torch-trainer", "--max-concurrent-trials", "1", "--wandb", "off", "--no-dashboard", cwd=tmp_path,
+        "--torch-trainer", "--max-concurrent-trials", "1", "--address", ray_address, "--wandb", "off", "--no-dashboard", cwd=tmp_path,
     )  # fmt: skip
     reports = [
         json.loads(p.read_text().splitlines()[-1])
