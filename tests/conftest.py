@@ -195,7 +195,7 @@ def _shared_ray_only_where_asked(request: pytest.FixtureRequest, shared_ray: Sha
         shared_ray.stop()
 
 
-CLUSTER_MODULES = ("test_cluster_jobs.py", "test_cluster_local.py", "test_cluster_node_loss.py", "test_ray_up_ssh.py")
+CLUSTER_MODULES = ("test_cluster_local.py", "test_cluster_node_loss.py", "test_ray_up_ssh.py")
 BROWSER_MODULES = ("test_html_browser.py",)
 
 
