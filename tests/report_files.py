@@ -76,3 +76,32 @@ def section(html: str, section_id: str) -> str:
     match = re.search(rf'<section id="{section_id}">(.*?)</section>', html, re.S)
     assert match, f"no section {section_id}"
     return match.group(1)
+
+
+# trial -> (val_acc, weight seed): the sweep whose trials left their checkpoints (robustness comparison)
+CHECKPOINTED = {"a": (0.50, 11), "b": (0.70, 12), "c": (0.60, 13)}
+
+
+def write_checkpointed_sweep(results: Path, data_dir: Path, corrupted: Path, name: str = "r") -> tuple[Path, dict]:
+    """Sweep ``name`` of three one-epoch trials whose checkpoints are on disk, the best (``b``)
+    promoted and scored on the corrupted set in ``corrupted``."""
+    sweep = results / "sweeps" / name
+    clock = iter(START + timedelta(seconds=30 * i) for i in range(1000))
+    recorder = SweepRecorder.start(sweep, name, "smoke_space", planned_trials=len(CHECKPOINTED), now=lambda: next(clock))
+    checkpoints = {}
+    for trial_id, (val_acc, seed) in CHECKPOINTED.items():
+        checkpoint = exported_checkpoint(sweep / "train_runs" / trial_id / "checkpoint_000000", data_dir, seed=seed)
+        checkpoints[trial_id] = checkpoint
+        folder = sweep / f"trial_{trial_id}"
+        folder.mkdir(parents=True)
+        config = json.loads((checkpoint / "config.json").read_text())
+        (folder / "params.json").write_text(json.dumps(config))
+        line = {"epoch": 1, "val_acc": val_acc, "train_loss": 1.0, "trial_id": trial_id, "checkpoint_path": str(checkpoint)}
+        (folder / "result.json").write_text(json.dumps(line) + "\n")
+        recorder.trial_started(trial_id, config, model="resnet")
+        recorder.trial_ended(trial_id, "finished")
+    recorder.ended("completed")
+    row = promote(checkpoints["b"], results, sweep=name, trial_id="b", val_acc=0.70, epochs=1,
+                  source_checkpoint=str(checkpoints["b"]), corrupted=corrupted, robustness=True)  # fmt: skip
+    SweepRecorder.reopen(sweep).promoted(row["entry_id"])
+    return sweep, row

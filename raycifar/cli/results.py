@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import typer
+from rich.table import Table
 
 from raycifar.cli.common import (
     DataDirOption,
@@ -20,12 +21,26 @@ from raycifar.cli.common import (
     print_csv,
     print_json,
     print_record,
+    stderr,
     table,
 )
 from raycifar.results.cost import hours_unit
-from raycifar.results.leaderboard_schema import ENTRY_FOLDER
+from raycifar.results.leaderboard_schema import (
+    CORRUPTED_ACC,
+    CORRUPTED_SET,
+    ENTRY_FOLDER,
+    ROBUSTNESS_FILE,
+    ROBUSTNESS_GAP,
+)
 from raycifar.results.schema import VAL_ACC
 
+CorruptedOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--corrupted", help="A corrupted test set: a folder written by raycifar data corrupt, or the official "
+        "CIFAR-10-C (one <corruption>.npy per corruption and labels.npy).",
+    ),
+]
 BoardFormat = Literal["table", "json", "csv", "markdown"]
 TABLE_COLUMNS = ("entry_id", "model", "params", VAL_ACC, "test_acc", "95% CI", "tta", "epochs")
 MARKDOWN_COLUMNS = (
@@ -142,10 +157,26 @@ def _entry_record(row: dict, folder: Path) -> dict:
     record["wall_s"] = None if row.get("wall_s") is None else f"{row['wall_s']:.1f} s"
     hours = row.get("device_hours")
     record["device_hours"] = None if hours is None else f"{hours:.4f} {hours_unit(row.get('device'))}"
+    record["corrupted"] = _robust_line(row) if row.get(CORRUPTED_ACC) is not None else None
+    for key in (CORRUPTED_ACC, ROBUSTNESS_GAP):
+        record[key] = None if row.get(key) is None else _acc(row[key])
     record["files"] = str(folder)
     record["model card"] = str(folder / CARD_FILE) if (folder / CARD_FILE).is_file() else None
     record["predictions"] = str(folder / PREDICTIONS_FILE) if (folder / PREDICTIONS_FILE).is_file() else None
+    record["robustness"] = str(folder / ROBUSTNESS_FILE) if (folder / ROBUSTNESS_FILE).is_file() else None
     return record
+
+
+def _saved_figures(folder: Path) -> dict | None:
+    """The entry's ``robustness.json`` (None without one), read without importing torch."""
+    path = folder / ROBUSTNESS_FILE
+    if not path.is_file():
+        return None
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        fail(f"{path}: cannot read the entry's robustness figures ({' '.join(str(err).split())})")
+    return found if isinstance(found, dict) else None
 
 
 @leaderboard_app.command("show")
@@ -162,11 +193,14 @@ def show(
     results_dir = _group_results_dir(ctx, results_dir).expanduser()
     with exit_codes():
         row = find_entry(results_dir, entry_id)
+        figures = _saved_figures(entry_dir(results_dir, entry_id))
     config = json.loads(row["config_json"]) if row["config_json"] else None
     if output_format == "json":
-        print_json({**jsonable({k: v for k, v in row.items() if k != "config_json"}), "config": config})
+        print_json({**jsonable({k: v for k, v in row.items() if k != "config_json"}), "config": config, "robustness": figures})
         return
     print_record({k: "-" if v is None else v for k, v in _entry_record(row, entry_dir(results_dir, entry_id)).items()})
+    if figures is not None:
+        console.print(_robustness_table(figures))
     console.print("config:", highlight=False)
     console.print_json(json.dumps(config, sort_keys=True))
 
@@ -188,6 +222,8 @@ def promote_command(
     sweep: Annotated[str, typer.Argument(help="The sweep's name (its folder under <results-dir>/sweeps/).")],
     trial: Annotated[Optional[str], typer.Option("--trial", help="Promote this trial's best epoch instead of the sweep's best.")] = None,
     extra_test: Annotated[Optional[list[str]], typer.Option("--extra-test", help="NAME=DIR: also score a labelled test set (an image folder of class folders, or any supported layout) as NAME. Repeatable.")] = None,
+    corrupted: CorruptedOption = None,
+    robustness: Annotated[Optional[bool], typer.Option("--robustness/--no-robustness", help="Score the corrupted test set (--robustness), or never. Default: when its predicted time is under 60 s or under 10% of the sweep's wall time.")] = None,
     results_dir: ResultsDir = Path("raycifar_results"),
     output_format: FormatOption = "table",
 ) -> None:
@@ -199,8 +235,10 @@ def promote_command(
 
     tests = _extra_tests(extra_test or [])
     results_dir = results_dir.expanduser().resolve()
+    folder = corrupted.expanduser().resolve() if corrupted else None
+    tell = lambda line: stderr.print(line, highlight=False, soft_wrap=True)  # noqa: E731
     with exit_codes():
-        row, chosen = promote_sweep(results_dir, sweep, trial, tests)
+        row, chosen = promote_sweep(results_dir, sweep, trial, tests, folder, robustness, tell)
     if output_format == "json":
         print_json(jsonable(row))
         return
@@ -212,6 +250,7 @@ def promote_command(
         "model": f"{row['model']}, {row['params']:,} params (budget {row['budget']:,}), {row['macs']:,} MACs",
         "accuracy": f"val_acc {row[VAL_ACC]:.4f}, test_acc {row['test_acc']:.4f} "
         f"(95% CI {_ci(row)}){tta}{extra}",
+        "corrupted": _robust_line(row),
         "files": row[ENTRY_FOLDER],
         "next": f"raycifar leaderboard show {row['entry_id']} --results-dir {results_dir}",
     }
@@ -219,20 +258,55 @@ def promote_command(
         console.print(f"  {key:<9}{value}", highlight=False, soft_wrap=True)
 
 
+def _robust_line(row: dict) -> str:
+    """``corrupted_acc 0.6123, gap 0.1877 (<folder>)``, or ``-`` when not scored."""
+    if row.get(CORRUPTED_ACC) is None:
+        return "- (not scored)"
+    return f"corrupted_acc {row[CORRUPTED_ACC]:.4f}, gap {_acc(row.get(ROBUSTNESS_GAP))} ({row.get(CORRUPTED_SET)})"
+
+
+def _robustness_table(figures: dict) -> Table:
+    """Accuracy by corruption (rows) and severity (columns), with the mean of each."""
+    severities = list(figures["by_severity"])
+    shown = table("corruption", *severities, "mean")
+    for name, cells in figures["by_corruption_severity"].items():
+        shown.add_row(name, *(_acc(cells.get(s)) for s in severities), _acc(figures["by_corruption"][name]))
+    shown.add_row("mean", *(_acc(figures["by_severity"][s]) for s in severities), _acc(figures["corrupted_acc"]))
+    return shown
+
+
 def _same(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and abs(a - b) < 1e-9
+
+
+def _score_corrupted(entry_folder: Path, corrupted: Path | None, data_dir: Path) -> dict | None:
+    """``robustness.json``'s figures of the entry's model on ``corrupted`` (None: not asked)."""
+    if corrupted is None:
+        return None
+    from raycifar.data.corrupted_reader import read_corrupted_set
+    from raycifar.entries.evaluate import test_predictions
+    from raycifar.entries.robustness import check_matches, robustness_figures
+    from raycifar.models.files import rebuild
+
+    found = read_corrupted_set(corrupted)
+    model, config = rebuild(entry_folder)
+    check_matches(found, config)
+    return robustness_figures(model, config, found, data_dir, test_predictions(model, config, data_dir))
 
 
 def evaluate_command(
     entry_id: Annotated[str, typer.Argument(help="The leaderboard entry to re-evaluate.")],
     results_dir: ResultsDir = Path("raycifar_results"),
     data_dir: DataDirOption = None,
+    corrupted: CorruptedOption = None,
     output_format: FormatOption = "table",
 ) -> None:
     """Re-run the test evaluation of a leaderboard entry from its exported files.
 
     --data-dir defaults to the data folder the entry was trained on. With the config's
-    train.tta on, the test-time-augmented accuracy is reported and compared too.
+    train.tta on, the test-time-augmented accuracy is reported and compared too. With
+    --corrupted DIR, also the accuracy on that corrupted test set, per corruption and
+    severity (the entry is not changed).
     """
     from raycifar.cli.predict import print_per_class
     from raycifar.entries.evaluate import evaluate_on_test
@@ -246,6 +320,7 @@ def evaluate_command(
         recorded_data = Path(json.loads(row["config_json"])["data_dir"])
         scores = evaluate_on_test(entry_dir(results_dir, entry_id), (data_dir or recorded_data).expanduser().resolve())
         per_class = per_class_accuracy(entry_dir(results_dir, entry_id), (data_dir or recorded_data).expanduser().resolve())
+        figures = _score_corrupted(entry_dir(results_dir, entry_id), corrupted, (data_dir or recorded_data).expanduser().resolve())
     recorded_tta = row.get("test_acc_tta")
     if scores["test_acc_tta"] is None or (recorded_tta is None and row.get("schema_version") == 1):
         tta_matches = recorded_tta is None  # no TTA, or an imported entry that never measured it
@@ -258,8 +333,18 @@ def evaluate_command(
         "recorded_test_acc_tta": recorded_tta,
         "matches_recorded": _same(scores["test_acc"], row["test_acc"]) and tta_matches,
     }
+    if figures is not None:
+        recorded = row.get(CORRUPTED_ACC) if row.get(CORRUPTED_SET) == figures["corrupted_set"]["folder"] else None
+        report.update({
+            CORRUPTED_ACC: figures["corrupted_acc"], ROBUSTNESS_GAP: figures["gap"],
+            CORRUPTED_SET: figures["corrupted_set"]["folder"], "recorded_corrupted_acc": recorded,
+        })  # fmt: skip
+        if recorded is not None:
+            report["matches_recorded"] = report["matches_recorded"] and _same(figures["corrupted_acc"], recorded)
     if output_format == "json":
-        print_json({**report, "per_class": per_class})
+        print_json({**report, "per_class": per_class, **({"robustness": figures} if figures is not None else {})})
     else:
         print_record({k: "-" if v is None else v for k, v in report.items()})
         print_per_class(per_class)
+        if figures is not None:
+            console.print(_robustness_table(figures))

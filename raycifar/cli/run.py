@@ -138,6 +138,8 @@ def sweep(
     time_budget: Annotated[Optional[str], typer.Option(help="Stop the sweep this long after the command starts (30s, 10m, 2h, 1h30m): no trial starts or runs past it, and the best epoch so far is promoted.")] = None,
     resume: Annotated[Optional[str], typer.Option("--resume", metavar="NAME", help="Continue the sweep NAME whose driver died (killed, Ctrl+C, a restarted head) with its own options: ended trials are kept, unfinished ones go on from their last checkpoint. With --num-samples N, add N trials to a sweep that ended.")] = None,
     output_format: FormatOption = "table",
+    corrupted: Annotated[Optional[Path], typer.Option("--corrupted", help="A corrupted test set (a folder of raycifar data corrupt, or the official CIFAR-10-C) to score the promoted model on. Default: <data-dir>/corrupted/<dataset>-test-corrupted-seed0 if it exists; none is ever generated.")] = None,
+    robustness: Annotated[Optional[bool], typer.Option("--robustness/--no-robustness", help="Score the corrupted test set at promotion (--robustness), or never. Default: when its predicted time is under 60 s or under 10% of the sweep's wall time.")] = None,
     submit: Annotated[bool, typer.Option("--submit", help="Send the sweep to the cluster whose dashboard --address names (http://HEAD:8265) as a Ray job and return at once; --data-dir and --results-dir are then absolute paths on the cluster.")] = False,
 ) -> None:
     """Search a space on Ray (a searcher proposes, a scheduler stops weak trials early), then promote the best model to the leaderboard."""
@@ -150,7 +152,7 @@ def sweep(
     from raycifar.pipeline.sweep_job import SweepRequest, sweep_and_promote
 
     if resume is not None:
-        _resume(ctx, resume, results_dir, address, dashboard, output_format, time_budget, started)
+        _resume(ctx, resume, results_dir, address, dashboard, output_format, time_budget, started, corrupted, robustness)
         return
     if space is None:
         fail("give a SPACE (a shipped space name or a YAML file), or --resume NAME")
@@ -165,6 +167,7 @@ def sweep(
         max_failures=max_failures, torch_trainer=torch_trainer,
         overrides={key: value for key, value in given.items() if value is not None},
         scheduler=scheduler, searcher=searcher, max_trials=max_trials, time_budget_s=budget_s,
+        corrupted=corrupted.expanduser().resolve() if corrupted else None, robustness=robustness,
         resources=RunResources(
             workers=workers_per_trial, cpus=cpus_per_trial, gpus=gpus_per_trial,
             cpu_request=f"--cpus-per-trial {cpus_per_trial:g}", gpu_request=f"--gpus-per-trial {gpus_per_trial or 0:g}",
@@ -188,7 +191,7 @@ _NOT_WITH_RESUME = ("name", "download", "torch_trainer")
 
 def _resume(
     ctx: typer.Context, name: str, results_dir: Path, address: str | None, dashboard: bool, output_format: str,
-    time_budget: str | None, started: float,
+    time_budget: str | None, started: float, corrupted: Path | None = None, robustness: bool | None = None,
 ) -> None:
     """``raycifar sweep --resume NAME``: the options typed with it must be the sweep's own."""
     from raycifar.pipeline.resume_job import ResumeRequest, resume_sweep
@@ -205,7 +208,8 @@ def _resume(
         budget_s = None if time_budget is None else parse_duration(time_budget)
     request = ResumeRequest(
         name=name, results_dir=results_dir.expanduser().resolve(), address=address, dashboard=dashboard, given=given,
-        time_budget_s=budget_s, started=started,
+        time_budget_s=budget_s, started=started, corrupted=corrupted.expanduser().resolve() if corrupted else None,
+        robustness=robustness,
     )
     display = RichDisplay(stderr if output_format == "json" else console)
     with exit_codes():

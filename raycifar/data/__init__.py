@@ -19,6 +19,7 @@ module                 holds
 ``corruption_table``   the published constants, with the source script's line and commit
 ``corruption_kernels`` their building blocks: blur, zoom, HSV, kernels, plasma fractal
 ``corrupted_set``      ``raycifar data corrupt``: a corrupted copy of a test split, cached
+``corrupted_reader``   a corrupted set (ours or the official CIFAR-10-C) checked and streamed by batch
 =====================  =============================================================
 
 May import: torch, torchvision, numpy, SciPy, OpenCV, Pillow, FFCV (optional), the ground modules

@@ -28,14 +28,13 @@ import numpy as np
 
 from raycifar.data import corruptions as cc
 from raycifar.data.catalog import CATALOG
+from raycifar.data.corrupted_reader import LABELS, METADATA, default_out  # noqa: F401 - default_out: part of this interface
 from raycifar.data.readers import detect_source
 from raycifar.errors import UserError
 
 FORMAT = "raycifar-corrupted"
 FORMAT_VERSION = 1
 ALGORITHM_VERSION = 1  # bump when a corruption's output changes: cached files are rewritten
-METADATA = "metadata.json"
-LABELS = "labels.npy"
 CHUNK = 500  # images corrupted at a time (memory stays small; the output does not depend on it)
 
 Progress = Callable[[str, int, int], None]  # (corruption being written, images done, images to do)
@@ -87,12 +86,6 @@ def frost_folder() -> Path:
 
 def _sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def default_out(data_dir: Path, dataset: str, seed: int, limit: int | None) -> Path:
-    """``<data-dir>/corrupted/<dataset>-test-corrupted-seed<seed>[-first<N>]`` (beside an archive)."""
-    root = data_dir.parent if data_dir.is_file() else data_dir
-    return root / "corrupted" / f"{dataset}-test-corrupted-seed{seed}{f'-first{limit}' if limit else ''}"
 
 
 @dataclass

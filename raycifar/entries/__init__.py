@@ -6,6 +6,7 @@ module          holds
 ``promote``     a checkpoint becomes an entry: export, one test evaluation, one row
 ``from_sweep``  ``raycifar promote SWEEP``: the best (or a chosen) trial of a sweep, from its files
 ``evaluate``    the one place where the test set is scored
+``robustness``  accuracy on a corrupted test set, the default rule, ``robustness.json``
 ``predict``     predictions for new images, as CSV
 ``metrics``     confidence intervals, confusion matrices
 ``model_card``  the entry's ``README.md``

@@ -16,7 +16,7 @@ ends); a finished, failed or interrupted one is fine. A promotion that cannot be
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,12 +126,15 @@ def refuse_duplicate(results_dir: Path, checkpoint: str) -> None:
 
 
 def promote_command_line(
-    results_dir: Path, sweep: str, trial_id: str | None = None, extra_tests: Mapping[str, Path] | None = None
+    results_dir: Path, sweep: str, trial_id: str | None = None, extra_tests: Mapping[str, Path] | None = None,
+    corrupted: Path | None = None, robustness: bool | None = None,
 ) -> str:
     """The ``raycifar promote`` command line that promotes ``sweep`` (or its trial ``trial_id``)."""
     words = ["raycifar", "promote", sweep, "--results-dir", str(results_dir)]
     words += ["--trial", trial_id] if trial_id else []
     words += [f"--extra-test={name}={folder}" for name, folder in (extra_tests or {}).items()]
+    words += ["--corrupted", str(corrupted)] if corrupted is not None else []
+    words += [] if robustness is None else ["--robustness" if robustness else "--no-robustness"]
     return shlex.join(words)
 
 
@@ -140,10 +143,15 @@ def promote_sweep(
     sweep: str,
     trial_id: str | None = None,
     extra_tests: Mapping[str, Path] | None = None,
+    corrupted: Path | None = None,
+    robustness: bool | None = None,
+    tell: Callable[[str], None] | None = None,
 ) -> tuple[dict, Candidate]:
     """Promote the best epoch of ``sweep`` (or of its trial ``trial_id``); returns the new
     leaderboard row and the epoch promoted. Records the entry in the sweep record when the
-    sweep's own best was promoted.
+    sweep's own best was promoted. ``corrupted``, ``robustness``, ``tell``: the corrupted
+    test set, as :func:`raycifar.entries.promote.promote` takes them (the default rule's
+    wall time is the sweep record's, start to end).
 
     Raises :class:`PromotionFailed` (naming this command) when the entry cannot be written;
     the sweep record then still shows the sweep as not promoted.
@@ -151,14 +159,15 @@ def promote_sweep(
     from raycifar.entries.promote import check_extra_tests
 
     extra = check_extra_tests(extra_tests or {})
+    robust = {"corrupted": corrupted, "robustness": robustness}
     try:
-        return _promote_sweep(results_dir, sweep, trial_id, extra)
+        return _promote_sweep(results_dir, sweep, trial_id, extra, tell=tell, **robust)
     except PromotionFailed as err:
-        raise err.finish_with(f"sweep {sweep}", promote_command_line(results_dir, sweep, trial_id, extra)) from None
+        raise err.finish_with(f"sweep {sweep}", promote_command_line(results_dir, sweep, trial_id, extra, **robust)) from None
 
 
 def _promote_sweep(
-    results_dir: Path, sweep: str, trial_id: str | None, extra: dict[str, Path]
+    results_dir: Path, sweep: str, trial_id: str | None, extra: dict[str, Path], **robustness: object
 ) -> tuple[dict, Candidate]:
     from raycifar.entries.promote import promote, writing
 
@@ -172,11 +181,21 @@ def _promote_sweep(
     row = promote(
         local_checkpoint(sweep_dir, chosen.trial_id, chosen.checkpoint), results_dir, sweep=sweep,
         trial_id=chosen.trial_id, val_acc=chosen.val_acc, epochs=chosen.epoch, source_checkpoint=chosen.checkpoint,
-        extra_tests=extra, **costs(trials, chosen.trial_id).row_fields,
+        extra_tests=extra, **costs(trials, chosen.trial_id).row_fields, sweep_wall_s=sweep_wall_s(record),
+        **robustness,
     )  # fmt: skip
     if record is not None and record.promoted_entry is None and chosen == choose(trials, None):
         SweepRecorder.reopen(sweep_dir).promoted(row["entry_id"])
     return row, chosen
+
+
+def sweep_wall_s(record: SweepRecord | None) -> float | None:
+    """The sweep's wall-clock seconds, start to end (to its last heartbeat if it never
+    ended), from its record; None without one."""
+    if record is None or record.started_at is None:
+        return None
+    end = record.ended_at or record.heartbeat_at
+    return (end - record.started_at).total_seconds() if end is not None else None
 
 
 def sweep_costs(sweep_dir: Path, trial_id: str) -> SweepCosts:

@@ -40,6 +40,9 @@ def _metrics(row: dict) -> list[str]:
     ]
     for name, acc in sorted((row.get("extra_test_acc") or {}).items()):
         lines.append(f"| extra test set `{name}` accuracy | {_pct(acc)} |")
+    if row.get("corrupted_acc") is not None:
+        lines.append(f"| corrupted test set accuracy (mean over corruptions × severities; `robustness.json`) | {_pct(row['corrupted_acc'])} |")
+        lines.append(f"| clean − corrupted gap (same images) | {_pct(row['robustness_gap'])} |")
     if (row.get("seeds") or 0) > 1:
         spread = f"{_pct(row['test_acc_mean'])} ± {_pct(row['test_acc_std'])}"
         lines.append(f"| test accuracy over {row['seeds']} seeds (mean ± sample std) | {spread} |")

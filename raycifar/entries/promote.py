@@ -19,6 +19,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -26,9 +27,21 @@ from pathlib import Path
 
 from raycifar import __version__
 from raycifar.config import TrialConfig
+from raycifar.data.corrupted_reader import CorruptedSet, read_corrupted_set
 from raycifar.entries.evaluate import PREDICTIONS_FILE, LabelledPredictions, test_predictions, test_scores
 from raycifar.entries.metrics import wilson_interval
 from raycifar.entries.model_card import CARD_FILE, render_card
+from raycifar.entries.robustness import (
+    ROBUSTNESS_FILE,
+    Tell,
+    check_matches,
+    decide,
+    default_folder,
+    find_corrupted,
+    robustness_figures,
+    row_fields,
+    save_figures,
+)
 from raycifar.errors import PromotionFailed, UserError
 from raycifar.models.budget import count_macs
 from raycifar.models.files import CONFIG_FILE, MODEL_FILE, rebuild
@@ -173,8 +186,12 @@ def _row(
     }
 
 
-def _stage(staging: Path, checkpoint_folder: Path, extra_tests: dict[str, Path], sweep: str, target: Path) -> tuple:
-    """Copy the model files into ``staging``, evaluate them, save the predictions.
+def _stage(
+    staging: Path, checkpoint_folder: Path, extra_tests: dict[str, Path], sweep: str, target: Path,
+    robustness: Robustness,
+) -> tuple:
+    """Copy the model files into ``staging``, evaluate them (the corrupted set too, when
+    ``robustness`` decides so), save the predictions (and ``robustness.json``).
     Writing errors are :class:`PromotionFailed` naming the file under ``target``."""
     for name in (MODEL_FILE, CONFIG_FILE):
         source = checkpoint_folder / name
@@ -186,11 +203,56 @@ def _stage(staging: Path, checkpoint_folder: Path, extra_tests: dict[str, Path],
         model, config = rebuild(staging)
     except UserError as err:  # name the checkpoint's files, not their staged copies
         raise UserError(str(err).replace(str(staging), str(checkpoint_folder))) from None
+    start = time.perf_counter()
     predictions = test_predictions(model, config, Path(config.data_dir))
+    clean_seconds = time.perf_counter() - start
     extra = {name: test_scores(model, config, folder)["test_acc"] for name, folder in extra_tests.items()}
     with writing(sweep, target / PREDICTIONS_FILE, (staging, target)):
         predictions.save(staging / PREDICTIONS_FILE)
-    return config, predictions, extra
+    figures = robustness.score(model, config, predictions, clean_seconds)
+    if figures is not None:
+        with writing(sweep, target / ROBUSTNESS_FILE, (staging, target)):
+            save_figures(staging / ROBUSTNESS_FILE, figures)
+    return config, predictions, extra, figures
+
+
+class Robustness:
+    """How a promotion treats the corrupted test set: ``corrupted`` (a folder given by the
+    user, checked before anything is written) or the default folder, ``choice`` (True:
+    score, False: never, None: by :func:`raycifar.entries.robustness.decide`'s rule), the
+    sweep's wall time for that rule, and ``tell``, where the decision is said."""
+
+    def __init__(
+        self, corrupted: Path | None, choice: bool | None, sweep_wall_s: float | None, tell: Tell | None
+    ) -> None:
+        self.given: CorruptedSet | None = read_corrupted_set(corrupted) if corrupted is not None else None
+        self.choice, self.sweep_wall_s = choice, sweep_wall_s
+        self.tell: Tell = tell or (lambda _: None)
+
+    def score(self, model, config: TrialConfig, clean: LabelledPredictions, clean_seconds: float) -> dict | None:  # noqa: ANN001 - an nn.Module
+        """``robustness.json``'s figures, or None when the set is absent or not scored."""
+        if self.choice is False:
+            return None
+        if self.given is not None:
+            check_matches(self.given, config)
+        found = self.given or find_corrupted(config, None, self.tell)
+        if found is None:
+            if self.choice:
+                raise UserError(
+                    f"--robustness: no corrupted test set; give --corrupted DIR or write {default_folder(config)} "
+                    f"with: raycifar data corrupt --data-dir {config.data_dir} --dataset {config.dataset}"
+                )
+            return None
+        decision = decide(self.choice, found, clean.n, clean_seconds, self.sweep_wall_s)
+        self.tell(f"robustness: {decision.reason}")
+        if not decision.score:
+            return None
+        figures = robustness_figures(model, config, found, Path(config.data_dir), clean)
+        self.tell(
+            f"robustness: corrupted_acc {figures['corrupted_acc']:.4f} over {len(figures['mean_over'])} corruptions x "
+            f"{len(found.severities)} severities, gap {figures['gap']:.4f} ({figures['seconds']:.0f} s)"
+        )
+        return figures
 
 
 def promote(
@@ -207,6 +269,10 @@ def promote(
     device_hours: float | None = None,
     device: str | None = None,
     other_seed_test_accs: Sequence[float] | None = None,
+    corrupted: Path | None = None,
+    robustness: bool | None = None,
+    sweep_wall_s: float | None = None,
+    tell: Tell | None = None,
 ) -> dict:
     """Export the model in ``checkpoint_folder`` to a new entry, evaluate it once on the
     test set of its config's ``data_dir`` (and on each labelled ``extra_tests`` folder, by
@@ -221,20 +287,26 @@ def promote(
     ``test_acc_mean``, ``test_acc_std`` and ``seeds`` then cover this run and those
     (:func:`seed_statistics`). None (a sweep's promotion): they stay null.
 
+    ``corrupted``, ``robustness``, ``sweep_wall_s``: the corrupted test set and whether to
+    score it (see :class:`Robustness` and :mod:`raycifar.entries.robustness`); its figures go
+    to the entry's ``robustness.json`` and the row's robustness columns. ``tell`` receives
+    one line on what was decided.
+
     Raises :class:`PromotionFailed` when the entry cannot be written (see the module's
     docstring); nothing of this attempt is left then.
     """
     extra_tests = check_extra_tests(extra_tests or {})
+    scoring = Robustness(corrupted, robustness, sweep_wall_s, tell)  # a bad --corrupted fails before anything is written
     with writing(sweep, entries_dir(results_dir)):
         import_legacy_table(results_dir)  # so that the new id is also new to an old table
         entry_id, staging = claim_entry(results_dir, sweep)
     target = entry_dir(results_dir, entry_id)
     try:
-        config, predictions, extra = _stage(staging, checkpoint_folder, extra_tests, sweep, target)
+        config, predictions, extra, figures = _stage(staging, checkpoint_folder, extra_tests, sweep, target, scoring)
         row = _row(
             entry_id, target, config, predictions, extra, sweep=sweep, trial_id=trial_id, val_acc=val_acc,
             epochs=epochs, source_checkpoint=source_checkpoint, wall_s=wall_s, device_hours=device_hours,
-            device=device,
+            device=device, **row_fields(figures),
         )  # fmt: skip
         if other_seed_test_accs is not None:
             row.update(seed_statistics([predictions.acc, *other_seed_test_accs]))

@@ -37,6 +37,8 @@ class ResumeRequest:
     given: dict[str, object] = field(default_factory=dict)
     time_budget_s: float | None = None  # None: the sweep's own budget, counted again from the resume
     started: float | None = None  # time.monotonic() when the command started (None: now)
+    corrupted: Path | None = None  # --corrupted for the promotion at the end (not saved with the sweep)
+    robustness: bool | None = None  # --robustness / --no-robustness (None: the default rule)
 
 
 def resume_sweep(request: ResumeRequest, display: Display | None = None) -> SweepResult:
@@ -104,6 +106,7 @@ def _saved_request(request: ResumeRequest, saved: SavedOptions) -> SweepRequest:
         name=request.name, overrides=overrides, searcher=saved.searcher, max_trials=saved.max_trials,
         max_failures=saved.max_failures, runner=saved.trial_runner or TORCH_TRAINER,
         time_budget_s=request.time_budget_s if request.time_budget_s is not None else saved.time_budget_s,
+        corrupted=request.corrupted, robustness=request.robustness,
         resources=RunResources(
             workers=saved.workers_per_trial, cpus=cpus, gpus=gpus, cpu_request=f"--cpus-per-trial {cpus:g}",
             gpu_request=f"--gpus-per-trial {gpus or 0:g}",

@@ -119,6 +119,7 @@ def sweep_job(space: str | None, options: dict[str, list[str]], now: datetime | 
     if results_dir is None:
         raise UserError("--submit needs --results-dir: a folder on the cluster's shared storage, e.g. /shared/rc")
     _cluster_path("--data-dir", options.get("data_dir"))
+    _cluster_path("--corrupted", options.get("corrupted"))
     if "resume" in options:
         return _resume_job(space, options, results_dir)
     if space is None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from raycifar.cluster.session import RunResources, disconnect, prepare_environment
 from raycifar.config import MAX_FAILURES
+from raycifar.data.corrupted_reader import read_corrupted_set
 from raycifar.data.fingerprint import data_fingerprint
 from raycifar.display import Display, Quiet
 from raycifar.entries.from_sweep import promote_command_line, promoted_row, sweep_costs
@@ -65,6 +66,8 @@ class SweepRequest:
     started: float | None = None  # time.monotonic() when the command started (None: now); the time budget counts from it
     torch_trainer: bool = False  # --torch-trainer: a Ray Train run per trial even for one worker
     runner: TrialRunner | None = None  # where trials train; None: chosen (choose_runner); a resume: the sweep's own
+    corrupted: Path | None = None  # --corrupted: the corrupted test set to score the winner on (None: the default folder, if any)
+    robustness: bool | None = None  # --robustness / --no-robustness; None: the default rule (raycifar.entries.robustness)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
     check_resources(request.resources, request.address)
     check_results_dir(results_dir)
     check_data(request.data_dir, request.download, loaded.spec, request.seed, display)
+    if request.corrupted is not None:  # a bad --corrupted stops here, before Ray, not after the sweep
+        _check_corrupted(request.corrupted, loaded.spec.dataset, loaded.spec.label_mode)
     sample_configs(loaded, 1, request.seed, request.data_dir, request.max_epochs)  # a space that cannot fit fails here
     make_results_dir(results_dir)
     runner = choose_runner(request.resources.workers, loaded.spec.scheduler.name, request.torch_trainer)
@@ -103,6 +108,17 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
     display.info(_plan_line(name, loaded, count))
     _save_resume_options(layout.sweep_dir(results_dir, name), request, loaded.path)
     return run_and_promote(request, name, loaded, count.trials, longest_trial(loaded, request.max_epochs), started, display)
+
+
+def _check_corrupted(folder: Path, dataset: str, label_mode: str) -> None:
+    """A :class:`UserError` for a ``--corrupted`` folder that is not a corrupted set of the
+    space's dataset and label mode (promotion checks the labels against the model again)."""
+    found = read_corrupted_set(folder)
+    if not found.official and (found.dataset, found.label_mode) != (dataset, label_mode):
+        raise UserError(
+            f"--corrupted {found.folder}: a corrupted {found.dataset} ({found.label_mode}) set, but the sweep is "
+            f"{dataset} ({label_mode})"
+        )
 
 
 def _plan_line(name: str, space: Space, count: TrialCount) -> str:
@@ -172,9 +188,14 @@ def run_and_promote(
                 row = promote_checkpoint(
                     outcome.best_checkpoint, request.results_dir, sweep=name, trial_id=outcome.best_trial_id,
                     val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, **spent.row_fields,
+                    corrupted=request.corrupted, robustness=request.robustness, sweep_wall_s=outcome.wall_seconds,
+                    tell=display.info,
                 )  # fmt: skip
             except PromotionFailed as err:  # the record says completed, not promoted: `raycifar promote` finishes it
-                raise err.finish_with(f"sweep {name}", promote_command_line(request.results_dir, name)) from None
+                command = promote_command_line(
+                    request.results_dir, name, corrupted=request.corrupted, robustness=request.robustness
+                )
+                raise err.finish_with(f"sweep {name}", command) from None
             log_promoted(row, request.results_dir, request.wandb, display)
         SweepRecorder.reopen(layout.sweep_dir(request.results_dir, name)).promoted(row["entry_id"])
     finally:  # before the report: nothing may run beside ray.shutdown (a Ray handle freed in

@@ -3,8 +3,9 @@
 Sources, all under the results folder so that a report can be regenerated at any time:
 the sweep record (``sweeps/<name>/sweep_record.json``), Tune's per-trial files
 (``trial_<id>/params.json``, ``result.json``, ``error.txt``), the leaderboard row and the
-entry's ``predictions.npz``. Only the grid of misclassified images reads the test images
-(``--data-dir``) and the model (:mod:`raycifar.report.images`). Ray is never imported.
+entry's ``predictions.npz`` and ``robustness.json``. Only the grid of misclassified images reads the test images
+(``--data-dir``) and the model (:mod:`raycifar.report.images`), and the top-k robustness
+comparison the trials' checkpoints (:mod:`raycifar.report.robustness`). Ray is never imported.
 :mod:`raycifar.report.html` turns the dict into the page.
 """
 
@@ -283,11 +284,13 @@ def gather(results_dir: Path, target: str, data_dir: Path | None = None) -> dict
                     "sweep": gather_sweep(sweep_dir) if sweep_dir else None, "entry": None, "provenance": None}  # fmt: skip
     if row is not None:
         from raycifar.report.images import misclassified_grids
+        from raycifar.report.robustness import gather_robustness
 
         entry = gather_entry(results_dir, row)
         config = json.loads(row["config_json"]) if row.get("config_json") else {}
         images_dir = data_dir or Path(config.get("data_dir") or ".")
         entry["grids"] = misclassified_grids(Path(entry["folder"]), images_dir, entry)
+        entry["robustness"] = gather_robustness(Path(entry["folder"]), sweep_dir, images_dir, row.get("source_checkpoint"))
         report["entry"], report["provenance"] = entry, provenance(row)
     return report
 

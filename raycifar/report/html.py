@@ -15,6 +15,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from raycifar.report.robustness import heatmap_figure, severity_figure, top_k_figure
 from raycifar.results.cost import hours_unit
 from raycifar.results.schema import EPOCH, TRAIN_LOSS, VAL_ACC
 
@@ -23,7 +24,8 @@ FONT = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue",
 PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d")
 SECTIONS = (
     ("summary", "Summary"), ("curves", "Learning curves"), ("size", "Accuracy against size"),
-    ("hyperparameters", "Hyperparameters"), ("model", "Promoted model"), ("mistakes", "Mistakes"),
+    ("hyperparameters", "Hyperparameters"), ("model", "Promoted model"), ("robustness", "Robustness"),
+    ("mistakes", "Mistakes"),
     ("provenance", "Provenance"),
 )  # fmt: skip
 CSS = (
@@ -319,6 +321,35 @@ def model(entry: dict | None) -> str:
     return _section("model", head + charts + "<h3>Most confused classes</h3>" + confused)
 
 
+def robustness(entry: dict | None) -> str:
+    found, where = (entry or {}).get("robustness"), ((entry or {}).get("robustness") or {}).get("corrupted_set")
+    if not found:
+        return _section("robustness", _note("no robustness figures: the promoted model was not scored on a corrupted "
+                                            "test set (raycifar data corrupt writes one; then raycifar evaluate ENTRY "
+                                            "--corrupted DIR, or promote with --corrupted DIR)."))  # fmt: skip
+    cards = _cards([("clean accuracy", pct(found["clean_acc"], 2)), ("corrupted accuracy", pct(found["corrupted_acc"], 2)),
+                    ("gap (clean − corrupted)", pct(found["gap"], 2)), ("scored", f"{len(where['corruptions'])} "
+                     f"corruptions × {len(where['severities'])} severities × {count(where['images'])}")])  # fmt: skip
+    text = (f"On {where['name']} ({where['folder']}): the mean over {', '.join(found['mean_over'])} (the benchmark's 15 where "
+            f"present) at every severity, equal weights, no TTA; clean accuracy on {found['clean_reference']} (robustness.json).")
+    hurt = _table(("class", "clean", "corrupted", "drop"),
+                  [(h["class"], pct(h["clean"]), pct(h["corrupted"]), pct(h["drop"])) for h in found["most_hurt"]])  # fmt: skip
+    body = _note(text) + cards + chart("chart-robustness", _layout(heatmap_figure(found), "accuracy by corruption and severity", "", "", max(360, 26 * len(found["by_corruption"]) + 140)))
+    body += chart("chart-robustness-severity", _layout(severity_figure(found), "accuracy by severity", "severity", "accuracy"))
+    body += "<h3>Most hurt classes</h3>" + hurt + "<h3>Top trials: clean vs corrupted</h3>"
+    if "note" in (top := found["top_k"]):
+        return _section("robustness", body + _note(f"Not compared: {top['note']}."))
+    body += _note(f"The best checkpoint of each of the top {len(top['trials'])} trials by val_acc on the first "
+                  f"{top['images_per_cell']} images of every corruption and severity ({count(top['corrupted_images'])} "
+                  f"images); clean accuracy from {top['clean_from']}. A subset: read the order, not the decimals. "
+                  "Orange: the promoted trial.")  # fmt: skip
+    x_title = "clean accuracy" if all(r["clean_acc"] is not None for r in top["trials"]) else VAL_ACC
+    body += chart("chart-robustness-topk", _layout(top_k_figure(top), "top trials: clean vs corrupted", x_title, "corrupted accuracy"))
+    rows = [(r["trial_id"], f"{r[VAL_ACC]:.4f}", pct(r["clean_acc"]), pct(r["corrupted_acc"]), "promoted" if r["promoted"] else "")
+            for r in top["trials"]]  # fmt: skip
+    return _section("robustness", body + _table(("trial", VAL_ACC, "clean", "corrupted (subset)", ""), rows))
+
+
 def mistakes(entry: dict | None) -> str:
     if not entry:
         return _section("mistakes", _note("no promoted model."))
@@ -357,7 +388,7 @@ def render(report: dict) -> str:
     sweep, entry = report["sweep"], report["entry"]
     toc = "".join(f'<a href="#{sid}">{escape(title)}</a>' for sid, title in SECTIONS)
     body = "".join([summary(report), curves(sweep), size(sweep), hyperparameters(sweep), model(entry),
-                    mistakes(entry), provenance_section(report["provenance"])])  # fmt: skip
+                    robustness(entry), mistakes(entry), provenance_section(report["provenance"])])  # fmt: skip
     title = f"raycifar report: {report['target']}"
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

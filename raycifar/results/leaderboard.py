@@ -23,7 +23,8 @@ imported once, automatically, on the first read: each row becomes a row file (sc
 1: the columns added since are null) and the old file is kept as
 ``leaderboard.parquet.v1-backup``. Row files of an older schema version read with the columns
 added since as null (version 3 added ``test_acc_mean``, ``test_acc_std`` and ``seeds``;
-version 4 ``device``, the unit of ``device_hours``).
+version 4 ``device``, the unit of ``device_hours``; version 5 ``corrupted_acc``,
+``robustness_gap`` and ``corrupted_set``).
 This module imports neither torch nor Ray.
 """
 

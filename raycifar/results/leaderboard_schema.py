@@ -2,7 +2,8 @@
 
 Version 1 is the single-file table of older raycifars (``leaderboard.parquet``); version 3
 added ``test_acc_mean``, ``test_acc_std`` and ``seeds``; version 4 ``device``, the unit of
-``device_hours``. Rows of older versions read with the newer columns null.
+``device_hours``; version 5 the robustness columns ``corrupted_acc``, ``robustness_gap`` and
+``corrupted_set``. Rows of older versions read with the newer columns null.
 """
 
 from __future__ import annotations
@@ -11,10 +12,16 @@ import pyarrow as pa
 
 from raycifar.results.schema import VAL_ACC
 
-SCHEMA_VERSION = 4  # 3: test_acc_mean, test_acc_std, seeds; 4: device (null in rows of older versions)
+SCHEMA_VERSION = 5  # 3: test_acc_mean, test_acc_std, seeds; 4: device; 5: robustness (null in rows of older versions)
 
 
 ENTRY_FOLDER = "checkpoint_path"  # the column holding the entry's folder (so named since version 1)
+
+# Version 5: robustness on a corrupted test set (raycifar.entries.robustness); null when not scored.
+CORRUPTED_ACC = "corrupted_acc"  # mean accuracy over every corruption x severity of the set (fraction)
+ROBUSTNESS_GAP = "robustness_gap"  # clean accuracy on the same images minus corrupted_acc
+CORRUPTED_SET = "corrupted_set"  # the corrupted set's folder (robustness.json in the entry describes it)
+ROBUSTNESS_FILE = "robustness.json"  # in the entry's folder: the figures per corruption, severity and class
 
 # Schema version 1: the single-file table (leaderboard.parquet) of older raycifars.
 LEGACY_SCHEMA = pa.schema(
@@ -65,6 +72,11 @@ SCHEMA = pa.schema(
         # Version 4: the unit of device_hours: "GPU" (GPU-hours) or "CPU" (CPU core-hours);
         # null where it is unknown (rows of older versions, raycifar train runs).
         ("device", pa.string()),
+        # Version 5: the clean accuracy stays test_acc; the robustness figures, null where not scored
+        # (rows of older versions, promotions that skipped the corrupted set).
+        (CORRUPTED_ACC, pa.float64()),
+        (ROBUSTNESS_GAP, pa.float64()),
+        (CORRUPTED_SET, pa.string()),
     ]
 )
 

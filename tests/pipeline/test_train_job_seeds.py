@@ -97,7 +97,7 @@ def test_a_promoted_row_holds_the_mean_and_std_over_the_seeds(tmp_path: Path, ci
     accs = [stored["test_acc"], 0.125, 0.25]
     mean = sum(accs) / 3
     std = math.sqrt(sum((a - mean) ** 2 for a in accs) / 2)
-    assert stored["seeds"] == 3 and stored["schema_version"] == SCHEMA_VERSION == 4
+    assert stored["seeds"] == 3 and stored["schema_version"] == SCHEMA_VERSION == 5
     assert stored["test_acc_mean"] == pytest.approx(mean, rel=1e-12)
     assert stored["test_acc_std"] == pytest.approx(std, rel=1e-12)
     card = (entry_dir(results, row["entry_id"]) / "README.md").read_text()

@@ -55,7 +55,7 @@ def test_the_row_holds_the_new_columns(tmp_path: Path, cifar_dir: Path) -> None:
     row = promote_once(checkpoint, tmp_path / "res", wall_s=90.0, device_hours=0.05, device="GPU")
     stored = find_entry(tmp_path / "res", row["entry_id"])
     correct = round(stored["test_acc"] * 200)
-    assert stored["schema_version"] == 4 and stored["test_images"] == 200
+    assert stored["schema_version"] == 5 and stored["test_images"] == 200
     assert (stored["test_acc_ci_low"], stored["test_acc_ci_high"]) == wilson_interval(correct, 200)
     assert stored["macs"] == 32 * 32 * (3 * 8 * 9 + 8 * 8 * 9 * 2) + 8 * 10  # stem conv + one basic block + head
     assert (stored["label_mode"], stored["test_acc_tta"], stored["extra_test_acc"]) == ("fine", None, None)
@@ -206,6 +206,18 @@ def test_a_row_of_schema_version_3_reads_with_no_device(tmp_path: Path) -> None:
     pq.write_table(pa.Table.from_pylist([row], schema=version_3), path)
     (read,) = read_table(tmp_path)
     assert (read["schema_version"], read["device_hours"], read["device"]) == (3, 0.5, None)
+
+
+def test_a_row_of_schema_version_4_reads_with_no_robustness(tmp_path: Path) -> None:
+    robustness = {"corrupted_acc", "robustness_gap", "corrupted_set"}
+    version_4 = pa.schema([field for field in SCHEMA if field.name not in robustness])
+    path = rows_dir(tmp_path) / "s-v4.parquet"
+    path.parent.mkdir(parents=True)
+    row = {**legacy_row("s-v4", 0.4), "schema_version": 4, "device": "CPU"}
+    pq.write_table(pa.Table.from_pylist([row], schema=version_4), path)
+    (read,) = read_table(tmp_path)
+    assert (read["schema_version"], read["device"]) == (4, "CPU")
+    assert all(read[name] is None for name in robustness) and tuple(read) == COLUMNS
 
 
 def test_unknown_entry_is_a_clear_error(tmp_path: Path) -> None:
