@@ -167,18 +167,6 @@ def _entry_record(row: dict, folder: Path) -> dict:
     return record
 
 
-def _saved_figures(folder: Path) -> dict | None:
-    """The entry's ``robustness.json`` (None without one), read without importing torch."""
-    path = folder / ROBUSTNESS_FILE
-    if not path.is_file():
-        return None
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        fail(f"{path}: cannot read the entry's robustness figures ({' '.join(str(err).split())})")
-    return found if isinstance(found, dict) else None
-
-
 @leaderboard_app.command("show")
 def show(
     ctx: typer.Context,
@@ -188,12 +176,12 @@ def show(
 ) -> None:
     """Every column of one leaderboard entry, its files, and its config."""
     from raycifar.results.layout import entry_dir
-    from raycifar.results.leaderboard import find_entry
+    from raycifar.results.leaderboard import find_entry, read_robustness
 
     results_dir = _group_results_dir(ctx, results_dir).expanduser()
     with exit_codes():
         row = find_entry(results_dir, entry_id)
-        figures = _saved_figures(entry_dir(results_dir, entry_id))
+        figures = read_robustness(entry_dir(results_dir, entry_id))
     config = json.loads(row["config_json"]) if row["config_json"] else None
     if output_format == "json":
         print_json({**jsonable({k: v for k, v in row.items() if k != "config_json"}), "config": config, "robustness": figures})

@@ -30,6 +30,7 @@ from raycifar.data.corruption_table import BENCHMARK
 from raycifar.data.readers import ImageSet, read_part
 from raycifar.entries.evaluate import LabelledPredictions, predict_labelled
 from raycifar.errors import UserError
+from raycifar.results.leaderboard import read_robustness
 from raycifar.results.leaderboard_schema import CORRUPTED_ACC, CORRUPTED_SET, ROBUSTNESS_FILE, ROBUSTNESS_GAP
 
 __all__ = ["ROBUSTNESS_FILE"]  # spelled in the leaderboard schema, so that torch-free readers find the file
@@ -212,16 +213,8 @@ def save_figures(path: Path, figures: dict) -> None:
 
 
 def load_figures(entry_folder: Path) -> dict | None:
-    """The entry's ``robustness.json``, None when it has none; a :class:`UserError` naming
-    the file when it cannot be read."""
-    path = entry_folder / ROBUSTNESS_FILE
-    if not path.is_file():
-        return None
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot read the entry's robustness figures ({' '.join(str(err).split())})") from None
-    return found if isinstance(found, dict) else None
+    """The entry's ``robustness.json`` (:func:`raycifar.results.leaderboard.read_robustness`)."""
+    return read_robustness(entry_folder)
 
 
 def most_hurt(figures: dict, top: int = 5) -> list[dict]:

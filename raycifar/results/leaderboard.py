@@ -30,6 +30,7 @@ This module imports neither torch nor Ray.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -44,7 +45,7 @@ from filelock import FileLock, Timeout
 
 from raycifar.errors import UserError
 from raycifar.results.layout import entries_dir, entry_dir
-from raycifar.results.leaderboard_schema import COLUMNS, LEGACY_COLUMNS, SCHEMA, SCHEMA_VERSION
+from raycifar.results.leaderboard_schema import COLUMNS, LEGACY_COLUMNS, ROBUSTNESS_FILE, SCHEMA, SCHEMA_VERSION
 
 ROWS_DIR = "rows"
 
@@ -351,3 +352,17 @@ def ranked(rows: list[dict], dataset: str | None = None, space: str | None = Non
     kept = [r for r in rows if (dataset is None or r["dataset"] == dataset) and (space is None or r["space"] == space)]
     kept.sort(key=lambda r: (r["test_acc"] is None, -(r["test_acc"] or 0.0)))
     return kept if top is None else kept[:top]
+
+
+def read_robustness(entry_folder: Path) -> dict | None:
+    """The entry's ``robustness.json`` (its figures per corruption, severity and class; see
+    :mod:`raycifar.entries.robustness`), None when it has none; a :class:`UserError` naming
+    the file when it cannot be read."""
+    path = entry_folder / ROBUSTNESS_FILE
+    if not path.is_file():
+        return None
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read the entry's robustness figures ({' '.join(str(err).split())})") from None
+    return found if isinstance(found, dict) else None

@@ -273,16 +273,10 @@ def _verdicts_of_rank(rank: int, ports: multiprocessing.Queue, out: multiprocess
 
 
 def test_every_worker_follows_rank_zeros_verdict() -> None:
-    spawn = multiprocessing.get_context("spawn")
-    ports, out = spawn.Queue(), spawn.Queue()
+    from test_process_group import run_two_ranks
+
     mine = {0: [True, None, False], 1: [None, True, True]}  # what each rank's own timings said
-    workers = [spawn.Process(target=_verdicts_of_rank, args=(rank, ports, out, mine[rank])) for rank in (0, 1)]
-    for worker in workers:
-        worker.start()
-    reports = sorted(out.get(timeout=120) for _ in workers)
-    for worker in workers:
-        worker.join(60)
-        assert worker.exitcode == 0
+    reports = run_two_ranks(_verdicts_of_rank, lambda rank: (mine[rank],))
     assert reports == [(0, [True, None, False]), (1, [True, None, False])]
     assert rank_zero_verdict(None, CPU) is None and rank_zero_verdict(True, CPU) is True, "one worker: its own"
 

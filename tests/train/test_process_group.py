@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import socket
+from collections.abc import Callable
 
 import psutil
 import ray
@@ -46,16 +47,25 @@ def _rank(rank: int, ports: multiprocessing.Queue, out: multiprocessing.Queue, i
     dist.destroy_process_group()
 
 
-def test_two_ranks_reduce_over_a_process_group_that_listens_on_loopback_only() -> None:
+def run_two_ranks(target: Callable, args_of: Callable[[int], tuple]) -> list:
+    """Run ``target(rank, ports, out, *args_of(rank))`` in two spawned processes (ranks 0 and
+    1; rank 0 puts its store's port on ``ports`` once per rank); the two reports each put on
+    ``out``, sorted. Each process must exit 0."""
     spawn = multiprocessing.get_context("spawn")
     ports, out = spawn.Queue(), spawn.Queue()
-    workers = [spawn.Process(target=_rank, args=(rank, ports, out, _other_interface())) for rank in (0, 1)]
+    workers = [spawn.Process(target=target, args=(rank, ports, out, *args_of(rank))) for rank in (0, 1)]
     for worker in workers:
         worker.start()
     reports = sorted(out.get(timeout=120) for _ in workers)
     for worker in workers:
         worker.join(60)
         assert worker.exitcode == 0
+    return reports
+
+
+def test_two_ranks_reduce_over_a_process_group_that_listens_on_loopback_only() -> None:
+    interface = _other_interface()
+    reports = run_two_ranks(_rank, lambda rank: (interface,))
     assert [total for _, _, total, _ in reports] == [3.0, 3.0], "1 + 2, reduced across both ranks"
     (_, store_port, _, rank0), (_, _, _, rank1) = reports
     assert ("127.0.0.1", store_port) in rank0, "rank 0 hosts the store on loopback"
