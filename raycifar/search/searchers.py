@@ -251,16 +251,15 @@ class Search:
                 self.study.tell(trial.number, state=TrialState.FAIL)
                 self._live.pop(trial.number, None)
 
-    def ended_since(self, index: int) -> int:
-        """How many within-budget proposals from the ``index``-th on (:data:`INDEX_ATTR`) have
-        ended, other than as lost: after a resume, those asked after Tune last saved its state
-        whose trials still ran to their end in the driver that died."""
-        return sum(
-            trial.user_attrs.get(INDEX_ATTR, -1) >= index
-            and trial.state != TrialState.RUNNING
-            and not trial.user_attrs.get("lost")
+    def trials_since(self, index: int) -> list[str]:
+        """The Tune trial ids of the within-budget proposals from the ``index``-th on
+        (:data:`INDEX_ATTR`) that a trial ran: after a resume, those asked after Tune last
+        saved its state."""
+        return [
+            str(trial.user_attrs[TRIAL_ID_ATTR])
             for trial in self.study.get_trials(deepcopy=False)
-        )
+            if trial.user_attrs.get(INDEX_ATTR, -1) >= index and TRIAL_ID_ATTR in trial.user_attrs
+        ]
 
     def propose(self) -> Proposal:
         """The next within-budget config. Over-budget points are told back as infeasible;

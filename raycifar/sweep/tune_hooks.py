@@ -24,7 +24,7 @@ from raycifar.config import TrialConfig
 from raycifar.display import ProgressSink
 from raycifar.models.registry import model_name
 from raycifar.results.atomic import replacing_path
-from raycifar.results.schema import EPOCH, VAL_ACC, EpochMetrics
+from raycifar.results.schema import EPOCH, TERMINAL_STATES, VAL_ACC, EpochMetrics
 from raycifar.results.selection import is_diverged
 from raycifar.results.sweep_record import SweepRecorder, completion_state
 from raycifar.search.searchers import Search
@@ -93,8 +93,8 @@ class StudySearcher(Searcher):
         """After ``Tuner.restore``: the map back, the resuming driver's concurrency limit
         (:data:`LIVE_DRIVERS`), a fresh sampler seed, and proposals asked after Tune last saved its
         state (their trials are unknown to Tune) ended as lost if they were still running; those
-        that ran to their end count towards the trials to propose (:attr:`ran_unseen`), so a
-        resumed sweep never proposes more than its plan."""
+        that ran to their end, as the sweep record says, count towards the trials to propose
+        (:attr:`ran_unseen`), so a resumed sweep proposes neither more nor fewer than its plan."""
         state = json.loads(Path(checkpoint_path).read_text())
         self.numbers, self.records = state["numbers"], state["records"]
         self.live = set(state.get("live", []))
@@ -102,7 +102,19 @@ class StudySearcher(Searcher):
             self.max_concurrent = LIVE_DRIVERS[self.key].max_concurrent
         self.search.reopened(set(self.numbers.values()))
         saved = state.get("proposed")  # absent in sweeps saved before it was kept
-        self.ran_unseen = 0 if saved is None else self.search.ended_since(saved)
+        driver = LIVE_DRIVERS.get(getattr(self, "key", ""))
+        if saved is not None and driver is not None:
+            self.ran_unseen = ended_in_record(driver.recorder, self.search.trials_since(saved))
+
+
+def ended_in_record(recorder: SweepRecorder, trial_ids: list[str]) -> int:
+    """How many of ``trial_ids`` the sweep record shows ended (finished, stopped early,
+    failed or diverged; not lost): trials that ran to their end in a driver that died before
+    Tune saved them. The record, not the study, decides: the driver may die between telling
+    the study and writing the record, and the record's ``lost`` trial is then proposed again."""
+    ended = TERMINAL_STATES - {"lost"}
+    trials = recorder.record.trials
+    return sum(trial_id in trials and trials[trial_id].state in ended for trial_id in trial_ids)
 
 
 class ProgressCallback(tune.Callback):
