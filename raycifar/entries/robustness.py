@@ -30,7 +30,6 @@ from raycifar.data.corruption_table import BENCHMARK
 from raycifar.data.readers import ImageSet, read_part
 from raycifar.entries.evaluate import LabelledPredictions, predict_labelled
 from raycifar.errors import UserError
-from raycifar.results.leaderboard import read_robustness
 from raycifar.results.leaderboard_schema import CORRUPTED_ACC, CORRUPTED_SET, ROBUSTNESS_FILE, ROBUSTNESS_GAP
 
 __all__ = ["ROBUSTNESS_FILE"]  # spelled in the leaderboard schema, so that torch-free readers find the file
@@ -210,11 +209,6 @@ def row_fields(figures: dict | None) -> dict:
 def save_figures(path: Path, figures: dict) -> None:
     """Write ``robustness.json`` (finite numbers only: valid JSON)."""
     path.write_text(json.dumps(figures, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-
-
-def load_figures(entry_folder: Path) -> dict | None:
-    """The entry's ``robustness.json`` (:func:`raycifar.results.leaderboard.read_robustness`)."""
-    return read_robustness(entry_folder)
 
 
 def most_hurt(figures: dict, top: int = 5) -> list[dict]:

@@ -33,9 +33,10 @@ COLOURS = ("#2563eb", "#f97316", "#16a34a", "#dc2626")  # the report's palette (
 def gather_robustness(entry_folder: Path, sweep_dir: Path | None, data_dir: Path, promoted: str | None) -> dict | None:
     """The section's figures, or None when the entry has no ``robustness.json``; ``promoted``:
     the entry's source checkpoint (marked among the top trials)."""
-    from raycifar.entries.robustness import load_figures, most_hurt
+    from raycifar.entries.robustness import most_hurt
+    from raycifar.results.leaderboard import read_robustness
 
-    figures = load_figures(entry_folder)
+    figures = read_robustness(entry_folder)
     if figures is None:
         return None
     return {**figures, "most_hurt": most_hurt(figures, TOP_CLASSES), "top_k": compare_top_k(figures, sweep_dir, data_dir, promoted)}

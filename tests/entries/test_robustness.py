@@ -25,11 +25,11 @@ from raycifar.cli import app
 from raycifar.data import CATALOG, read_part
 from raycifar.data.corrupted_reader import CorruptedSet, default_out, read_corrupted_set
 from raycifar.entries.promote import promote
-from raycifar.entries.robustness import MAX_PREDICTED_S, decide, load_figures, most_hurt
+from raycifar.entries.robustness import MAX_PREDICTED_S, decide, most_hurt
 from raycifar.errors import UserError
 from raycifar.models.files import rebuild
 from raycifar.results.layout import entry_dir
-from raycifar.results.leaderboard import find_entry, read_table, rows_dir
+from raycifar.results.leaderboard import find_entry, read_robustness, read_table, rows_dir
 
 NAMES = "gaussian_noise,brightness,contrast,saturate"  # saturate: a validation corruption, out of the mean
 BENCHMARK = ["gaussian_noise", "brightness", "contrast"]
@@ -89,7 +89,7 @@ def test_promotion_scores_the_corrupted_set_and_the_figures_agree(data: Path, tm
     told: list[str] = []
     row = promote_with(checkpoint, results, corrupted=corrupted_dir(data), tell=told.append)
     folder = entry_dir(results, row["entry_id"])
-    figures = load_figures(folder)
+    figures = read_robustness(folder)
     assert figures is not None and any("scoring" in line for line in told)
     model, _ = rebuild(folder)
     test = read_part(data, "test")
