@@ -26,6 +26,7 @@ import pytest
 TESTS = Path(__file__).parent
 sys.path[:0] = [str(TESTS), *sorted(str(folder) for folder in TESTS.iterdir() if folder.is_dir() and folder.name not in ("fault_hooks", "__pycache__"))]
 
+import cli_server  # noqa: E402
 from cifar_files import write_cifar10  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,10 +49,7 @@ def _cli_env() -> dict[str, str]:
 
 def run_raycifar(*args: str, cwd: Path, timeout: int = 480) -> subprocess.CompletedProcess:
     """``python -m raycifar ARGS`` in ``cwd``; fails the test, with the output's tail, unless it exits 0."""
-    result = subprocess.run(
-        [sys.executable, "-m", "raycifar", *args], cwd=cwd, env=_cli_env(), capture_output=True, text=True,
-        timeout=timeout, check=False,
-    )  # fmt: skip
+    result = cli_server.run_cli(args, cwd=cwd, env=_cli_env(), timeout=timeout)
     assert result.returncode == 0, (
         f"raycifar {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     )
@@ -197,6 +195,7 @@ def _shared_ray_only_where_asked(request: pytest.FixtureRequest, shared_ray: Sha
 
 CLUSTER_MODULES = ("test_cluster_local.py", "test_cluster_node_loss.py", "test_ray_up_ssh.py")
 BROWSER_MODULES = ("test_html_browser.py",)
+SLURM_MODULES = ("test_slurm.py",)  # a private Slurm whose jobs run Ray: outside the shared-Ray window
 
 
 def _mark(item: pytest.Item) -> None:
@@ -207,6 +206,8 @@ def _mark(item: pytest.Item) -> None:
         item.add_marker(pytest.mark.cluster)
     if item.path.name in BROWSER_MODULES:
         item.add_marker(pytest.mark.browser)
+    if item.path.name in SLURM_MODULES:
+        item.add_marker(pytest.mark.slurm)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -16,11 +16,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cli_server
 import numpy as np
 import pytest
 import torch
@@ -337,9 +337,7 @@ def run_cli(args: list[str], tmpdir: Path, shadows: Path | None = None) -> subpr
     env.update(COLUMNS="200", TMPDIR=str(tmpdir), RAY_TMPDIR=str(tmpdir))
     if shadows is not None and shadows.is_dir():
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shadows), env.get("PYTHONPATH", "")]))
-    return subprocess.run(
-        [sys.executable, "-m", "raycifar", *args], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+    return cli_server.run_cli(args, env=env, timeout=300)
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
@@ -420,10 +418,7 @@ def test_a_corrupt_row_file_is_one_warning_and_the_other_rows_still_list(workspa
     damaged = rows / "damaged-entry.parquet"
     damaged.write_bytes(good.read_bytes()[:200])
     before = damaged.read_bytes()
-    listed = subprocess.run(
-        [sys.executable, "-m", "raycifar", "leaderboard", "--results-dir", str(w.results), "--format", "json"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    listed = cli_server.run_cli(["leaderboard", "--results-dir", str(w.results), "--format", "json"])
     assert listed.returncode == 0, listed.stderr
     (warning,) = listed.stderr.strip().splitlines()
     assert warning.startswith("warning: ") and str(damaged) in warning and "damaged, truncated or not Parquet" in warning

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cli_server
 import numpy as np
 import pytest
 from cifar_files import write_cifar10
@@ -23,10 +24,7 @@ def tiny_cifar(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def corrupt(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "raycifar", "data", "corrupt", *args], cwd=cwd, capture_output=True, text=True, check=False,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    return cli_server.run_cli(["data", "corrupt", *args], cwd=cwd, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 
 def test_writes_the_cifar10c_layout_with_its_metadata_and_reuses_it(tiny_cifar: Path, tmp_path: Path) -> None:

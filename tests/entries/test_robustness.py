@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cli_server
 import numpy as np
 import pytest
 import torch
@@ -38,10 +39,7 @@ LIMIT = 30
 
 
 def data_corrupt(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "raycifar", "data", "corrupt", *args], cwd=cwd, capture_output=True, text=True,
-        check=False, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    return cli_server.run_cli(["data", "corrupt", *args], cwd=cwd, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import cli_server
 import pytest
 import yaml
 from conftest import TINY_SPACE
@@ -185,7 +185,7 @@ def jobs_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def cli(*args: str) -> subprocess.CompletedProcess:
     """``raycifar ARGS`` in a fresh process with this test's environment."""
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "raycifar", *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+    return cli_server.run_cli(args, env=env, timeout=120)
 
 
 def test_submit_sends_the_sweep_with_its_space_text_only(jobs_api: str, tmp_path: Path) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+import cli_server
 import pytest
 from conftest import REPO, TINY_SPACE
 
@@ -149,10 +149,8 @@ def test_a_space_with_no_feasible_config_is_an_error(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "raycifar", *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-        env={**{k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}, "RAY_ADDRESS": "", "COLUMNS": "200"},
-    )  # fmt: skip
+    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}, "RAY_ADDRESS": "", "COLUMNS": "200"}
+    return cli_server.run_cli(args, cwd=cwd, env=env, timeout=120)
 
 
 def test_cli_rejects_a_bad_space_before_ray_starts(tmp_path: Path, cifar_dir: Path) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
+import cli_server
 import pytest
 import torch
 from conftest import TINY_SPACE
@@ -41,15 +41,7 @@ def write(tmp_path: Path, text: str, name: str = "fixed.yaml") -> Path:
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    return subprocess.run(
-        [sys.executable, "-m", "raycifar", *args],
-        check=False,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli_server.run_cli(args, cwd=cwd, env=env, timeout=120)
 
 
 def test_a_fixed_file_resolves_like_trial_0_of_a_sweep(tmp_path: Path) -> None:
