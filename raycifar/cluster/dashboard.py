@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from raycifar.cluster.session import check_reachable
 from raycifar.errors import UserError
 from raycifar.results.sweep_record import iso_time
 
@@ -151,6 +152,7 @@ def job_client(url: str, flag: str = "--dashboard-url") -> Iterator[Any]:
     from ray.job_submission import JobSubmissionClient
 
     url = check_dashboard_url(url, flag)
+    check_reachable(url, flag)
     token = auth_token()
     with _dashboard_errors(url, token, flag):
         with _only_this_address():
@@ -164,6 +166,7 @@ def read_cluster(url: str, flag: str = "--dashboard-url") -> ClusterStatus:
     Imports Ray. Raises UserError when the dashboard cannot be reached or refuses the token.
     """
     url = url.rstrip("/")
+    check_reachable(url, flag)
     token = auth_token()
     headers = _auth_headers(token)
     with _dashboard_errors(url, token, flag):

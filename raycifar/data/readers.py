@@ -11,7 +11,8 @@ Layouts found under ``data_dir`` (or ``data_dir`` itself), tried in this order:
                    (``train.bin``, ``test.bin``, records of coarse + fine + 3072 bytes)
 ``binary-archive`` ``cifar-10-binary.tar.gz`` / ``cifar-100-binary.tar.gz``
 ``npz``            ``train.npz`` / ``test.npz`` holding ``x`` (N x 32 x 32 x 3 uint8) and ``y``
-``imagefolder``    ``train/<class>/*.png|jpg`` and ``test/<class>/...``; class folders
+``imagefolder``    ``train/<class>/**/*.png|jpg`` and ``test/<class>/...`` (a class folder's
+                   subfolders too, links followed: ``image_files.walk_images``); class folders
                    directly under ``data_dir`` are a test set (e.g. an out-of-distribution set)
 ``images``         image files directly under ``data_dir``: an unlabeled test set
 =================  ==============================================================
@@ -149,7 +150,21 @@ def detect_source(
         source = Source(layout, path, dataset, label_mode)
         if source.parts():
             return source
-    raise UserError(_not_found_message(data_dir, info))
+    raise DataNotFound(_not_found_message(data_dir, info), data_dir)
+
+
+class DataNotFound(UserError):
+    """No layout of the dataset under ``data_dir``. The message names what was expected and
+    no option: each command adds the hint its own options allow (``sweep``: ``--download``;
+    a recorded folder: ``--data-dir``), with :meth:`with_hint`."""
+
+    def __init__(self, message: str, data_dir: Path) -> None:
+        super().__init__(message)
+        self.data_dir = data_dir
+
+    def with_hint(self, hint: str) -> DataNotFound:
+        """The same error with ``; hint`` after its message."""
+        return DataNotFound(f"{self}; {hint}", self.data_dir)
 
 
 def _candidates(data_dir: Path, info: DatasetInfo) -> list[tuple[str, Path]]:
@@ -185,7 +200,7 @@ def _not_found_message(data_dir: Path, info: DatasetInfo) -> str:
     return (
         f"{info.title} not found in {data_dir}: expected {info.python_folder}/ or {info.python_archive} "
         f"(official python version), {info.binary_folder}/ or {info.binary_archive} (binary version), "
-        f"train.npz/test.npz, or train/ and test/ folders of class folders; or pass --download{hint}"
+        f"train.npz/test.npz, or train/ and test/ folders of class folders{hint}"
     )
 
 
@@ -254,7 +269,7 @@ def _read_imagefolder(source: Source, part: Part) -> tuple[np.ndarray, np.ndarra
 
 
 def _read_unlabeled(source: Source, part: Part) -> tuple[np.ndarray, np.ndarray]:
-    files = image_files(source.path)
+    files = image_files(source.path, recursive=False)
     return stack_images(files), np.full(len(files), UNLABELED, dtype=np.int64)
 
 
@@ -266,7 +281,7 @@ _PART_FINDERS: dict[str, Callable[[Source, Part], bool]] = {
     "npz": _has_npz_part,
     "imagefolder": lambda source, part: _imagefolder_root(source, part) is not None,
     "images": lambda source, part: (
-        part == "test" and source.path.is_dir() and bool(image_files(source.path))
+        part == "test" and source.path.is_dir() and bool(image_files(source.path, recursive=False))
     ),
 }
 _READERS: dict[str, Callable[[Source, Part], tuple[np.ndarray, np.ndarray]]] = {

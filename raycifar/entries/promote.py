@@ -28,6 +28,8 @@ from pathlib import Path
 from raycifar import __version__
 from raycifar.config import TrialConfig
 from raycifar.data.corrupted_reader import CorruptedSet, read_corrupted_set
+from raycifar.data.fingerprint import data_fingerprint
+from raycifar.entries.data_record import DATA_FILE, record_fingerprint
 from raycifar.entries.evaluate import PREDICTIONS_FILE, LabelledPredictions, test_predictions, test_scores
 from raycifar.entries.metrics import wilson_interval
 from raycifar.entries.model_card import CARD_FILE, render_card
@@ -189,6 +191,7 @@ def _row(
 def _stage(
     staging: Path, checkpoint_folder: Path, extra_tests: dict[str, Path], sweep: str, target: Path,
     robustness: Robustness,
+    data_dir: Path | None = None,
 ) -> tuple:
     """Copy the model files into ``staging``, evaluate them (the corrupted set too, when
     ``robustness`` decides so), save the predictions (and ``robustness.json``).
@@ -203,6 +206,10 @@ def _stage(
         model, config = rebuild(staging)
     except UserError as err:  # name the checkpoint's files, not their staged copies
         raise UserError(str(err).replace(str(staging), str(checkpoint_folder))) from None
+    if data_dir is not None and str(data_dir) != config.data_dir:  # a sweep whose data folder was re-pointed
+        config = config.model_copy(update={"data_dir": str(data_dir)})
+        with writing(sweep, target / CONFIG_FILE, (staging, target)):
+            (staging / CONFIG_FILE).write_text(json.dumps(config.model_dump(mode="json"), indent=2))
     start = time.perf_counter()
     predictions = test_predictions(model, config, Path(config.data_dir))
     clean_seconds = time.perf_counter() - start
@@ -273,6 +280,7 @@ def promote(
     robustness: bool | None = None,
     sweep_wall_s: float | None = None,
     tell: Tell | None = None,
+    data_dir: Path | None = None,
 ) -> dict:
     """Export the model in ``checkpoint_folder`` to a new entry, evaluate it once on the
     test set of its config's ``data_dir`` (and on each labelled ``extra_tests`` folder, by
@@ -292,6 +300,9 @@ def promote(
     to the entry's ``robustness.json`` and the row's robustness columns. ``tell`` receives
     one line on what was decided.
 
+    ``data_dir``: the data folder to test on instead of the checkpoint config's (a sweep whose
+    moved data folder a resume re-pointed); the entry's config then names it.
+
     Raises :class:`PromotionFailed` when the entry cannot be written (see the module's
     docstring); nothing of this attempt is left then.
     """
@@ -302,7 +313,7 @@ def promote(
         entry_id, staging = claim_entry(results_dir, sweep)
     target = entry_dir(results_dir, entry_id)
     try:
-        config, predictions, extra, figures = _stage(staging, checkpoint_folder, extra_tests, sweep, target, scoring)
+        config, predictions, extra, figures = _stage(staging, checkpoint_folder, extra_tests, sweep, target, scoring, data_dir)
         row = _row(
             entry_id, target, config, predictions, extra, sweep=sweep, trial_id=trial_id, val_acc=val_acc,
             epochs=epochs, source_checkpoint=source_checkpoint, wall_s=wall_s, device_hours=device_hours,
@@ -313,6 +324,9 @@ def promote(
         card = render_card(row, predictions.labels, predictions.predicted, predictions.class_names)
         with writing(sweep, target / CARD_FILE, (staging, target)):
             (staging / CARD_FILE).write_text(card)
+        with writing(sweep, target / DATA_FILE, (staging, target)):  # the data's fingerprint, for a later re-point
+            data = Path(config.data_dir)
+            record_fingerprint(staging, data, data_fingerprint(data, config.dataset, config.label_mode))
         with writing(sweep, target, (staging, target)):
             staging.rename(target)
     except BaseException:

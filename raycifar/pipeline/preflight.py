@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from filelock import FileLock, Timeout
 
 from raycifar.cluster.session import RunResources, available_cpus
 from raycifar.data.catalog import CATALOG
@@ -18,6 +22,7 @@ from raycifar.data.readers import download as download_dataset
 from raycifar.data.splits import split_image_set
 from raycifar.display import Display
 from raycifar.errors import UserError
+from raycifar.results import layout
 from raycifar.results.layout import RESULT_FOLDERS
 from raycifar.results.leaderboard import read_table
 
@@ -96,6 +101,43 @@ def make_results_dir(results_dir: Path) -> None:
     except OSError as err:
         raise UserError(f"--results-dir {results_dir}: cannot create it ({err.strerror})") from None
     _check_writable(results_dir)
+
+
+def claim_sweep_dir(results_dir: Path, name: str) -> Path:
+    """Create sweep ``name``'s folder, failing if it exists: of two commands started at the
+    same moment with the same name, exactly one gets it (one ``mkdir``, atomic on every file
+    system); the other gets a :class:`UserError` and writes nothing."""
+    folder = layout.sweep_dir(results_dir, name)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir()
+    except FileExistsError:
+        raise UserError(
+            f"a sweep named {name!r} already exists in {folder.parent} (another raycifar may have started it "
+            "just now): choose another --name"
+        ) from None
+    except OSError as err:
+        raise UserError(f"{folder}: cannot create the sweep folder ({err.strerror or err})") from None
+    return folder
+
+
+@contextmanager
+def holding_sweep(sweep_dir: Path) -> Iterator[None]:
+    """Hold the sweep folder's driver lock (``.driver.lock``, an OS file lock that ends with
+    the process) while the block runs: a second command that would run the same sweep at the
+    same time (two ``--resume NAME``) gets a :class:`UserError` instead of sharing the folder."""
+    lock = FileLock(sweep_dir / layout.DRIVER_LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UserError(
+            f"sweep {sweep_dir.name} in {sweep_dir.parent} is being run by another raycifar right now "
+            f"({sweep_dir / layout.DRIVER_LOCK} is held); wait for it to end"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def check_resources(resources: RunResources, address: str | None) -> None:

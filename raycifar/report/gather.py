@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from raycifar.data.file_names import shown
 from raycifar.entries.metrics import confusion_matrix, load_predictions, most_confused, wilson_interval
 from raycifar.errors import UserError
 from raycifar.results import layout
@@ -150,9 +151,10 @@ def varying(trials: list[dict]) -> list[str]:
 def _distribution(values: list) -> Any:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if numbers and all(isinstance(v, int) for v in values):
         return IntDistribution(min(values), max(values))
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    if numbers and all(math.isfinite(v) for v in values):  # NaN or inf: categories
         low, high = float(min(values)), float(max(values))
         return FloatDistribution(low, high, log=low > 0 and high / low >= 10)
     return CategoricalDistribution(sorted({str(v) if v is not None else "none" for v in values}))
@@ -165,6 +167,17 @@ def importance(trials: list[dict], keys: list[str]) -> dict:
     if len(scored) < 3 or not keys:
         return {"note": f"needs at least 3 scored trials and a hyperparameter that varies ({len(scored)} scored, "
                         f"{len(keys)} varying)"}  # fmt: skip
+    if len({t["best_val_acc"] for t in scored}) == 1:
+        return {"note": f"every scored trial has the same best val_acc ({scored[0]['best_val_acc']:.4f}): "
+                        "zero variance, nothing to attribute"}  # fmt: skip
+    try:
+        return _fanova(scored, keys)
+    except (RuntimeError, ValueError):  # optuna's fANOVA on a degenerate study: say why in our words
+        return {"note": "fANOVA found no variance it could attribute to the hyperparameters (the trees "
+                        "split on none of them)"}  # fmt: skip
+
+
+def _fanova(scored: list[dict], keys: list[str]) -> dict:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -230,12 +243,13 @@ def gather_entry(results_dir: Path, row: dict) -> dict:
     names = tuple(str(n) for n in predictions["class_names"])
     matrix = confusion_matrix(labels, predicted, len(names))
     correct, total = int(np.trace(matrix)), int(matrix.sum())
-    per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+    counts = matrix.sum(axis=1)
+    per_class = [float(d / n) if n else None for d, n in zip(matrix.diagonal(), counts, strict=True)]  # None: no images
     tta = predictions.get("tta_predicted")
     return {
         "row": row, "folder": str(folder), "class_names": list(names), "confusion": matrix.tolist(),
         "correct": correct, "total": total, "acc": correct / total if total else math.nan,
-        "ci": wilson_interval(correct, total), "per_class": [float(a) for a in per_class],
+        "ci": wilson_interval(correct, total), "per_class": per_class,
         "tta_acc": float((tta == labels).mean()) if tta is not None and total else None,
         "confused": [vars(c) | {"rate": c.rate} for c in most_confused(matrix, names, TOP_PAIRS)],
         "predictions": {"labels": labels, "predicted": predicted, "probs": predictions["probs"].astype(np.float32)},
@@ -299,7 +313,7 @@ def write_report(results_dir: Path, target: str, output: Path, data_dir: Path | 
     """Gather and render the report of ``target`` into ``output`` (one HTML file); returns it."""
     from raycifar.report.html import render
 
-    html = render(gather(results_dir, target, data_dir))
+    html = shown(render(gather(results_dir, target, data_dir)))  # names that are not UTF-8: \xNN
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         replace_text(output, html)

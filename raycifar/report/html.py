@@ -9,25 +9,30 @@ block next to its ``<div class="chart">``; one script at the end draws them all
 from __future__ import annotations
 
 import json
-import math
 from html import escape
-from typing import Any
 
 import plotly.graph_objects as go
 
+from raycifar.report.page import (
+    FONT,
+    PALETTE,
+    SECTIONS,
+    _cards,
+    _layout,
+    _note,
+    _section,
+    _table,
+    chart,
+    count,
+    duration,
+    pct,
+)
 from raycifar.report.robustness import heatmap_figure, severity_figure, top_k_figure
+from raycifar.report.sweep_charts import curves, hyperparameters, size
 from raycifar.results.cost import hours_unit
-from raycifar.results.schema import EPOCH, TRAIN_LOSS, VAL_ACC
+from raycifar.results.schema import VAL_ACC
 
 COUNTS_SHOWN_UP_TO = 20  # classes
-FONT = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
-PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d")
-SECTIONS = (
-    ("summary", "Summary"), ("curves", "Learning curves"), ("size", "Accuracy against size"),
-    ("hyperparameters", "Hyperparameters"), ("model", "Promoted model"), ("robustness", "Robustness"),
-    ("mistakes", "Mistakes"),
-    ("provenance", "Provenance"),
-)  # fmt: skip
 CSS = (
     """
 :root { --ink: #1f2937; --muted: #6b7280; --line: #e5e7eb; --accent: #2563eb; --soft: #f8fafc; }
@@ -67,120 +72,6 @@ for (const el of document.querySelectorAll('div.chart')) {
 """
 
 
-# ---------------------------------------------------------------------- numbers
-
-
-def pct(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f}%"
-
-
-def count(value: int | None) -> str:
-    return "–" if value is None else f"{value:,}"
-
-
-def duration(seconds: float | None) -> str:
-    """``seconds`` as ``1 h 02 min``, ``3 min 12 s`` or ``45 s``."""
-    if seconds is None:
-        return "–"
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
-# ---------------------------------------------------------------------- charts
-
-
-def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 380) -> go.Figure:
-    fig.update_layout(
-        title={"text": title, "font": {"size": 15}}, template="plotly_white", height=height, autosize=True,
-        font={"family": FONT, "size": 12}, margin={"l": 56, "r": 20, "t": 48, "b": 48},
-        xaxis_title=x, yaxis_title=y, legend={"font": {"size": 11}},
-    )  # fmt: skip
-    return fig
-
-
-def chart(chart_id: str, fig: go.Figure) -> str:
-    """The chart's div and its figure as JSON (``</`` escaped so it cannot close the script)."""
-    data = fig.to_json().replace("</", "<\\/")
-    return (
-        f'<div class="chart" id="{chart_id}"></div><script type="application/json" id="{chart_id}-data">{data}</script>'
-    )
-
-
-def curves_figure(sweep: dict, metric: str) -> go.Figure:
-    """One line per trial of ``metric`` by epoch; an X where ASHA stopped a trial; rungs dashed."""
-    fig = go.Figure()
-    for i, trial in enumerate(sweep["trials"]):
-        stopped = trial["state"] == "stopped_early"
-        last = len(trial["epochs"]) - 1
-        sizes = [11 if stopped and j == last else 5 for j in range(len(trial["epochs"]))]
-        symbols = ["x" if stopped and j == last else "circle" for j in range(len(trial["epochs"]))]
-        fig.add_trace(go.Scatter(
-            x=trial["epochs"], y=trial[metric], mode="lines+markers", name=f"{trial['trial_id']} ({trial['model']})",
-            line={"color": PALETTE[i % len(PALETTE)], "width": 2}, marker={"size": sizes, "symbol": symbols},
-            hovertemplate=f"trial {escape(trial['trial_id'])} · {trial['state']}<br>epoch %{{x}}: %{{y:.4f}}<extra></extra>",
-        ))  # fmt: skip
-    for rung in sweep["rungs"]:
-        fig.add_vline(x=rung, line={"dash": "dash", "color": "#9ca3af", "width": 1},
-                      annotation_text=f"rung {rung}", annotation_position="top", annotation_font_size=10)  # fmt: skip
-    fig.update_xaxes(dtick=1 if sweep["scheduler"]["max_t"] <= 20 else None)
-    return _layout(fig, metric, EPOCH, metric)
-
-
-def size_figure(sweep: dict, key: str) -> go.Figure:
-    """Best val_acc of every trial against ``key`` (params or macs); on params, the Pareto
-    front and the budget line."""
-    trials = [t for t in sweep["trials"] if t["best_val_acc"] is not None and t[key] is not None]
-    fig = go.Figure(go.Scatter(
-        x=[t[key] for t in trials], y=[t["best_val_acc"] for t in trials], mode="markers", name="trials",
-        text=[f"{t['trial_id']} · {t['model']} · {t['state']}" for t in trials],
-        marker={"size": 10, "color": PALETTE[0], "opacity": .8, "line": {"width": 1, "color": "#fff"}},
-        hovertemplate="%{text}<br>" + key + " %{x:,}<br>best val_acc %{y:.4f}<extra></extra>",
-    ))  # fmt: skip
-    if key == "params":
-        by_id = {t["trial_id"]: t for t in trials}
-        front = [by_id[i] for i in sweep["pareto"] if i in by_id]
-        fig.add_trace(go.Scatter(
-            x=[t["params"] for t in front], y=[t["best_val_acc"] for t in front], mode="lines+markers",
-            name="Pareto front", line={"shape": "hv", "color": PALETTE[1], "width": 2},
-            marker={"size": 13, "symbol": "diamond-open", "color": PALETTE[1]}, hoverinfo="skip",
-        ))  # fmt: skip
-        if sweep["budget"]:
-            fig.add_vline(x=sweep["budget"], line={"dash": "dot", "color": PALETTE[3]},
-                          annotation_text=f"budget {sweep['budget']:,}", annotation_position="bottom left")  # fmt: skip
-    title = "val_acc vs parameters" if key == "params" else "val_acc vs MACs (per 32×32 image)"
-    return _layout(fig, title, "parameters" if key == "params" else "MACs", "best val_acc")
-
-
-def _axis(key: str, values: list) -> dict:
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return {"label": key, "values": values}
-    labels = sorted({str(v) for v in values})
-    return {"label": key, "values": [labels.index(str(v)) for v in values],
-            "tickvals": list(range(len(labels))), "ticktext": labels}  # fmt: skip
-
-
-def parallel_figure(sweep: dict) -> go.Figure:
-    """One line per scored trial across the varying hyperparameters, ending at best val_acc."""
-    trials = [t for t in sweep["trials"] if t["best_val_acc"] is not None]
-    scores = [t["best_val_acc"] for t in trials]
-    dimensions = [_axis(k, [t["hyperparameters"].get(k) for t in trials]) for k in sweep["varying"]]
-    dimensions.append({"label": "best val_acc", "values": scores})
-    fig = go.Figure(go.Parcoords(
-        line={"color": scores, "colorscale": "Viridis", "showscale": True, "colorbar": {"title": {"text": VAL_ACC}}},
-        dimensions=dimensions, labelangle=-20, labelfont={"size": 11},
-    ))  # fmt: skip
-    fig.update_layout(margin={"l": 60, "r": 60, "t": 90, "b": 30}, height=420, font={"family": FONT, "size": 11})
-    return fig
-
-
-def importance_figure(values: dict[str, float]) -> go.Figure:
-    items = sorted(values.items(), key=lambda kv: kv[1])
-    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h",
-                           marker_color=PALETTE[0], texttemplate="%{x:.2f}", textposition="outside"))  # fmt: skip
-    return _layout(fig, "hyperparameter importance (fANOVA)", "share of val_acc variance", "", 120 + 28 * len(items))
-
 
 def confusion_figure(entry: dict) -> go.Figure:
     """Counts by true (rows) and predicted (columns) class; written in the cells up to
@@ -204,28 +95,6 @@ def per_class_figure(entry: dict) -> go.Figure:
 
 
 # ---------------------------------------------------------------------- sections
-
-
-def _cards(items: list[tuple[str, str]]) -> str:
-    cells = "".join(
-        f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div></div>' for k, v in items
-    )
-    return f'<div class="cards">{cells}</div>'
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _section(section_id: str, body: str) -> str:
-    title = dict(SECTIONS)[section_id]
-    return f'<section id="{section_id}"><h2>{escape(title)}</h2>{body}</section>'
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{escape(text)}</p>'
 
 
 def scheduler_text(scheduler: dict) -> str:
@@ -261,47 +130,6 @@ def summary(report: dict) -> str:
     return _section("summary", _cards(items) + "".join(notes))
 
 
-def curves(sweep: dict | None) -> str:
-    if not sweep:
-        return _section("curves", _note("no sweep: no learning curves."))
-    stopper = sweep["scheduler"]["name"]
-    text = f"{len(sweep['trials'])} trials, one line each. ✕ marks the last epoch of a trial {stopper} stopped early"
-    if sweep["rungs"]:
-        text += (f"; dashed lines are ASHA's rungs (epochs {', '.join(map(str, sweep['rungs']))}), where it "
-                 "keeps the best 1/reduction_factor of the trials that reach them")  # fmt: skip
-    text += "."
-    charts = chart("chart-val_acc", curves_figure(sweep, VAL_ACC)) + chart(
-        "chart-train_loss", curves_figure(sweep, TRAIN_LOSS)
-    )
-    return _section("curves", _note(text) + charts)
-
-
-def size(sweep: dict | None) -> str:
-    if not sweep:
-        return _section("size", _note("no sweep: nothing to compare."))
-    front = ", ".join(sweep["pareto"]) or "none"
-    text = (f"Each point is a trial at its best val_acc. Pareto front (no other trial has as few or fewer parameters "
-            f"and as high or higher accuracy): {front}. The dotted line is the space's parameter budget.")  # fmt: skip
-    body = _note(text) + '<div class="row2">' + chart("chart-params", size_figure(sweep, "params"))
-    return _section("size", body + chart("chart-macs", size_figure(sweep, "macs")) + "</div>")
-
-
-def hyperparameters(sweep: dict | None) -> str:
-    if not sweep:
-        return _section("hyperparameters", _note("no sweep: no hyperparameters to compare."))
-    found = sweep["importance"]
-    if "note" in found:
-        return _section("hyperparameters", _note(f"Skipped: {found['note']}."))
-    text = (f"The hyperparameters that vary across the trials ({len(sweep['varying'])}), each trial a line coloured "
-            "by its best val_acc. The importance ranking is computed by optuna's fANOVA evaluator "
-            "(optuna.importance.FanovaImportanceEvaluator) on an in-memory study built from the trials' configs "
-            "and best val_acc: the sweep keeps no Optuna study. With few trials, read it as a hint.")  # fmt: skip
-    body = chart("chart-parallel", parallel_figure(sweep)) + chart(
-        "chart-importance", importance_figure(found["values"])
-    )
-    return _section("hyperparameters", _note(text) + body)
-
-
 def model(entry: dict | None) -> str:
     if not entry:
         return _section("model", _note("no promoted model."))
@@ -317,6 +145,9 @@ def model(entry: dict | None) -> str:
                  f"{pct(row['test_acc_mean'], 2)}{spread} (mean ± standard deviation over the seeds).</p>")  # fmt: skip
     confused = _table(("true class", "predicted as", "images", "rate"),
                       [(c["true"], c["predicted"], f"{c['count']} of {c['total']}", pct(c["rate"])) for c in entry["confused"]])  # fmt: skip
+    absent = [name for name, acc in zip(entry["class_names"], entry["per_class"], strict=True) if acc is None]
+    if absent:
+        head += _note(f"No test images of {len(absent)} class(es) ({', '.join(absent[:10])}{', …' if len(absent) > 10 else ''}): no bar.")
     charts = chart("chart-per-class", per_class_figure(entry)) + chart("chart-confusion", confusion_figure(entry))
     return _section("model", head + charts + "<h3>Most confused classes</h3>" + confused)
 

@@ -17,9 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from raycifar.results.layout import TEMP_DIGITS, temporary_file
+
 
 def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    return temporary_file(path, secrets.token_hex(TEMP_DIGITS // 2))
 
 
 def _fsync(path: Path) -> None:

@@ -44,14 +44,19 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from raycifar.errors import UserError
-from raycifar.results.layout import entries_dir, entry_dir
+from raycifar.results.layout import (
+    ENTRY_ID_DIGITS,
+    ROW_SUFFIX,
+    ROWS_DIR,
+    TEMP_DIGITS,
+    entries_dir,
+    entry_dir,
+    entry_staging_dir,
+    row_file,
+    row_temporary,
+)
+from raycifar.results.layout import entry_id as layout_entry_id
 from raycifar.results.leaderboard_schema import COLUMNS, LEGACY_COLUMNS, ROBUSTNESS_FILE, SCHEMA, SCHEMA_VERSION
-
-ROWS_DIR = "rows"
-
-
-ROW_SUFFIX = ".parquet"
-
 
 TABLE_FILE = "leaderboard.parquet"  # the single-file table of raycifar before schema version 2
 
@@ -88,14 +93,14 @@ def rows_dir(results_dir: Path) -> Path:
 
 
 def row_path(results_dir: Path, entry_id: str) -> Path:
-    return rows_dir(results_dir) / f"{entry_id}{ROW_SUFFIX}"
+    return row_file(results_dir, entry_id)
 
 
 
 
 def new_entry_id(sweep: str) -> str:
     """A readable id: the sweep name plus four random hex digits (see :func:`claim_entry`)."""
-    return f"{sweep}-{secrets.token_hex(2)}"
+    return layout_entry_id(sweep, secrets.token_hex(ENTRY_ID_DIGITS // 2))
 
 
 def claim_entry(results_dir: Path, sweep: str) -> tuple[str, Path]:
@@ -109,7 +114,7 @@ def claim_entry(results_dir: Path, sweep: str) -> tuple[str, Path]:
     parent.mkdir(parents=True, exist_ok=True)
     while True:
         entry_id = new_entry_id(sweep)
-        staging = parent / f".{entry_id}.partial"
+        staging = entry_staging_dir(results_dir, entry_id)
         try:
             staging.mkdir()
         except FileExistsError:
@@ -185,7 +190,7 @@ def write_row(results_dir: Path, row: dict) -> Path:
     folder = rows_dir(results_dir)
     folder.mkdir(parents=True, exist_ok=True)
     final = row_path(results_dir, row["entry_id"])
-    temp = folder / f".{row['entry_id']}.{secrets.token_hex(4)}.tmp"
+    temp = row_temporary(results_dir, row["entry_id"], secrets.token_hex(TEMP_DIGITS // 2))
     try:
         with open(temp, "xb") as stream:
             pq.write_table(pa.Table.from_pylist([{"schema_version": SCHEMA_VERSION, **row}], schema=SCHEMA), stream)

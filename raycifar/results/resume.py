@@ -45,6 +45,7 @@ class SavedOptions(BaseModel):
     format: int = OPTIONS_FORMAT
     space: str
     data_dir: str
+    data_fingerprint: str | None = None  # the data's (raycifar.data.fingerprint); None: recorded before fingerprints
     seed: int
     num_samples: int | None = None  # None: the space file's
     searcher: str | None = None  # None: the space file's

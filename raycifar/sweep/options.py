@@ -42,6 +42,7 @@ class SweepOptions:
     max_failures: int = MAX_FAILURES  # restarts of a crashed trial from its last checkpoint (0: none)
     runner: TrialRunner = TORCH_TRAINER  # where trials train (choose_runner); a resumed sweep keeps its own
     data_fingerprint: str | None = None  # the data's (raycifar.data.fingerprint): in-trial trials keep the split
+    data_dir: str | None = None  # the trials read their data here, not their config's data_dir (a re-pointed resume)
     driver_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # this driver process's; a resume gets a new one
 
 

@@ -48,6 +48,7 @@ def make_trial_function(
     timeline_dir = train_storage.parent
 
     def run_trial(config: dict) -> None:
+        config = with_data_dir(config, options.data_dir)
         if scheduler.name == "pbt":
             def fit_generation(name: str, init: str | None, callbacks: list) -> None:
                 fit_trial(lambda: make_trainer(config, name, train_storage, scaling, callbacks, local, options.max_failures, init),
@@ -73,6 +74,7 @@ def _in_trial_function(options: SweepOptions, train_storage: Path, gpus: float, 
     fingerprint, timeline_dir, driver_id = options.data_fingerprint, train_storage.parent, options.driver_id
 
     def run_trial(config: dict) -> None:
+        config = with_data_dir(config, options.data_dir)
         trial_id = tune.get_context().get_trial_id()
         if trial_id in completed:  # it ended after Tune last saved its state (every ~10 s): its epochs Tune lacks
             report_unseen_after_resume(config, train_storage / trial_id, driver_id)
@@ -86,6 +88,12 @@ def _in_trial_function(options: SweepOptions, train_storage: Path, gpus: float, 
         mark(timeline_dir, "trial_end", trial=trial_id)
 
     return tune.with_resources(run_trial, {"cpu": options.resources.cpus, "gpu": gpus})
+
+
+def with_data_dir(config: dict, data_dir: str | None) -> dict:
+    """A trial config reading its data from ``data_dir`` (a resume re-pointed the sweep's
+    moved data folder); as it is when None."""
+    return {**config, "data_dir": data_dir} if data_dir is not None else config
 
 
 def _with_timeline(config: dict, sweep_dir: Path, trial_id: str) -> dict:

@@ -109,7 +109,7 @@ def test_any_trial_can_be_promoted(tmp_path: Path, cifar_dir: Path) -> None:
     assert same_weights(entry_dir(results, row["entry_id"]), sweep / "train_runs" / "t2" / "checkpoint_2")
     with pytest.raises(UserError, match=r"no trial 't9' in .*sweeps/s \(trials: t1, t2, t3\)"):
         promote_sweep(results, "s", trial_id="t9")
-    with pytest.raises(UserError, match=r"trial t3 left a checkpoint folder on disk to promote"):
+    with pytest.raises(UserError, match=r"nothing of trial t3 can be promoted: 1 trial: 1 failed before their first checkpoint"):
         promote_sweep(results, "s", trial_id="t3")
 
 

@@ -29,6 +29,7 @@ from raycifar.results.layout import ENTRIES_DIR, entry_dir
 from raycifar.results.leaderboard import LOCK_FILE, read_table, rows_dir, table_path
 from raycifar.results.leaderboard_schema import LEGACY_SCHEMA
 from raycifar.results.sweep_record import SweepRecorder, read_record
+from raycifar.sweep.outcome import SweepOutcome
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 
@@ -85,9 +86,9 @@ def fake_sweep_run(monkeypatch: pytest.MonkeyPatch, results: Path, cifar_dir: Pa
     sweep_dir = results / "sweeps" / "s"
     best = sweep_dir / "train_runs" / "t1" / "checkpoint_2"
 
-    def run_sweep(*args: object) -> SimpleNamespace:
+    def run_sweep(*args: object) -> SweepOutcome:
         completed_sweep(results, cifar_dir)
-        return SimpleNamespace(
+        return SweepOutcome(
             best_trial_id="t1", best_val_acc=0.7, best_epoch=2, best_checkpoint=str(best), trials=3,
             stopped_early=0, failed=1, diverged=0, wall_seconds=30.0, out_of_time=False, problems=(),
         )  # fmt: skip

@@ -176,7 +176,7 @@ def test_no_corrupted_set_changes_nothing(tmp_path: Path, cifar_dir: Path) -> No
     row = promote_with(exported_checkpoint(tmp_path / "ckpt", cifar_dir), tmp_path / "res")
     assert row["corrupted_acc"] is None
     assert sorted(p.name for p in entry_dir(tmp_path / "res", row["entry_id"]).iterdir()) == [
-        "README.md", "config.json", "model.safetensors", "predictions.npz"
+        "README.md", "config.json", "data.json", "model.safetensors", "predictions.npz"
     ]  # fmt: skip
     with pytest.raises(UserError, match="--robustness: no corrupted test set"):
         promote_with(exported_checkpoint(tmp_path / "ckpt2", cifar_dir), tmp_path / "res", robustness=True)

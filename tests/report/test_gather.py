@@ -136,7 +136,7 @@ def test_importance_is_skipped_with_fewer_than_three_trials(tmp_path: Path, cifa
     for trial_id in ("t1", "t2", "t5"):
         shutil.rmtree(sweep / f"trial_{trial_id}")
     html = report_of("s", tmp_path / "results", tmp_path / "r.html")
-    assert "Skipped: needs at least 3 scored trials" in section(html, "hyperparameters")
+    assert "Skipped: hyperparameter importance: needs at least 3 scored trials" in section(html, "hyperparameters")
     assert "no promoted model" in section(html, "model")
 
 

@@ -43,7 +43,7 @@ def test_promote_writes_an_entry_folder_and_one_row_file(tmp_path: Path, cifar_d
     ), "one file per entry, nothing else in the rows folder"
     assert pq.read_table(row_path(results, first["entry_id"])).schema.equals(SCHEMA)
     folder = results / "leaderboard" / first["entry_id"]
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors", "predictions.npz"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "data.json", "model.safetensors", "predictions.npz"]
     assert evaluate_on_test(folder, cifar_dir)["test_acc"] == first["test_acc"]
     assert first["test_acc"] == hand_counted_accuracy(folder, read_part(cifar_dir, "test"))
     assert find_entry(results, second["entry_id"])["sweep"] == "s2"
