@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import typer
+from rich.markup import escape as markup_escape
 from rich.table import Table
 
 from raycifar.cli.common import (
@@ -22,8 +23,10 @@ from raycifar.cli.common import (
     print_json,
     print_record,
     stderr,
+    strict_json,
     table,
 )
+from raycifar.cli.tables import print_fitted
 from raycifar.results.cost import hours_unit
 from raycifar.results.leaderboard_schema import (
     CORRUPTED_ACC,
@@ -43,6 +46,7 @@ CorruptedOption = Annotated[
 ]
 BoardFormat = Literal["table", "json", "csv", "markdown"]
 TABLE_COLUMNS = ("entry_id", "model", "params", VAL_ACC, "test_acc", "95% CI", "tta", "epochs")
+TABLE_DROPPED = ("epochs", "tta", VAL_ACC, "95% CI", "params", "model")  # first dropped first in a narrow terminal
 MARKDOWN_COLUMNS = (
     "#", "entry", "model", "params", "MACs", "test acc", "95% CI", "TTA acc", "val acc", "dataset", "epochs",
 )  # fmt: skip
@@ -86,7 +90,7 @@ def markdown_table(rows: list[dict]) -> str:
 def _csv_ready(row: dict) -> dict:
     """The map column as a JSON object string (CSV cells are text)."""
     extra = row.get("extra_test_acc")
-    return {**row, "extra_test_acc": json.dumps(extra, sort_keys=True) if extra else None}
+    return {**row, "extra_test_acc": json.dumps(strict_json(extra), sort_keys=True) if extra else None}
 
 
 def _print_rows(rows: list[dict], output_format: BoardFormat, where: Path) -> None:
@@ -102,14 +106,14 @@ def _print_rows(rows: list[dict], output_format: BoardFormat, where: Path) -> No
     elif not rows:
         console.print(f"no leaderboard yet at {rows_dir(where)}: run `raycifar sweep` first", highlight=False)
     else:
-        shown = table(*TABLE_COLUMNS)
+        shown = table(*TABLE_COLUMNS, drop=TABLE_DROPPED)
         for row in rows:
             cells = {
                 **row, "params": _count(row["params"]), VAL_ACC: _acc(row[VAL_ACC]),
                 "test_acc": _acc(row["test_acc"]), "95% CI": _ci(row), "tta": _acc(row.get("test_acc_tta")),
             }  # fmt: skip
-            shown.add_row(*(str(cells[c]) for c in TABLE_COLUMNS))
-        console.print(shown)
+            shown.add_row(*(markup_escape(str(cells[c])) for c in TABLE_COLUMNS))
+        print_fitted(console, shown)
 
 
 @leaderboard_app.callback(invoke_without_command=True)
@@ -182,7 +186,7 @@ def show(
     with exit_codes():
         row = find_entry(results_dir, entry_id)
         figures = read_robustness(entry_dir(results_dir, entry_id))
-    config = json.loads(row["config_json"]) if row["config_json"] else None
+    config = _config(row["config_json"])
     if output_format == "json":
         print_json({**jsonable({k: v for k, v in row.items() if k != "config_json"}), "config": config, "robustness": figures})
         return
@@ -191,6 +195,14 @@ def show(
         console.print(_robustness_table(figures))
     console.print("config:", highlight=False)
     console.print_json(json.dumps(config, sort_keys=True))
+
+
+def _config(text: str | None) -> object:
+    """The row's config as a dict; text that is not JSON (a damaged row) as it is; None if none."""
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return text
 
 
 def _extra_tests(values: list[str]) -> dict[str, Path]:
@@ -267,7 +279,7 @@ def _same(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and abs(a - b) < 1e-9
 
 
-def _score_corrupted(entry_folder: Path, corrupted: Path | None, data_dir: Path) -> dict | None:
+def _score_corrupted(entry_folder: Path, corrupted: Path | None, data_dir: Path, device: object = None) -> dict | None:
     """``robustness.json``'s figures of the entry's model on ``corrupted`` (None: not asked)."""
     if corrupted is None:
         return None
@@ -279,7 +291,7 @@ def _score_corrupted(entry_folder: Path, corrupted: Path | None, data_dir: Path)
     found = read_corrupted_set(corrupted)
     model, config = rebuild(entry_folder)
     check_matches(found, config)
-    return robustness_figures(model, config, found, data_dir, test_predictions(model, config, data_dir))
+    return robustness_figures(model, config, found, data_dir, test_predictions(model, config, data_dir, device), device)
 
 
 def evaluate_command(
@@ -288,15 +300,37 @@ def evaluate_command(
     data_dir: DataDirOption = None,
     corrupted: CorruptedOption = None,
     output_format: FormatOption = "table",
+    on: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--on",
+            help="Score these labelled image array files (.npy with labels.npy beside, .npz or pickle with a "
+            "labels array) or corrupted-set folders instead of the test set; repeatable.",
+        ),
+    ] = None,
+    block_size: Annotated[
+        Optional[int], typer.Option("--block-size", min=1, help="With --on: also the accuracy of each block of N images (e.g. a severity).")
+    ] = None,
+    device: Annotated[
+        Literal["auto", "cpu", "cuda"],
+        typer.Option("--device", help="Where the model runs: auto (a CUDA GPU when there is one), cpu, or cuda."),
+    ] = "auto",
 ) -> None:
     """Re-run the test evaluation of a leaderboard entry from its exported files.
 
     --data-dir defaults to the data folder the entry was trained on. With the config's
     train.tta on, the test-time-augmented accuracy is reported and compared too. With
     --corrupted DIR, also the accuracy on that corrupted test set, per corruption and
-    severity (the entry is not changed).
+    severity (the entry is not changed). With --on FILE, the accuracy on those files
+    instead, per file and block (docs/competitions.md).
     """
+    if on:
+        from raycifar.cli.predict import evaluate_on_files
+
+        return evaluate_on_files(entry_id, results_dir.expanduser(), on, block_size, device, output_format)
     from raycifar.cli.predict import print_per_class
+    from raycifar.entries.competition import choose_device
+    from raycifar.entries.data_record import entry_data_dir
     from raycifar.entries.evaluate import evaluate_on_test
     from raycifar.entries.predict import per_class_accuracy
     from raycifar.results.layout import entry_dir
@@ -304,11 +338,12 @@ def evaluate_command(
 
     results_dir = results_dir.expanduser()
     with exit_codes():
+        chosen = choose_device(device)
         row = find_entry(results_dir, entry_id)
-        recorded_data = Path(json.loads(row["config_json"])["data_dir"])
-        scores = evaluate_on_test(entry_dir(results_dir, entry_id), (data_dir or recorded_data).expanduser().resolve())
-        per_class = per_class_accuracy(entry_dir(results_dir, entry_id), (data_dir or recorded_data).expanduser().resolve())
-        figures = _score_corrupted(entry_dir(results_dir, entry_id), corrupted, (data_dir or recorded_data).expanduser().resolve())
+        data = entry_data_dir(results_dir, row, data_dir, tell=lambda line: stderr.print(line, highlight=False, soft_wrap=True))
+        scores = evaluate_on_test(entry_dir(results_dir, entry_id), data, chosen)
+        per_class = per_class_accuracy(entry_dir(results_dir, entry_id), data, chosen)
+        figures = _score_corrupted(entry_dir(results_dir, entry_id), corrupted, data, chosen)
     recorded_tta = row.get("test_acc_tta")
     if scores["test_acc_tta"] is None or (recorded_tta is None and row.get("schema_version") == 1):
         tta_matches = recorded_tta is None  # no TTA, or an imported entry that never measured it

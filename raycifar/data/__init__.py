@@ -6,7 +6,8 @@ module                 holds
 ``catalog``            class names, label modes, channel statistics, official file names
 ``readers``            every on-disk layout to one :class:`ImageSet` per part
 ``official``           the official python and binary layouts (folder or .tar.gz): batch names, decoding
-``image_files``        image files: which count, and the exact 8-bit RGB conversion
+``image_files``        image files: the one folder walk (links, loops), the exact 8-bit RGB conversion, what a viewer shows
+``file_names``         file names that are not UTF-8, written ``\\xNN`` in every file and message
 ``splits``             the stratified, seeded train/val split
 ``augment``            batched augmentation (device loader), per-image pipeline (torchvision)
 ``device_loader``      the whole split as one tensor on the training device (default)
@@ -20,6 +21,7 @@ module                 holds
 ``corruption_kernels`` their building blocks: blur, zoom, HSV, kernels, plasma fractal
 ``corrupted_set``      ``raycifar data corrupt``: a corrupted copy of a test split, cached
 ``corrupted_reader``   a corrupted set (ours or the official CIFAR-10-C) checked and streamed by batch
+``array_files``        competition files (pickle, .npy, .npz of image arrays) checked and streamed by batch
 =====================  =============================================================
 
 May import: torch, torchvision, numpy, SciPy, OpenCV, Pillow, FFCV (optional), the ground modules

@@ -93,11 +93,31 @@ class CorruptedSet:
         }  # fmt: skip
 
 
-def _load(path: Path) -> np.ndarray:
+def load_npy(path: Path) -> np.ndarray:
+    """The array of a ``.npy`` file, memory-mapped (not read); a UserError naming the file if
+    it is not a readable array of plain numbers."""
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: not a readable .npy array ({' '.join(str(err).split()) or type(err).__name__})") from None
+
+
+def block_labels(labels_path: Path, labels: np.ndarray, blocks: int) -> np.ndarray:
+    """The labels of the first of ``blocks`` equal blocks (severities) of ``labels`` as int64;
+    a UserError naming ``labels_path`` if they are not 1-D non-negative integers in ``blocks``
+    blocks that repeat the first."""
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(f"{labels_path}: shape {labels.shape} dtype {labels.dtype}; expected a 1-D integer array")
+    if len(labels) == 0 or len(labels) % blocks:
+        raise UserError(f"{labels_path}: {len(labels)} labels is not a multiple of the {blocks} severities")
+    n = len(labels) // blocks
+    first = np.asarray(labels[:n], dtype=np.int64)
+    for k in range(1, blocks):
+        if not np.array_equal(np.asarray(labels[k * n : (k + 1) * n], dtype=np.int64), first):
+            raise UserError(f"{labels_path}: the labels of severity block {k + 1} differ from the first block's")
+    if (first < 0).any():
+        raise UserError(f"{labels_path}: label {int(first.min())} at index {int(np.argmax(first < 0))} is negative")
+    return first
 
 
 def _metadata(folder: Path) -> dict:
@@ -139,24 +159,14 @@ def read_corrupted_set(folder: Path) -> CorruptedSet:
         raise UserError(f"{folder / METADATA}: severities {list(severities)} are not a list of 1..5")
     if not names:
         raise UserError(f"{folder}: no <corruption>.npy file beside {LABELS}")
-    labels = _load(labels_path)
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise UserError(f"{labels_path}: shape {labels.shape} dtype {labels.dtype}; expected a 1-D integer array")
-    if len(labels) == 0 or len(labels) % len(severities):
-        raise UserError(f"{labels_path}: {len(labels)} labels is not a multiple of the {len(severities)} severities")
-    n = len(labels) // len(severities)
-    first = np.asarray(labels[:n], dtype=np.int64)
-    for k in range(1, len(severities)):
-        if not np.array_equal(np.asarray(labels[k * n : (k + 1) * n], dtype=np.int64), first):
-            raise UserError(f"{labels_path}: the labels of severity block {k + 1} differ from the first block's")
-    if (first < 0).any():
-        raise UserError(f"{labels_path}: negative labels")
-    expected = (len(labels), SIZE, SIZE, 3)
+    first = block_labels(labels_path, load_npy(labels_path), len(severities))
+    n = len(first)
+    expected = (n * len(severities), SIZE, SIZE, 3)
     for stem in names:
         path = folder / f"{stem}.npy"
         if not path.is_file():
             raise UserError(f"{path}: missing (listed in {METADATA})")
-        array = _load(path)
+        array = load_npy(path)
         if array.shape != expected or array.dtype != np.uint8:
             raise UserError(
                 f"{path}: shape {array.shape} dtype {array.dtype}; expected {expected} uint8 "

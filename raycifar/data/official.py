@@ -170,11 +170,11 @@ def as_array(name: str, what: str, values: object) -> np.ndarray:
     return array
 
 
-def as_uint8(name: str, images: np.ndarray) -> np.ndarray:
+def as_uint8(name: str, images: np.ndarray, first: int = 0) -> np.ndarray:
     """N x ... images as uint8, converted only if that is exact (integers in 0..255).
 
     Raises UserError naming ``name`` for floats (e.g. 0..1 images) or the first image
-    holding a value outside 0..255."""
+    holding a value outside 0..255 (its index counted from ``first``: a batch's offset)."""
     if images.dtype == np.uint8:
         return images
     if not np.issubdtype(images.dtype, np.integer):
@@ -186,7 +186,7 @@ def as_uint8(name: str, images: np.ndarray) -> np.ndarray:
     if len(bad):
         row = images[bad[0]].reshape(-1)[outside[bad[0]]]
         raise UserError(
-            f"{name}: image {bad[0]}: pixel value {row[0]} is outside 0..255 (pixels must be 8-bit); "
+            f"{name}: image {first + bad[0]}: pixel value {row[0]} is outside 0..255 (pixels must be 8-bit); "
             f"{len(bad)} image(s) have such values"
         )
     return images.astype(np.uint8)

@@ -22,6 +22,7 @@ from raycifar.models.files import rebuild
 from raycifar.train.scoring import EVAL_BATCH_SIZE, tta_views
 
 PREDICTIONS_FILE = "predictions.npz"
+CPU = torch.device("cpu")
 
 
 
@@ -79,25 +80,27 @@ class LabelledPredictions:
 
 
 @torch.no_grad()
-def predict_labelled(model: nn.Module, images: ImageSet, dataset: str, tta: TestTimeAugmentation = "none") -> LabelledPredictions:
-    """Every image's prediction by ``model`` (CPU, float32), normalised as ``dataset``'s
-    training was; with ``tta`` also the prediction of the view-averaged logits."""
+def predict_labelled(
+    model: nn.Module, images: ImageSet, dataset: str, tta: TestTimeAugmentation = "none", device: torch.device = CPU
+) -> LabelledPredictions:
+    """Every image's prediction by ``model`` (float32, on ``device``: default the CPU), normalised
+    as ``dataset``'s training was; with ``tta`` also the prediction of the view-averaged logits."""
     if not images.labeled:
         raise UserError("the test images are unlabeled; evaluation needs labels")
     stats = CATALOG[dataset]
-    loader = DeviceLoader(images, EVAL_BATCH_SIZE, torch.device("cpu"), train=False, mean=stats.mean, std=stats.std)
-    model.eval()
+    loader = DeviceLoader(images, EVAL_BATCH_SIZE, device, train=False, mean=stats.mean, std=stats.std)
+    model.to(device).eval()
     loss_sum = torch.zeros((), dtype=torch.float64)
     probs, tta_predicted, labels_seen = [], [], []
     for batch, labels in loader:
         views = tta_views(batch, tta)
         logits = model(views[0]).float()
-        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
-        probs.append(logits.softmax(1))
-        labels_seen.append(labels)
+        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").cpu()
+        probs.append(logits.softmax(1).cpu())
+        labels_seen.append(labels.cpu())
         if tta != "none":
             averaged = sum((model(view).float() for view in views[1:]), logits) / len(views)
-            tta_predicted.append(averaged.argmax(1))
+            tta_predicted.append(averaged.argmax(1).cpu())
     prob_array = torch.cat(probs).numpy() if probs else np.zeros((0, len(images.class_names)), np.float32)
     return LabelledPredictions(
         labels=torch.cat(labels_seen).numpy() if labels_seen else np.zeros(0, np.int64),
@@ -109,13 +112,13 @@ def predict_labelled(model: nn.Module, images: ImageSet, dataset: str, tta: Test
     )
 
 
-def test_predictions(model: nn.Module, config: TrialConfig, data_dir: Path) -> LabelledPredictions:
+def test_predictions(model: nn.Module, config: TrialConfig, data_dir: Path, device: torch.device = CPU) -> LabelledPredictions:
     """:func:`predict_labelled` on the test part of ``data_dir``, read as ``config`` reads data, with
     the config's test-time augmentation."""
     test_set = read_part(data_dir, "test", config.dataset, config.label_mode)
     if not test_set.labeled:
         raise UserError(f"{data_dir}: the test images are unlabeled; evaluation needs labels")
-    return predict_labelled(model, test_set, config.dataset, config.train.tta)
+    return predict_labelled(model, test_set, config.dataset, config.train.tta, device)
 
 
 def scores_of(predictions: LabelledPredictions) -> dict:
@@ -129,12 +132,12 @@ def scores_of(predictions: LabelledPredictions) -> dict:
     }
 
 
-def test_scores(model: nn.Module, config: TrialConfig, data_dir: Path) -> dict:
+def test_scores(model: nn.Module, config: TrialConfig, data_dir: Path, device: torch.device = CPU) -> dict:
     """:func:`scores_of` the test part of ``data_dir``."""
-    return scores_of(test_predictions(model, config, data_dir))
+    return scores_of(test_predictions(model, config, data_dir, device))
 
 
-def evaluate_on_test(model_folder: Path, data_dir: Path) -> dict:
-    """:func:`test_scores` of the model exported in ``model_folder``."""
+def evaluate_on_test(model_folder: Path, data_dir: Path, device: torch.device = CPU) -> dict:
+    """:func:`test_scores` of the model exported in ``model_folder`` (on ``device``)."""
     model, config = rebuild(model_folder)
-    return test_scores(model, config, data_dir)
+    return test_scores(model, config, data_dir, device)

@@ -1,6 +1,9 @@
 """ImagePredictions of an exported model on new images: read them with ids, run the model on the
 CPU in float32, write ``id,label[,<class>...]`` as CSV, and count accuracy per class.
 
+The CSV's columns are :mod:`raycifar.entries.submission`'s; image array files (pickle,
+``.npy``, ``.npz``) are predicted in batches by :mod:`raycifar.entries.competition`.
+
 Inputs (:func:`find_inputs`):
 
 - a folder of image files (any suffix in :data:`raycifar.data.readers.IMAGE_SUFFIXES`), flat
@@ -22,13 +25,13 @@ its ``test_acc``.
 from __future__ import annotations
 
 import csv
-import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -38,7 +41,8 @@ from raycifar.config import TestTimeAugmentation, TrialConfig
 from raycifar.data.augment import Normalizer
 from raycifar.data.catalog import CATALOG, class_names
 from raycifar.data.device_loader import cpu_threads
-from raycifar.data.image_files import IMAGE_SUFFIXES, read_image_file
+from raycifar.data.file_names import shown
+from raycifar.data.image_files import IMAGE_SUFFIXES, read_image_file, walk_images
 from raycifar.data.readers import ImageSet, detect_source, read_part
 from raycifar.errors import UserError
 from raycifar.models.files import rebuild
@@ -48,7 +52,6 @@ from raycifar.train.scoring import EVAL_BATCH_SIZE, tta_views
 SIDE = 32
 # layouts read as whole test parts, whose ids are image indices
 BATCH_LAYOUTS = ("python", "python-archive", "binary", "binary-archive", "npz")
-DECIMALS = 6
 Progress = Callable[[int], None]  # called with the number of images just handled
 
 
@@ -74,34 +77,37 @@ def natural_key(image_id: str) -> tuple:
 @dataclass
 class Inputs:
     """What to predict: image files with their ids (``files``) or a whole test part (``images``,
-    ids ``0..N-1``); ``ignored`` counts files that were not read (other suffixes)."""
+    ids ``0..N-1``); ``ignored`` counts files that were not read (other suffixes); ``not_read``
+    names, one line each, what the folder walk could not read (broken links, link loops)."""
 
     source: Path
     files: list[tuple[str, Path]] = field(default_factory=list)
     images: ImageSet | None = None
     ignored: int = 0
+    not_read: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.images) if self.images is not None else len(self.files)
 
 
-def _image_files(folder: Path) -> tuple[list[tuple[str, Path]], int]:
-    """(id, path) of every image file under ``folder`` in natural id order, and how many other
-    files were passed over. Two files with one id (``a.png``, ``a.jpg``) are an error."""
+def image_id(folder: Path, path: Path) -> str:
+    """The id of image ``path`` under ``folder``: its relative path without the suffix, ``/``
+    between folders, bytes that are not UTF-8 written ``\\xNN`` (:mod:`raycifar.data.file_names`)."""
+    return shown(path.relative_to(folder).with_suffix("").as_posix())
+
+
+def _image_files(folder: Path) -> tuple[list[tuple[str, Path]], int, list[str]]:
+    """(id, path) of every image file under ``folder`` in natural id order (links followed as
+    :func:`raycifar.data.image_files.walk_images` follows them), how many other files were
+    passed over, and what could not be read. Two files with one id (``a.png``, ``a.jpg``) are an error."""
+    walk = walk_images(folder)
     found: dict[str, Path] = {}
-    ignored = 0
-    for root, folders, names in os.walk(folder):
-        folders[:] = sorted(name for name in folders if not name.startswith("."))
-        for name in sorted(names):
-            path = Path(root) / name
-            if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
-                ignored += not name.startswith(".")
-                continue
-            image_id = path.relative_to(folder).with_suffix("").as_posix()
-            if image_id in found:
-                raise UserError(f"{found[image_id]} and {path} have the same id {image_id!r}; keep one of them")
-            found[image_id] = path
-    return sorted(found.items(), key=lambda item: natural_key(item[0])), ignored
+    for path in walk.files:
+        key = image_id(folder, path)
+        if key in found:
+            raise UserError(f"{shown(found[key])} and {shown(path)} have the same id {key!r}; keep one of them")
+        found[key] = path
+    return sorted(found.items(), key=lambda item: natural_key(item[0])), walk.other, walk.not_read
 
 
 def find_inputs(path: Path, config: TrialConfig) -> Inputs:
@@ -117,11 +123,12 @@ def find_inputs(path: Path, config: TrialConfig) -> Inputs:
         return Inputs(path, images=source.read("test"))
     if not path.is_dir():
         raise UserError(f"{path}: not a folder of images or a {CATALOG[config.dataset].title} test set")
-    files, ignored = _image_files(path)
+    files, ignored, not_read = _image_files(path)
     if not files:
         suffixes = ", ".join(IMAGE_SUFFIXES)
-        raise UserError(f"{path}: no image files ({suffixes}) and no {CATALOG[config.dataset].title} test set")
-    return Inputs(path, files=files, ignored=ignored)
+        unread = f" ({len(not_read)} not read: {not_read[0]})" if not_read else ""
+        raise UserError(f"{path}: no image files ({suffixes}) and no {CATALOG[config.dataset].title} test set{unread}")
+    return Inputs(path, files=files, ignored=ignored, not_read=not_read)
 
 
 def load_image(path: Path, resize: bool) -> np.ndarray:
@@ -146,22 +153,31 @@ def load_image(path: Path, resize: bool) -> np.ndarray:
 # --- the model ------------------------------------------------------------------------------------
 
 
-class Classifier:
-    """An exported model on the CPU: uint8 N x 32 x 32 x 3 images to N x C float32 logits,
-    normalized with the dataset's statistics, averaged over the ``tta`` views."""
+CPU = torch.device("cpu")
 
-    def __init__(self, model: torch.nn.Module, config: TrialConfig, tta: TestTimeAugmentation = "none") -> None:
+
+class Classifier:
+    """An exported model on ``device`` (default the CPU): uint8 N x 32 x 32 x 3 images to N x C
+    float32 logits, normalized with the dataset's statistics, averaged over the ``tta`` views."""
+
+    def __init__(
+        self, model: torch.nn.Module, config: TrialConfig, tta: TestTimeAugmentation = "none", device: torch.device = CPU
+    ) -> None:
         stats = CATALOG[config.dataset]
-        self.model, self.tta = model.eval(), tta
-        self.normalize = Normalizer(stats.mean, stats.std, torch.device("cpu"))
+        self.model, self.tta, self.device = model.to(device).eval(), tta, device
+        self.normalize = Normalizer(stats.mean, stats.std, device)
 
     @torch.no_grad()
     def logits(self, images: np.ndarray) -> torch.Tensor:
-        """N x C logits (view-averaged with TTA, as :func:`raycifar.train.loop.score` averages them)."""
-        batch = self.normalize(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())
+        """N x C logits on the CPU (view-averaged with TTA, as :func:`raycifar.train.loop.score` averages them)."""
+        batch = self.normalize(torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).contiguous())
         views = tta_views(batch, self.tta)
         first = self.model(views[0]).float()
-        return sum((self.model(view).float() for view in views[1:]), first) / len(views)
+        return (sum((self.model(view).float() for view in views[1:]), first) / len(views)).cpu()
+
+    def probabilities(self, images: np.ndarray) -> torch.Tensor:
+        """N x C softmax probabilities (float32, on the CPU)."""
+        return torch.softmax(self.logits(images), dim=1)
 
 
 @dataclass
@@ -183,6 +199,12 @@ class ImagePredictions:
 
 
 Batch = tuple[list[str], np.ndarray, float, int]
+
+
+class Predictor(Protocol):
+    """What predicts: uint8 N x 32 x 32 x 3 images to N x C float32 probabilities on the CPU."""
+
+    def probabilities(self, images: np.ndarray) -> torch.Tensor: ...
 
 
 def _batches(inputs: Inputs, resize: bool, strict: bool, skipped: list[str]) -> Iterator[Batch]:
@@ -208,7 +230,7 @@ def _batches(inputs: Inputs, resize: bool, strict: bool, skipped: list[str]) -> 
             except UserError as err:
                 if strict:
                     raise
-                skipped.append(str(err))
+                skipped.append(shown(str(err)))
                 continue
             ids.append(image_id)
         stacked = np.stack(images) if images else np.zeros((0, SIDE, SIDE, 3), np.uint8)
@@ -225,20 +247,24 @@ def predict_images(
     strict: bool = False,
     progress: Progress = lambda done: None,
     threads: int | None = None,
+    predictor: Predictor | None = None,
 ) -> ImagePredictions:
     """Predict every input with ``model`` on ``threads`` CPU threads (default: all cores),
-    in batches of :data:`EVAL_BATCH_SIZE`, calling ``progress`` after each batch."""
-    classifier = Classifier(model, config, tta)
+    in batches of :data:`EVAL_BATCH_SIZE`, calling ``progress`` after each batch. A
+    ``predictor`` (another device, an ensemble) replaces ``model`` with ``tta``."""
+    classifier = predictor or Classifier(model, config, tta)
     ids: list[str] = []
     probabilities: list[torch.Tensor] = []
-    skipped: list[str] = []
+    if strict and inputs.not_read:
+        raise UserError(inputs.not_read[0])
+    skipped: list[str] = list(inputs.not_read)  # what the folder walk could not read, listed first
     decode_seconds = model_seconds = 0.0
-    with cpu_threads(torch.device("cpu"), threads or available_cpus()):
+    with cpu_threads(CPU, threads or available_cpus()):
         for batch_ids, images, read_seconds, handled in _batches(inputs, resize, strict, skipped):
             decode_seconds += read_seconds
             started = time.perf_counter()
             if len(images):
-                probabilities.append(torch.softmax(classifier.logits(images), dim=1))
+                probabilities.append(classifier.probabilities(images))
             model_seconds += time.perf_counter() - started
             ids += batch_ids
             progress(handled)
@@ -251,15 +277,15 @@ def predict_images(
 # --- per-class accuracy ----------------------------------------------------------------------------
 
 
-def per_class_accuracy(model_folder: Path, data_dir: Path) -> list[dict]:
+def per_class_accuracy(model_folder: Path, data_dir: Path, device: torch.device = CPU) -> list[dict]:
     """One row per class present in the labelled test part of ``data_dir``: ``class`` (name),
     ``n`` (images), ``correct`` and ``accuracy`` (fraction) of the model exported in
-    ``model_folder``, predicted as :func:`predict_images` predicts (no TTA)."""
+    ``model_folder``, predicted as :func:`predict_images` predicts (no TTA), on ``device``."""
     model, config = rebuild(model_folder)
     test = read_part(data_dir, "test", config.dataset, config.label_mode)
     if not test.labeled:
         raise UserError(f"{data_dir}: the test images are unlabeled; evaluation needs labels")
-    predicted = predict_images(model, config, Inputs(data_dir, images=test)).labels
+    predicted = predict_images(model, config, Inputs(data_dir, images=test), predictor=Classifier(model, config, device=device)).labels
     rows = []
     for index, name in enumerate(test.class_names):
         mine = test.labels == index
@@ -271,17 +297,6 @@ def per_class_accuracy(model_folder: Path, data_dir: Path) -> list[dict]:
 
 
 # --- CSV ---------------------------------------------------------------------------------------------
-
-
-def csv_rows(predictions: ImagePredictions, labels: str = "name", probabilities: bool = False) -> Iterator[list[str]]:
-    """The header and one row per image: ``id``, ``label`` (class name, or class index with
-    ``labels="index"``) and, with ``probabilities``, one column per class (6 decimals)."""
-    header = ["id", "label"] + (list(predictions.class_names) if probabilities else [])
-    yield header
-    for row, (image_id, label) in enumerate(zip(predictions.ids, predictions.labels, strict=True)):
-        shown = predictions.class_names[label] if labels == "name" else str(int(label))
-        extra = [f"{p:.{DECIMALS}f}" for p in predictions.probabilities[row]] if probabilities else []
-        yield [image_id, shown, *extra]
 
 
 def write_csv_atomically(path: Path, rows: Iterable[list[str]]) -> None:

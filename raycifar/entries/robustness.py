@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from raycifar.config import TrialConfig
@@ -28,7 +29,7 @@ from raycifar.data.catalog import class_names
 from raycifar.data.corrupted_reader import CorruptedSet, default_out, read_corrupted_set
 from raycifar.data.corruption_table import BENCHMARK
 from raycifar.data.readers import ImageSet, read_part
-from raycifar.entries.evaluate import LabelledPredictions, predict_labelled
+from raycifar.entries.evaluate import CPU, LabelledPredictions, predict_labelled
 from raycifar.errors import UserError
 from raycifar.results.leaderboard_schema import CORRUPTED_ACC, CORRUPTED_SET, ROBUSTNESS_FILE, ROBUSTNESS_GAP
 
@@ -132,7 +133,7 @@ def clean_reference(
 
 
 def score_corrupted(
-    model: nn.Module, config: TrialConfig, found: CorruptedSet, limit: int | None = None
+    model: nn.Module, config: TrialConfig, found: CorruptedSet, limit: int | None = None, device: torch.device | None = None
 ) -> dict:
     """Accuracy of ``model`` on every corruption and severity of ``found`` (on the first
     ``limit`` images of each, or all): ``by_corruption_severity``, ``by_corruption`` (every
@@ -155,7 +156,7 @@ def score_corrupted(
             correct, first = 0, 0
             for chunk in found.chunks(corruption, severity, CHUNK, n):
                 chunk_labels = labels[first : first + len(chunk)]
-                got = predict_labelled(model, ImageSet(chunk, chunk_labels, names), config.dataset).predicted
+                got = predict_labelled(model, ImageSet(chunk, chunk_labels, names), config.dataset, device=device or CPU).predicted
                 hits = got == chunk_labels
                 correct += int(hits.sum())
                 if corruption in mean_over:
@@ -177,12 +178,13 @@ def score_corrupted(
 
 
 def robustness_figures(
-    model: nn.Module, config: TrialConfig, found: CorruptedSet, data_dir: Path, clean: LabelledPredictions
+    model: nn.Module, config: TrialConfig, found: CorruptedSet, data_dir: Path, clean: LabelledPredictions,
+    device: torch.device | None = None,
 ) -> dict:
     """The content of ``robustness.json``: :func:`score_corrupted`'s figures, the set
     described, and the clean accuracy (overall and per class) on the reference images of
     :func:`clean_reference` with the gap ``clean_acc - corrupted_acc``."""
-    scores = score_corrupted(model, config, found)
+    scores = score_corrupted(model, config, found, device=device)
     indices, reference, matched = clean_reference(found, config, data_dir, clean)
     labels, hits = clean.labels[indices], clean.predicted[indices] == clean.labels[indices]
     names = class_names(config.dataset, config.label_mode)
