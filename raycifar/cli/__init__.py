@@ -12,6 +12,7 @@ module         commands
 ``status``     ``status``
 ``jobs``       ``logs``, ``stop`` (and ``sweep --submit``)
 ``report``     ``report``
+``clusters``   ``k8s``, ``slurm`` (write a cluster's job files)
 ``common``     consoles, one-line errors, shared options, tables
 =============  ======================================================
 
@@ -32,7 +33,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from raycifar.cli import catalog, data, jobs, predict, report, results, run, status
+from raycifar.cli import catalog, clusters, data, jobs, predict, report, results, run, status
 from raycifar.cli.common import stderr
 
 _ended_with: int | None = None  # the console script's exit code, once its command has returned
@@ -107,6 +108,8 @@ app.command()(status.status)
 app.command()(jobs.logs)
 app.command()(jobs.stop)
 app.command()(report.report)
+app.command()(clusters.k8s)
+app.command()(clusters.slurm)
 app.add_typer(catalog.model_app, name="model")
 app.add_typer(catalog.space_app, name="space")
 app.add_typer(data.data_app, name="data")

@@ -43,6 +43,7 @@ def status(
         submitted, notes = _submitted(dashboard_url) if dashboard_url else ([], [])
     if output_format == "json":
         answer = status_view.as_json(sweeps, cluster)
+        answer["slurm_jobs"] = _slurm_jobs(results_dir) if local else {}
         if dashboard_url:
             answer["submitted"] = [asdict(s) for s in submitted]
             answer["notes"] = notes
@@ -50,6 +51,8 @@ def status(
         return
     if local:
         status_view.print_sweeps(console, sweeps, results_dir)
+        for name, job in _slurm_jobs(results_dir).items():
+            console.print(f"{name}: Slurm job {job['job']}, run {job['run']} on {job['host']} (started {job['started']})", highlight=False)
     if sweep_name:
         status_view.print_trials(console, sweeps[0])
     if cluster:
@@ -62,3 +65,10 @@ def _submitted(url: str) -> tuple[list, list[str]]:
     from raycifar.pipeline.submit_job import submitted_sweeps
 
     return submitted_sweeps(url, "--address")
+
+
+def _slurm_jobs(results_dir: Path) -> dict[str, dict[str, str]]:
+    """The Slurm job of each sweep that a ``raycifar slurm`` script ran (raycifar.cluster.slurm)."""
+    from raycifar.cluster.slurm import slurm_jobs
+
+    return slurm_jobs(results_dir) if results_dir.is_dir() else {}
