@@ -69,6 +69,10 @@ StageDepths = Annotated[list[PositiveInt], Field(min_length=1, max_length=6)]
 Milestones = Annotated[tuple[Fraction, ...], Field(min_length=1)]
 Padding = Annotated[int, Field(ge=0, le=16)]
 CutoutSize = Annotated[int, Field(ge=0, le=32)]
+Severity = Annotated[int, Field(ge=1, le=10)]
+# A space's `select`: the score a sweep maximises (results.schema.selected_metric maps it to a metric).
+Select = Literal["val_acc", "val_acc_shift", "mean"]
+DEFAULT_SELECT: Select = "val_acc"  # the clean validation accuracy; the twin is scored only for the others
 Jitter = Annotated[float, Field(ge=0.0, le=1.0)]
 Degrees = Annotated[float, Field(ge=0.0, le=180.0)]
 
@@ -181,7 +185,9 @@ class TrainConfig(_Strict):
 class AugmentConfig(_Strict):
     """Resolved image augmentation of one trial (see :mod:`raycifar.data.augment`).
 
-    ``crop_padding``, ``flip`` and ``cutout`` work with every loader; the others are
+    ``crop_padding``, ``flip`` and ``cutout`` work with every loader; ``augmix`` (with its
+    ``augmix_severity`` and the weight ``augmix_jsd`` of its Jensen–Shannon consistency loss,
+    0 = off) is batched on the device loader (:mod:`raycifar.data.augmix`); the others are
     per-image policies of the torchvision loader.
     """
 
@@ -192,6 +198,15 @@ class AugmentConfig(_Strict):
     color_jitter: Jitter = 0.0
     rotation: Degrees = 0.0
     random_erasing: Chance = 0.0
+    augmix: StrictBool = False
+    augmix_severity: Severity = 3
+    augmix_jsd: NonNegativeFloat = 0.0
+
+    @model_validator(mode="after")
+    def _jsd_needs_augmix(self) -> AugmentConfig:
+        if self.augmix_jsd > 0 and not self.augmix:
+            raise ValueError("augmix_jsd: the consistency loss compares AugMix views, so it needs augmix: true")
+        return self
 
 
 PER_IMAGE_AUGMENTATIONS = ("policy", "color_jitter", "rotation", "random_erasing")
@@ -218,6 +233,17 @@ class TrialConfig(_Strict):
     # together). The val part is still scored every epoch but is no held-out score then: the
     # run keeps its last epoch, not its best val_acc (``raycifar train --train-on``).
     train_on: TrainOn = "train"
+    # the score the sweep maximises: val_acc, val_acc_shift (the validation split's corrupted
+    # twin, raycifar.data.shifted_val) or mean (of the two); the twin is scored only when needed
+    select: Select = DEFAULT_SELECT
+
+    @model_validator(mode="after")
+    def _augmix_fits(self) -> TrialConfig:
+        if self.augment.augmix and self.loader != "device":
+            raise ValueError(f"augment.augmix: AugMix is batched on the device loader, not the {self.loader} loader")
+        if self.augment.augmix_jsd > 0 and (self.train.mixup_alpha > 0 or self.train.cutmix_alpha > 0):
+            raise ValueError("augment.augmix_jsd: the consistency loss cannot be combined with mixup or cutmix")
+        return self
 
 
 def _section_at(schema: type[BaseModel], path: tuple) -> type[BaseModel] | None:

@@ -11,9 +11,10 @@ from typing import Protocol
 
 
 class ProgressSink(Protocol):
-    """Sweep progress: trials done and running, the best ``val_acc`` so far, failures."""
+    """Sweep progress: trials done and running, the best score so far (of ``metric``, the
+    sweep's selected one), failures."""
 
-    def update(self, done: int, running: int, best_val_acc: float | None) -> None: ...
+    def update(self, done: int, running: int, best: float | None, metric: str) -> None: ...
 
     def trial_failed(self, trial_id: str, error_file: str | None, what: str | None = None) -> None:
         """Trial ``trial_id`` failed or diverged; ``what`` says how in one line ("failed: ...",
@@ -37,7 +38,7 @@ class Display(Protocol):
 
 
 class _Silent:
-    def update(self, done: int, running: int, best_val_acc: float | None) -> None:
+    def update(self, done: int, running: int, best: float | None, metric: str) -> None:
         pass
 
     def trial_failed(self, trial_id: str, error_file: str | None, what: str | None = None) -> None:

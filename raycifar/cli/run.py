@@ -34,15 +34,15 @@ from raycifar.space.sections import SchedulerName, SearcherName
 
 
 class _SweepLine:
-    """Sweep progress as one live line: trials done and running, and the best val_acc."""
+    """Sweep progress as one live line: trials done and running, and the best score."""
 
     def __init__(self, progress: Progress, total: int | None) -> None:
         self.progress = progress
         self.task = progress.add_task("starting trials", total=total)  # None: until the time budget
 
-    def update(self, done: int, running: int, best_val_acc: float | None) -> None:
-        best = "-" if best_val_acc is None else f"{best_val_acc:.4f}"
-        self.progress.update(self.task, completed=done, description=f"trials: {running} running · best val_acc {best}")
+    def update(self, done: int, running: int, best: float | None, metric: str) -> None:
+        shown = "-" if best is None else f"{best:.4f}"
+        self.progress.update(self.task, completed=done, description=f"trials: {running} running · best {metric} {shown}")
 
     def trial_failed(self, trial_id: str, error_file: str | None, what: str | None = None) -> None:
         see = f" (see {error_file})" if error_file else ""
@@ -289,7 +289,7 @@ def _seed_json(run) -> dict:  # noqa: ANN001 - a raycifar.pipeline.SeedRun
 
 def _seed_table(runs: list, row: dict | None) -> Table:
     """Per-seed results (``runs``: SeedRun), the promoted run marked, and the mean ± std row."""
-    held_out = runs[0].outcome.selected_on == VAL_ACC
+    held_out = runs[0].outcome.selected_on != EPOCH
     table = Table(title="runs by seed", title_justify="left")
     for column in ("seed", "run", EPOCH, VAL_ACC if held_out else "val_acc (seen)", "test_acc", ""):
         table.add_column(column, justify="left" if column in ("run", "") else "right")

@@ -15,6 +15,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from raycifar.cli.tables import FREE_TEXT, FittedTable
+from raycifar.data.file_names import shown
 from raycifar.results import layout
 from raycifar.results.cost import Cost
 from raycifar.results.schema import EPOCH, VAL_ACC
@@ -29,11 +31,10 @@ def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def titled_table(title: str, columns: tuple[str, ...]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, no_wrap=column in ("sweep", "state", "node"))
-    return table
+def titled_table(title: str, columns: tuple[str, ...], drop: tuple[str, ...] = (), text: tuple[str, ...] = FREE_TEXT) -> Table:
+    """A table that fits the terminal without cutting an id or a number (ids and numbers whole;
+    ``drop``: the columns left out first in a narrow terminal; ``text``: columns that may fold)."""
+    return FittedTable(*columns, drop=drop, text=text, box=box.SIMPLE_HEAD, pad_edge=False, title=title, title_justify="left")
 
 
 def print_sweeps(console: Console, sweeps: list[SweepStatus], results_dir: Path) -> None:
@@ -49,14 +50,14 @@ def sweeps_view(sweeps: list[SweepStatus], results_dir: Path, trials_of: str | N
     readable = [s for s in sweeps if s.problem is None]
     if readable:
         columns = ("sweep", "state", "trials", "best val_acc", "cost", "updated (UTC)", "leaderboard entry")
-        table = titled_table(f"sweeps in {results_dir}", columns)
+        table = titled_table(f"sweeps in {results_dir}", columns, drop=("updated (UTC)", "cost", "trials"))
         for sweep in readable:
             counts = ", ".join(f"{n} {state}" for state, n in sorted(sweep.counts.items())) or "-"
             updated = sweep.updated.replace("+00:00", "") if sweep.updated else "-"
             cost = "-" if sweep.cost is None else sweep.cost.spent()
             table.add_row(
-                sweep.name, describe_state(sweep), counts, _score(sweep.best_val_acc), cost, updated,
-                sweep.promoted_entry or "-",
+                escape(shown(sweep.name)), escape(describe_state(sweep)), counts, _score(sweep.best_val_acc), cost, updated,
+                escape(sweep.promoted_entry or "-"),
             )  # fmt: skip
         parts.append(table)
         hints = [resume_line(sweep, results_dir) for sweep in readable]
@@ -98,36 +99,37 @@ def print_trials(console: Console, sweep: SweepStatus) -> None:
 def trials_view(sweep: SweepStatus) -> list[RenderableType]:
     """What :func:`print_trials` prints: the trials table, then why each failed or diverged
     trial ended, and its error file."""
-    columns = ("trial", "state", "model", "params", EPOCH, VAL_ACC, "best val_acc")
-    table = titled_table(f"trials of {sweep.name}", columns)
+    best = f"best {sweep.metric}"  # the score the sweep selects on (`select` in its space)
+    columns = ("trial", "state", "model", "params", EPOCH, VAL_ACC, best)
+    table = titled_table(f"trials of {sweep.name}", columns, drop=("model", "params", VAL_ACC, EPOCH))
     for t in sweep.trials:
         params = f"{t.params:,}" if t.params is not None else "-"
         epochs = f"{t.epoch}/{t.epochs if t.epochs is not None else '?'}"
-        table.add_row(t.trial_id, t.state, t.model, params, epochs, _score(t.val_acc), _score(t.best_val_acc))  # fmt: skip
+        table.add_row(escape(shown(t.trial_id)), t.state, escape(shown(t.model)), params, epochs, _score(t.val_acc), _score(t.best_score))  # fmt: skip
     lines: list[RenderableType] = [table]
     for t in sweep.trials:
         if t.reason:
-            lines.append(f"trial {t.trial_id} {'failed: ' if t.state == 'error' else ''}{escape(t.reason)}")
+            lines.append(f"trial {escape(shown(t.trial_id))} {'failed: ' if t.state == 'error' else ''}{escape(shown(t.reason))}")
         if t.error_file:
-            lines.append(f"trial {t.trial_id} error: {escape(t.error_file)}")
+            lines.append(f"trial {escape(shown(t.trial_id))} error: {escape(shown(t.error_file))}")
     return lines
 
 
 def print_cluster(console: Console, cluster: ClusterStatus) -> None:
     """Nodes with their CPUs and GPUs, then the submitted jobs."""
-    nodes = titled_table(f"Ray nodes at {cluster.url}", ("node", "ip", "role", "CPUs", "GPUs"))
+    nodes = titled_table(f"Ray nodes at {cluster.url}", ("node", "ip", "role", "CPUs", "GPUs"), drop=("role", "ip"))
     for n in cluster.nodes:
         role = "head" if n["is_head"] else "worker"
         nodes.add_row(n["node_id"], n["node_ip"], role, f"{n['cpus']:g}", f"{n['gpus']:g}")
-    console.print(nodes)
+    console.print(nodes, soft_wrap=True)
     if not cluster.jobs:
         console.print("no jobs submitted")
         return
-    jobs = titled_table("Ray jobs", ("submission id", "status", "started (UTC)", "entrypoint"))
+    jobs = titled_table("Ray jobs", ("submission id", "status", "started (UTC)", "entrypoint"), drop=("started (UTC)",))
     for j in cluster.jobs:
         started = (j["start_time"] or "-").replace("+00:00", "")
         jobs.add_row(j["submission_id"], j["status"], started, j["entrypoint"])
-    console.print(jobs)
+    console.print(jobs, soft_wrap=True)
 
 
 def as_json(sweeps: list[SweepStatus], cluster: ClusterStatus | None = None) -> dict:
@@ -138,6 +140,8 @@ def as_json(sweeps: list[SweepStatus], cluster: ClusterStatus | None = None) -> 
                 **asdict(s),
                 "counts": s.counts,
                 "best_val_acc": s.best_val_acc,
+                "metric": s.metric,
+                "best_score": s.best_score,
                 "cost": _cost_json(s.cost),
                 "trials": [{**asdict(t), "cost": _cost_json(t.cost)} for t in s.trials],
             }

@@ -22,6 +22,7 @@ from raycifar.data.augment import (
     gather_crops,
     padded_store,
 )
+from raycifar.data.augmix import AugMixSettings, augmix
 from raycifar.data.catalog import CATALOG
 from raycifar.data.readers import ImageSet
 
@@ -51,6 +52,11 @@ class DeviceLoader:
     training each rank takes every ``world_size``-th sample of the same permutation,
     trimmed so all ranks see the same number of batches. On a CPU, batches are made on
     ``threads`` threads.
+
+    With ``augmix`` each training image is replaced by its AugMix
+    (:mod:`raycifar.data.augmix`, after the crop, flip and cutout); with ``views=3`` as well,
+    a batch of N labels holds 3N images: the N clean ones, then two AugMix views of each,
+    for AugMix's consistency loss.
     """
 
     def __init__(
@@ -69,7 +75,11 @@ class DeviceLoader:
         mean: tuple[float, ...] = CIFAR10.mean,
         std: tuple[float, ...] = CIFAR10.std,
         threads: int = 1,
+        augmix: AugMixSettings | None = None,
+        views: int = 1,
     ) -> None:
+        if views not in (1, 3) or (views == 3 and augmix is None):
+            raise ValueError(f"views={views}: 1, or 3 with augmix")
         nchw = torch.from_numpy(images.images).to(device).permute(0, 3, 1, 2)
         self.padding, self.flip, self.cutout = (
             (padding, flip, cutout) if train else (0, False, 0)
@@ -82,6 +92,7 @@ class DeviceLoader:
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.normalize = Normalizer(mean, std, device)
         self.threads = threads
+        self.augmix, self.views = (augmix, views) if train else (None, 1)
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed shuffling and augmentation so epoch ``epoch`` is the same after a resume."""
@@ -107,7 +118,8 @@ class DeviceLoader:
         )
 
     def augmented_batch(self, indices: torch.Tensor) -> torch.Tensor:
-        """Normalized float32 N x C x H x W images at ``indices``, augmented when training."""
+        """Normalized float32 N x C x H x W images at ``indices`` (views·N with AugMix views),
+        augmented when training."""
         count = len(indices)
         top, left = (
             self._draw(count, 2 * self.padding + 1),
@@ -117,6 +129,9 @@ class DeviceLoader:
         images = gather_crops(self.store, indices, top, left, mirror, self.side)
         if self.cutout:
             images.mul_(cutout_keep_mask(count, self.cutout, self.side, self.generator))
+        if self.augmix is not None:
+            mixed = [augmix(images, self.generator, self.augmix) for _ in range(max(self.views - 1, 1))]
+            images = torch.cat([images.float(), *mixed]) if self.views == 3 else mixed[0]
         return self.normalize(images)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
+from raycifar.config import DEFAULT_SELECT
+from raycifar.data.augmix import AugMixSettings
 from raycifar.data.catalog import CATALOG
 from raycifar.data.device_loader import DeviceLoader
 from raycifar.data.readers import ImageSet
+from raycifar.data.shifted_val import kept_twin
 from raycifar.data.splits import train_val_split
 from raycifar.errors import UserError
 
@@ -70,6 +73,20 @@ def _split(config: TrialConfig, fingerprint: str | None) -> tuple[ImageSet, Imag
     return train_set, val_set
 
 
+def make_shift_loader(
+    config: TrialConfig, device: torch.device, eval_batch_size: int, fingerprint: str | None = None
+) -> Loader | None:
+    """The validation split's corrupted twin (:mod:`raycifar.data.shifted_val`) as an evaluation
+    loader, when ``config.select`` scores it (``val_acc_shift``, ``mean``); else None. The twin
+    is kept in this process beside the split for the same ``fingerprint``."""
+    if config.select == DEFAULT_SELECT:
+        return None
+    stats = CATALOG[config.dataset]
+    _, val_set = _split(config, fingerprint)
+    twin = kept_twin(val_set, config.split_seed, _split_key(config, fingerprint) if fingerprint else None)
+    return DeviceLoader(twin, eval_batch_size, device, False, mean=stats.mean, std=stats.std)
+
+
 def make_loaders(
     config: TrialConfig,
     device: torch.device,
@@ -94,6 +111,7 @@ def make_loaders(
     stats = CATALOG[config.dataset]
     augment, batch_size, seed = config.augment, config.train.batch_size, config.seed
     common = {"mean": stats.mean, "std": stats.std}
+    crops = {"padding": augment.crop_padding, "flip": augment.flip, "cutout": augment.cutout}
     if config.loader == "ffcv":
         if config.train_on != "train":
             raise UserError(f"train_on {config.train_on!r} needs the device or torchvision loader, not ffcv")
@@ -107,11 +125,6 @@ def make_loaders(
             config.split_seed,
         )
         check_prepared(folder)
-        crops = {
-            "padding": augment.crop_padding,
-            "flip": augment.flip,
-            "cutout": augment.cutout,
-        }
         return (
             FfcvLoader(folder / "train.beton", batch_size, device, True, seed, world_size, **crops, **common, workers=workers),
             FfcvLoader(folder / "val.beton", eval_batch_size, device, False, **common, workers=workers),
@@ -124,22 +137,9 @@ def make_loaders(
             TorchvisionLoader(train_set, batch_size, device, True, seed, rank, world_size, augment=augment, **common, workers=workers),
             TorchvisionLoader(val_set, eval_batch_size, device, False, **common, workers=workers),
         )  # fmt: skip
-    crops = {
-        "padding": augment.crop_padding,
-        "flip": augment.flip,
-        "cutout": augment.cutout,
-    }
+    augmix = AugMixSettings(severity=augment.augmix_severity) if augment.augmix else None
+    views = 3 if augment.augmix_jsd > 0 else 1
     return (
-        DeviceLoader(
-            train_set,
-            batch_size,
-            device,
-            True,
-            seed,
-            rank,
-            world_size,
-            **crops,
-            **common,
-        ),
+        DeviceLoader(train_set, batch_size, device, True, seed, rank, world_size, **crops, **common, augmix=augmix, views=views),
         DeviceLoader(val_set, eval_batch_size, device, False, **common),
-    )
+    )  # fmt: skip

@@ -24,8 +24,10 @@ from raycifar.errors import PromotionFailed, UserError
 from raycifar.results import layout
 from raycifar.results.cost import Cost, results_cost, total
 from raycifar.results.leaderboard import read_table
+from raycifar.results.names import check_fits
+from raycifar.results.resume import load_options
 from raycifar.results.schema import CHECKPOINT_PATH
-from raycifar.results.selection import Candidate, select_best
+from raycifar.results.selection import Candidate, select_best, why_nothing
 from raycifar.results.sweep_record import SweepRecord, SweepRecorder, read_record, utc_now
 from raycifar.results.trial_files import SweepTrials, local_checkpoint, read_trials
 
@@ -68,12 +70,13 @@ def choose(trials: SweepTrials, trial_id: str | None) -> Candidate:
         for r in h.results
         if r.get(CHECKPOINT_PATH)
     }
-    best = select_best(histories, lambda path: exists.get(path, False)).best
+    best = select_best(histories, lambda path: exists.get(path, False), trials.metric).best
     if best is None:
-        which = f"trial {trial_id}" if trial_id else "no trial"
+        which = f"trial {trial_id}" if trial_id else f"sweep {trials.sweep_dir.name}"
+        why = why_nothing(histories, lambda path: exists.get(path, False))
         raise UserError(
-            f"{trials.sweep_dir}: {which} left a checkpoint folder on disk to promote "
-            f"({len(exists)} reported, none found under {layout.train_runs_dir(trials.sweep_dir)})"
+            f"{trials.sweep_dir}: nothing of {which} can be promoted: {why} (checkpoints are looked for where "
+            f"the results name them and under {layout.train_runs_dir(trials.sweep_dir)})"
         )
     return best
 
@@ -172,6 +175,7 @@ def _promote_sweep(
     from raycifar.entries.promote import promote, writing
 
     sweep_dir = sweep_folder(results_dir, sweep)
+    check_fits(sweep, "sweep", layout.entry_paths(results_dir, sweep))
     record = read_record(sweep_dir)
     refuse_running(sweep_dir, record)
     trials = read_trials(sweep_dir)
@@ -182,11 +186,20 @@ def _promote_sweep(
         local_checkpoint(sweep_dir, chosen.trial_id, chosen.checkpoint), results_dir, sweep=sweep,
         trial_id=chosen.trial_id, val_acc=chosen.val_acc, epochs=chosen.epoch, source_checkpoint=chosen.checkpoint,
         extra_tests=extra, **costs(trials, chosen.trial_id).row_fields, sweep_wall_s=sweep_wall_s(record),
-        **robustness,
+        data_dir=sweep_data_dir(sweep_dir), **robustness,
     )  # fmt: skip
     if record is not None and record.promoted_entry is None and chosen == choose(trials, None):
         SweepRecorder.reopen(sweep_dir).promoted(row["entry_id"])
     return row, chosen
+
+
+def sweep_data_dir(sweep_dir: Path) -> Path | None:
+    """The sweep's data folder as its ``resume.json`` has it now (a resume may have re-pointed
+    it after the data moved); None for a sweep without one."""
+    try:
+        return Path(load_options(sweep_dir).data_dir)
+    except UserError:
+        return None
 
 
 def sweep_wall_s(record: SweepRecord | None) -> float | None:

@@ -16,18 +16,28 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from raycifar.cluster.session import RunResources, disconnect, prepare_environment
+from raycifar.cluster.session import RunResources, check_reachable, disconnect, prepare_environment
 from raycifar.config import MAX_FAILURES
 from raycifar.data.corrupted_reader import read_corrupted_set
 from raycifar.data.fingerprint import data_fingerprint
+from raycifar.data.readers import DataNotFound
 from raycifar.display import Display, Quiet
 from raycifar.entries.from_sweep import promote_command_line, promoted_row, sweep_costs
 from raycifar.errors import PromotionFailed, UserError
 from raycifar.pipeline import lazy
-from raycifar.pipeline.preflight import check_data, check_name, check_resources, check_results_dir, make_results_dir
+from raycifar.pipeline.preflight import (
+    check_data,
+    check_name,
+    check_resources,
+    check_results_dir,
+    claim_sweep_dir,
+    holding_sweep,
+    make_results_dir,
+)
 from raycifar.pipeline.steps import connect_ray, log_promoted, promote_checkpoint, write_sweep_report
-from raycifar.pipeline.wandb_log import check_mode
+from raycifar.pipeline.wandb_log import artifact_name, check_mode
 from raycifar.results import layout
+from raycifar.results.names import check_fits
 from raycifar.results.resume import SavedOptions, save_options
 from raycifar.results.sweep_record import SweepRecorder
 from raycifar.search.plan import TrialCount, check_scheduler_fits, longest_trial, trial_count, with_searcher
@@ -68,6 +78,8 @@ class SweepRequest:
     runner: TrialRunner | None = None  # where trials train; None: chosen (choose_runner); a resume: the sweep's own
     corrupted: Path | None = None  # --corrupted: the corrupted test set to score the winner on (None: the default folder, if any)
     robustness: bool | None = None  # --robustness / --no-robustness; None: the default rule (raycifar.entries.robustness)
+    data_fingerprint: str | None = None  # the data's (raycifar.data.fingerprint), recorded with the sweep
+    repointed: bool = False  # a resume's --data-dir re-pointed the sweep's moved data folder: trials read data_dir
 
 
 @dataclass(frozen=True)
@@ -94,20 +106,31 @@ def sweep_and_promote(request: SweepRequest, display: Display | None = None) -> 
     check_scheduler_fits(loaded, count)
     check_mode(request.wandb)
     name = check_name(request.name or f"{loaded.name}-{datetime.now():%Y%m%d-%H%M%S}")
+    artifact = artifact_name({"sweep": name}) if request.wandb != "off" else None
+    check_fits(name, "--name" if request.name else "sweep name", layout.sweep_paths(results_dir, name), artifact)
     if layout.sweep_dir(results_dir, name).exists():
         raise UserError(f"a sweep named {name!r} already exists in {layout.sweeps_dir(results_dir)}: choose another --name")
     check_resources(request.resources, request.address)
     check_results_dir(results_dir)
-    check_data(request.data_dir, request.download, loaded.spec, request.seed, display)
+    try:
+        check_data(request.data_dir, request.download, loaded.spec, request.seed, display)
+    except DataNotFound as err:
+        raise err.with_hint("pass --data-dir FOLDER where it is, or --download to fetch it into the --data-dir") from None
     if request.corrupted is not None:  # a bad --corrupted stops here, before Ray, not after the sweep
         _check_corrupted(request.corrupted, loaded.spec.dataset, loaded.spec.label_mode)
     sample_configs(loaded, 1, request.seed, request.data_dir, request.max_epochs)  # a space that cannot fit fails here
+    if request.address is not None:  # nothing is written before the cluster answers
+        check_reachable(request.address)
     make_results_dir(results_dir)
     runner = choose_runner(request.resources.workers, loaded.spec.scheduler.name, request.torch_trainer)
-    request = replace(request, runner=runner)
-    display.info(_plan_line(name, loaded, count))
-    _save_resume_options(layout.sweep_dir(results_dir, name), request, loaded.path)
-    return run_and_promote(request, name, loaded, count.trials, longest_trial(loaded, request.max_epochs), started, display)
+    fingerprint = data_fingerprint(request.data_dir, loaded.spec.dataset, loaded.spec.label_mode)
+    request = replace(request, runner=runner, data_fingerprint=fingerprint)
+    sweep_dir = claim_sweep_dir(results_dir, name)
+    with holding_sweep(sweep_dir):
+        display.info(_plan_line(name, loaded, count))
+        _save_resume_options(sweep_dir, request, loaded.path)
+        longest = longest_trial(loaded, request.max_epochs)
+        return run_and_promote(request, name, loaded, count.trials, longest, started, display)
 
 
 def _check_corrupted(folder: Path, dataset: str, label_mode: str) -> None:
@@ -156,8 +179,10 @@ def run_and_promote(
         address=request.address, max_concurrent_trials=request.max_concurrent_trials, wandb=request.wandb,
         max_failures=request.max_failures, runner=request.runner or TORCH_TRAINER,
         data_fingerprint=(  # in-trial trials keep the decoded split under it; TorchTrainer workers never reuse one
-            data_fingerprint(request.data_dir, space.spec.dataset, space.spec.label_mode) if request.runner == IN_TRIAL else None
+            (request.data_fingerprint or data_fingerprint(request.data_dir, space.spec.dataset, space.spec.label_mode))
+            if request.runner == IN_TRIAL else None
         ),
+        data_dir=str(request.data_dir) if request.repointed else None,
     )  # fmt: skip
     sweep_dir = layout.sweep_dir(request.results_dir, name)
     mark(sweep_dir, "command_start", at=time.time() - (time.monotonic() - started))
@@ -189,7 +214,7 @@ def run_and_promote(
                     outcome.best_checkpoint, request.results_dir, sweep=name, trial_id=outcome.best_trial_id,
                     val_acc=outcome.best_val_acc, epochs=outcome.best_epoch, **spent.row_fields,
                     corrupted=request.corrupted, robustness=request.robustness, sweep_wall_s=outcome.wall_seconds,
-                    tell=display.info,
+                    tell=display.info, data_dir=request.data_dir if request.repointed else None,
                 )  # fmt: skip
             except PromotionFailed as err:  # the record says completed, not promoted: `raycifar promote` finishes it
                 command = promote_command_line(
@@ -230,8 +255,15 @@ def _outcome_line(outcome: SweepOutcome, infeasible: int, scheduler: str) -> str
         f"sweep {ended} {outcome.wall_seconds:.0f} s: {outcome.trials} trials, "
         f"{outcome.stopped_early} stopped early by {scheduler}, {outcome.failed} failed, {outcome.diverged} diverged, "
         f"{infeasible} over-budget proposals "
-        f"refused; best val_acc {outcome.best_val_acc:.4f} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
+        f"refused; {_best(outcome)} (trial {outcome.best_trial_id}, epoch {outcome.best_epoch})"
     )
+
+
+def _best(outcome: SweepOutcome) -> str:
+    """``best val_acc 0.8123``, or with another selected score ``best val_acc_mean 0.7710 (val_acc 0.8123)``."""
+    if outcome.best_score is None:
+        return f"best val_acc {outcome.best_val_acc:.4f}"
+    return f"best {outcome.metric} {outcome.best_score:.4f} (val_acc {outcome.best_val_acc:.4f})"
 
 
 def _save_resume_options(sweep_dir: Path, request: SweepRequest, space_path: Path) -> None:
@@ -239,6 +271,7 @@ def _save_resume_options(sweep_dir: Path, request: SweepRequest, space_path: Pat
     resources = request.resources
     save_options(sweep_dir, SavedOptions(
         space=str(Path(space_path).resolve()), data_dir=str(request.data_dir), seed=request.seed,
+        data_fingerprint=request.data_fingerprint,
         num_samples=request.num_samples, max_epochs=request.max_epochs, cpus_per_trial=resources.cpus,
         searcher=request.searcher, max_trials=request.max_trials, time_budget_s=request.time_budget_s,
         max_failures=request.max_failures,

@@ -11,24 +11,29 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from raycifar.cluster.session import RunResources, disconnect, prepare_environment, resolve_gpus
+from raycifar.cluster.session import RunResources, check_reachable, disconnect, prepare_environment, resolve_gpus
 from raycifar.config import TrialConfig, with_settings
 from raycifar.data import default_data_dir
+from raycifar.data.readers import DataNotFound
 from raycifar.display import Display, EpochSink, Quiet
+from raycifar.entries.data_record import entry_data_dir
 from raycifar.entries.evaluate import evaluate_on_test
 from raycifar.errors import UserError
 from raycifar.models.files import rebuild
 from raycifar.pipeline import lazy
 from raycifar.pipeline.preflight import check_data, check_name, check_resources, check_results_dir, make_results_dir
 from raycifar.pipeline.steps import connect_ray, log_promoted, promote_checkpoint
-from raycifar.pipeline.wandb_log import EpochLog, check_mode, train_run_logger
+from raycifar.pipeline.wandb_log import EpochLog, artifact_name, check_mode, train_run_logger
+from raycifar.results import layout
 from raycifar.results.leaderboard import find_entry
-from raycifar.results.schema import EPOCH, VAL_ACC, EpochMetrics
+from raycifar.results.names import check_fits
+from raycifar.results.schema import EPOCH, EpochMetrics
 from raycifar.search.sample import trial_config_from_file
 
 if TYPE_CHECKING:
@@ -87,13 +92,16 @@ def config_from_entry(results_dir: Path, entry_id: str) -> TrialConfig:
     return TrialConfig.model_validate_json(find_entry(results_dir, entry_id)["config_json"])
 
 
-def resolve_train_config(request: TrainRequest) -> TrialConfig:
-    """The trial config a :class:`TrainRequest` trains, with its overrides applied."""
+def resolve_train_config(request: TrainRequest, tell: Callable[[str], None] = lambda line: None) -> TrialConfig:
+    """The trial config a :class:`TrainRequest` trains, with its overrides applied; ``tell``
+    gets the line saying that ``--data-dir`` re-pointed the entry's moved data folder."""
     if (request.config is None) == (request.from_entry is None):
         raise UserError("give either a CONFIG file or --from-entry ENTRY_ID (exactly one)")
     if request.from_entry:
-        entry = config_from_entry(request.results_dir, request.from_entry)
-        config = with_settings(entry, request.settings, request.epochs, request.seed, request.data_dir)
+        row = find_entry(request.results_dir, request.from_entry)
+        entry = TrialConfig.model_validate_json(row["config_json"])
+        data_dir = entry_data_dir(request.results_dir, row, request.data_dir, tell)
+        config = with_settings(entry, request.settings, request.epochs, request.seed, data_dir)
     else:
         data_dir = request.data_dir or default_data_dir().resolve()
         base = trial_config_from_file(request.config, data_dir, request.seed or 0)
@@ -132,13 +140,23 @@ def train_and_promote(request: TrainRequest, display: Display | None = None) -> 
     if request.seeds < 1:
         raise UserError(f"--seeds {request.seeds}: must be 1 or more")
     check_mode(request.wandb)
-    config = resolve_train_config(request)
+    config = resolve_train_config(request, display.info)
     name = check_name(request.name or f"{config.space}-train-{datetime.now():%Y%m%d-%H%M%S}")
-    for _, run_name in seed_run_names(name, config.seed, request.seeds):
+    option = "--name" if request.name else "run name"
+    artifact = artifact_name({"sweep": name}) if request.wandb != "off" and request.promote else None
+    run_names = [run_name for _, run_name in seed_run_names(name, config.seed, request.seeds)]
+    check_fits(name, option, [path for run in run_names for path in layout.run_paths(request.results_dir, run)], artifact)
+    for run_name in run_names:
         lazy.train_run().check_new_run(request.results_dir, run_name)
     check_resources(request.resources, request.address)
     check_results_dir(request.results_dir)
-    check_data(Path(config.data_dir), False, config, config.split_seed, display)
+    try:
+        check_data(Path(config.data_dir), False, config, config.split_seed, display)
+    except DataNotFound as err:
+        source = f"entry {request.from_entry}'s recorded data folder" if request.from_entry else "the data folder"
+        raise err.with_hint(f"it is {source}; pass --data-dir FOLDER to read the data from elsewhere") from None
+    if request.address is not None:  # nothing is written before the cluster answers
+        check_reachable(request.address)
     make_results_dir(request.results_dir)
     runs = seed_run_names(name, config.seed, request.seeds)
     seeds = f", seeds {', '.join(str(seed) for seed, _ in runs)}" if len(runs) > 1 else ""
@@ -212,7 +230,7 @@ def _promote_seed_runs(request: TrainRequest, name: str, runs: list[SeedRun]) ->
     Returns the runs with their test accuracies, and the new row."""
     others = [replace(run, test_acc=_test_acc(run.outcome.best_checkpoint)) for run in runs[1:]]
     first = runs[0].outcome
-    held_out = first.selected_on == VAL_ACC
+    held_out = first.selected_on != EPOCH
     row = promote_checkpoint(
         first.best_checkpoint, request.results_dir, sweep=name, trial_id=runs[0].name,
         val_acc=first.best_val_acc if held_out else None, epochs=first.best_epoch, wall_s=first.wall_seconds,

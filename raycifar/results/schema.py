@@ -17,6 +17,8 @@ TRAIN_LOSS = "train_loss"  # mean training loss of the epoch on rank 0's shard
 VAL_LOSS = "val_loss"  # mean cross-entropy on the validation split (nats)
 VAL_ACC = "val_acc"  # accuracy on the validation split: what searchers, schedulers and selection maximise
 VAL_ACC_TTA = "val_acc_tta"  # the same with test-time augmentation (only when train.tta is on)
+VAL_ACC_SHIFT = "val_acc_shift"  # accuracy on the validation split's corrupted twin (select: val_acc_shift or mean)
+VAL_ACC_MEAN = "val_acc_mean"  # (val_acc + val_acc_shift) / 2 (the same runs)
 PARAMS = "params"  # the model's parameters
 LR = "lr"  # the learning rate after the epoch's last step
 TRAIN_SECONDS = "train_seconds"  # rank 0's seconds training the epoch
@@ -32,7 +34,14 @@ CHECKPOINT_PATH = "checkpoint_path"  # the epoch's checkpoint (a folder path), w
 COMPILED = "compiled"  # whether the epoch trained a torch.compile'd model (absent in records before it was reported)
 COMPILE_SECONDS = "compile_seconds"  # seconds compiling cost this worker so far: a compiled first step's extra time
 
-SELECTED_ON = Literal["val_acc", "epoch"]  # what picks a run's checkpoint: the best val_acc, or the last epoch
+SELECTED_ON = Literal["val_acc", "val_acc_shift", "val_acc_mean", "epoch"]  # what picks a run's checkpoint
+SELECTED_METRIC: dict[str, str] = {"val_acc": VAL_ACC, "val_acc_shift": VAL_ACC_SHIFT, "mean": VAL_ACC_MEAN}
+
+
+def selected_metric(select: str) -> str:
+    """The reported metric a sweep with ``select`` (a space's key, :data:`raycifar.config.Select`)
+    maximises: its searcher, scheduler, kept checkpoints and promotion."""
+    return SELECTED_METRIC[select]
 
 
 class EpochMetrics(TypedDict, total=False):
@@ -43,6 +52,8 @@ class EpochMetrics(TypedDict, total=False):
     val_loss: float
     val_acc: float
     val_acc_tta: float
+    val_acc_shift: float
+    val_acc_mean: float
     params: int
     lr: float
     train_seconds: float

@@ -14,6 +14,7 @@ early. Its epochs before the diverged one are its last good metrics (:func:`good
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -72,6 +73,7 @@ class Candidate:
     epoch: int
     val_acc: float
     checkpoint: str
+    score: float | None = None  # the selected metric's value (``val_acc_shift``, ``val_acc_mean``); None: val_acc
 
 
 @dataclass(frozen=True)
@@ -86,17 +88,23 @@ class Selection:
 
 
 def candidates(trials: Iterable[TrialHistory], metric: str = VAL_ACC) -> list[Candidate]:
-    """Every reported epoch with a checkpoint and a ``val_acc`` of the trials that did not
-    diverge, best first: by ``metric`` (``val_acc``, or ``epoch`` for a run that trained on
+    """Every reported epoch with a checkpoint and a ``val_acc`` (and a ``metric`` value) of the
+    trials that did not diverge, best first: by ``metric`` (``val_acc``; ``val_acc_shift`` or
+    ``val_acc_mean`` for a sweep that selects on them; or ``epoch`` for a run that trained on
     its val part, whose last epoch is kept), ties as the module doc says."""
+    scored = VAL_ACC if metric == EPOCH else metric
     found = []
     for order, trial in enumerate(trials):
         if any(is_diverged(r) for r in trial.results):
             continue
         for result in trial.results:
-            if result.get(CHECKPOINT_PATH) and result.get(VAL_ACC) is not None:
-                candidate = Candidate(trial.trial_id, int(result[EPOCH]), float(result[VAL_ACC]), str(result[CHECKPOINT_PATH]))
-                score = candidate.epoch if metric == EPOCH else candidate.val_acc
+            if result.get(CHECKPOINT_PATH) and result.get(VAL_ACC) is not None and result.get(scored) is not None:
+                value = float(result[scored])
+                candidate = Candidate(
+                    trial.trial_id, int(result[EPOCH]), float(result[VAL_ACC]), str(result[CHECKPOINT_PATH]),
+                    None if scored == VAL_ACC else value,
+                )  # fmt: skip
+                score = candidate.epoch if metric == EPOCH else value
                 found.append((-score, -candidate.epoch, order, candidate))
     return [entry[-1] for entry in sorted(found, key=lambda entry: entry[:3])]
 
@@ -114,3 +122,35 @@ def select_best(
         failed=sum(t.failed for t in trials),
         diverged=sum(t.diverged for t in trials),
     )
+
+
+# Why a trial left nothing to promote, in the order the classes are told.
+NOTHING_CLASSES = {
+    "diverged": "diverged",
+    "deleted": "had their checkpoints deleted",
+    "failed": "failed before their first checkpoint",
+    "stopped": "stopped before their first checkpoint",
+    "unscored": "reported checkpoints without val_acc",
+}
+
+
+def nothing_class(trial: TrialHistory, checkpoint_exists: Callable[[str], bool]) -> str:
+    """Why ``trial`` has no epoch to promote (a key of :data:`NOTHING_CLASSES`)."""
+    reported = [r for r in trial.results if r.get(CHECKPOINT_PATH)]
+    if any(is_diverged(r) for r in trial.results):
+        return "diverged"
+    if reported and not any(checkpoint_exists(str(r[CHECKPOINT_PATH])) for r in reported):
+        return "deleted"
+    if not reported:
+        return "failed" if trial.failed else "stopped"
+    return "unscored"
+
+
+def why_nothing(trials: list[TrialHistory], checkpoint_exists: Callable[[str], bool]) -> str:
+    """Why none of ``trials`` can be promoted, by class with counts, e.g. ``5 trials: 4
+    diverged, 1 had their checkpoints deleted`` (``no trial ran`` when there are none)."""
+    if not trials:
+        return "no trial ran"
+    counts = Counter(nothing_class(trial, checkpoint_exists) for trial in trials)
+    told = ", ".join(f"{counts[key]} {text}" for key, text in NOTHING_CLASSES.items() if counts[key])
+    return f"{len(trials)} trial{'s' if len(trials) != 1 else ''}: {told}"

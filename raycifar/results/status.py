@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from raycifar.config import DEFAULT_SELECT
 from raycifar.errors import UserError
 from raycifar.results import layout
 from raycifar.results.cost import Cost, results_cost, total
 from raycifar.results.layout import TRIAL_DIR_PREFIX
 from raycifar.results.resume import OPTIONS_FILE, resume_command
-from raycifar.results.schema import EPOCH, VAL_ACC
+from raycifar.results.schema import EPOCH, VAL_ACC, selected_metric
 from raycifar.results.selection import good_results
 from raycifar.results.sweep_record import (
     STALE_AFTER_S,
@@ -57,6 +58,8 @@ class TrialStatus:
     error_file: str | None = None
     reason: str | None = None  # why it failed or diverged, one line (from the sweep record)
     cost: Cost | None = field(default_factory=Cost)  # of its reported epochs; None: unknown (older results)
+    metric: str = VAL_ACC  # the score its sweep selects on (the space's `select`)
+    best_score: float | None = None  # best ``metric`` over its reported epochs (= best_val_acc for val_acc)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,17 @@ class SweepStatus:
         scores = [t.best_val_acc for t in self.trials if t.best_val_acc is not None]
         return max(scores, default=None)
 
+    @property
+    def metric(self) -> str:
+        """The score the sweep selects on (``val_acc`` unless its space says ``select``)."""
+        return self.trials[0].metric if self.trials else VAL_ACC
+
+    @property
+    def best_score(self) -> float | None:
+        """The best value of :attr:`metric` any trial reported (None: none yet)."""
+        scores = [t.best_score for t in self.trials if t.best_score is not None]
+        return max(scores, default=None)
+
 
 @dataclass(frozen=True)
 class _History:
@@ -112,24 +126,29 @@ class _History:
     best_val_acc: float | None = None
     diverged: bool = False
     cost: Cost | None = field(default_factory=Cost)  # of every reported epoch, diverged ones too
+    best_score: float | None = None  # of the selected metric
 
 
-def _history(rows: list[dict]) -> _History:
-    """The trial's last good epoch and scores: a diverged epoch (and any after it) is left out
-    (but its time is in the cost)."""
+def _best(rows: list[dict], metric: str) -> float | None:
+    return max((float(r[metric]) for r in rows if r.get(metric) not in (None, "")), default=None)
+
+
+def _history(rows: list[dict], metric: str = VAL_ACC) -> _History:
+    """The trial's last good epoch and scores (``metric``: the sweep's selected one): a diverged
+    epoch (and any after it) is left out (but its time is in the cost)."""
     cost = results_cost(rows)
     good = good_results(rows)
     diverged, rows = len(good) < len(rows), good
-    scored = [float(r[VAL_ACC]) for r in rows if r.get(VAL_ACC) not in (None, "")]
     epochs = [int(float(r[EPOCH])) for r in rows if r.get(EPOCH) not in (None, "")]
     last = rows[-1] if rows else {}
     last_acc = last.get(VAL_ACC)
     return _History(
         epoch=max(epochs, default=0),
         val_acc=None if last_acc in (None, "") else float(last_acc),
-        best_val_acc=max(scored, default=None),
+        best_val_acc=_best(rows, VAL_ACC),
         diverged=diverged,
         cost=cost,
+        best_score=_best(rows, metric),
     )
 
 
@@ -183,9 +202,9 @@ def _read_trial(sweep_dir: Path, trial_id: str, record: SweepRecord | None, live
     folder = trial_folder(sweep_dir, trial_id)
     entry = record.trials.get(trial_id) if record else None
     results = folder.results()
-    history = _history(results)
-    known = entry is not None and entry.model is not None and entry.epochs is not None
-    config = {} if known else folder.config()
+    config = folder.config(results)
+    metric = selected_metric(config.get("select", DEFAULT_SELECT))
+    history = _history(results, metric)
     epochs = entry.epochs if entry and entry.epochs is not None else (config.get("train") or {}).get("epochs")
     error_file = (entry.error_file if entry else None) or (str(folder.error_file) if folder.error_file else None)
     if entry is not None and entry.state != "error":  # Tune keeps the error.txt of a trial it restarted
@@ -202,6 +221,8 @@ def _read_trial(sweep_dir: Path, trial_id: str, record: SweepRecord | None, live
         error_file=error_file,
         reason=entry.reason if entry else None,
         cost=history.cost,
+        metric=metric,
+        best_score=history.best_score,
     )
 
 

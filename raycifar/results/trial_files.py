@@ -13,8 +13,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from raycifar.config import DEFAULT_SELECT
 from raycifar.errors import UserError
 from raycifar.results.layout import TRIAL_DIR_PREFIX, train_runs_dir
+from raycifar.results.schema import selected_metric
 from raycifar.results.selection import TrialHistory
 from raycifar.results.sweep_record import read_record
 
@@ -72,6 +74,12 @@ class SweepTrials:
     sweep_dir: Path
     histories: list[TrialHistory]
     last_results: dict[str, dict]
+    select: str = DEFAULT_SELECT  # the space's `select` (every trial config of a sweep has the same)
+
+    @property
+    def metric(self) -> str:
+        """The reported metric the sweep maximised (:func:`raycifar.results.schema.selected_metric`)."""
+        return selected_metric(self.select)
 
 
 def local_checkpoint(sweep_dir: Path, trial_id: str, reported: str) -> Path | None:
@@ -142,12 +150,14 @@ def read_trials(sweep_dir: Path) -> SweepTrials:
     trial it restarted and that then finished. Only a trial the record does not know (a
     sweep of an older raycifar) failed by its ``error.txt``."""
     record = read_record(sweep_dir)
-    histories, last = [], {}
+    histories, last, select = [], {}, DEFAULT_SELECT
     for folder in trial_folders(sweep_dir):
         results = folder.results()
-        planned = planned_epochs(folder.config(results))
+        config = folder.config(results)
+        planned = planned_epochs(config)
+        select = config.get("select", select)
         entry = record.trials.get(folder.trial_id) if record else None
         failed = entry.state == "error" if entry is not None else folder.error_file is not None
         histories.append(TrialHistory(folder.trial_id, planned, results, failed=failed))
         last[folder.trial_id] = results[-1] if results else {}
-    return SweepTrials(sweep_dir, histories, last)
+    return SweepTrials(sweep_dir, histories, last, select)

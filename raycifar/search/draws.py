@@ -119,4 +119,5 @@ def config_from_values(
         label_mode=spec.label_mode,
         loader=spec.loader,
         class_weights=dict(spec.class_weights),
+        select=spec.select,
     )

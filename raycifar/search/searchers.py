@@ -29,9 +29,9 @@ import optuna
 from optuna.samplers import BaseSampler, GridSampler, NSGAIISampler, QMCSampler, RandomSampler, TPESampler
 from optuna.trial import TrialState
 
-from raycifar.config import TrialConfig
+from raycifar.config import DEFAULT_SELECT, TrialConfig
 from raycifar.errors import UserError
-from raycifar.results.schema import VAL_ACC
+from raycifar.results.schema import selected_metric
 from raycifar.search.draws import MAX_DRAWS_PER_SAMPLE, config_from_values, draw_values, searched_values
 from raycifar.space.dimension import Dimension
 from raycifar.space.file import dimensions
@@ -188,9 +188,15 @@ class Search:
         self.journal: Path | None = None  # the study's journal file (None: kept in memory)
 
     @property
+    def metric(self) -> str:
+        """The reported score the sweep maximises: the metric its space's ``select`` names (a
+        space pickled by an older raycifar, in a resumed sweep's searcher, has none: ``val_acc``)."""
+        return selected_metric(getattr(self.space.spec, "select", DEFAULT_SELECT))
+
+    @property
     def objectives(self) -> list[str]:
-        """What the study optimises: ``val_acc`` (max), and with ``nsga2`` the size (min)."""
-        return [VAL_ACC, self.settings.cost] if self.settings.name == "nsga2" else [VAL_ACC]
+        """What the study optimises: :attr:`metric` (max), and with ``nsga2`` the size (min)."""
+        return [self.metric, self.settings.cost] if self.settings.name == "nsga2" else [self.metric]
 
     @classmethod
     def _open(
@@ -293,25 +299,26 @@ class Search:
         """Record which Tune trial ran proposal ``number``."""
         self._trial(number).set_user_attr(TRIAL_ID_ATTR, trial_id)
 
-    def report(self, number: int, epoch: int, val_acc: float) -> None:
-        """Record ``val_acc`` after ``epoch`` (1-based, as the worker reports it); an epoch
-        reported before (a trial restored from its checkpoint) keeps its first value.
+    def report(self, number: int, epoch: int, score: float) -> None:
+        """Record ``score`` (of :attr:`metric`: ``val_acc`` unless the space selects another)
+        after ``epoch`` (1-based, as the worker reports it); an epoch reported before (a trial
+        restored from its checkpoint) keeps its first value.
 
         Single-objective studies keep it as an intermediate value; Optuna has none for
         multi-objective ones (``nsga2``), whose trials keep ``val_acc_by_epoch`` instead.
         """
         frozen = self.study.get_trials(deepcopy=False)[number]
-        if frozen.state != TrialState.RUNNING or epoch in _accuracies(frozen) or not math.isfinite(val_acc):
+        if frozen.state != TrialState.RUNNING or epoch in _accuracies(frozen) or not math.isfinite(score):
             return
         if len(self.objectives) == 1:
-            self._trial(number).report(val_acc, step=epoch)
+            self._trial(number).report(score, step=epoch)
         else:
-            by_epoch = {**frozen.user_attrs.get(BY_EPOCH_ATTR, {}), str(epoch): val_acc}
+            by_epoch = {**frozen.user_attrs.get(BY_EPOCH_ATTR, {}), str(epoch): score}
             self._trial(number).set_user_attr(BY_EPOCH_ATTR, by_epoch)
 
     def finish(self, number: int, reached_epoch: int, failed: bool = False) -> ProposalEnd | None:
         """End proposal ``number`` after it trained to ``reached_epoch``: failed, pruned
-        (stopped before its planned epochs) or complete (told its best ``val_acc``, and its
+        (stopped before its planned epochs) or complete (told its best score, and its
         size with ``nsga2``). Returns the outcome; None when it had ended already."""
         frozen = self.study.get_trials(deepcopy=False)[number]
         if frozen.state != TrialState.RUNNING:
@@ -347,7 +354,7 @@ class Search:
             return []
         feasible = [t for t in self.study.best_trials if t.constraints.get(OVER_BUDGET, 0) <= 0]
         rows = [
-            {"trial_id": t.user_attrs.get(TRIAL_ID_ATTR), VAL_ACC: t.values[0], self.settings.cost: int(t.values[1])}
+            {"trial_id": t.user_attrs.get(TRIAL_ID_ATTR), self.metric: t.values[0], self.settings.cost: int(t.values[1])}
             for t in feasible
         ]
         return sorted(rows, key=lambda row: row[self.settings.cost])

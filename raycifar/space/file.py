@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from raycifar.config import (
     DEFAULT_BUDGET,
+    DEFAULT_SELECT,
     PER_IMAGE_AUGMENTATIONS,
     AugmentConfig,
     DatasetName,
@@ -22,6 +23,7 @@ from raycifar.config import (
     LoaderName,
     PositiveFloat,
     PositiveInt,
+    Select,
     _Strict,
     closest,
     format_validation_error,
@@ -54,6 +56,7 @@ class SpaceFile(_Strict):
     num_samples: PositiveInt | Literal["unlimited"] = 8  # unlimited: until --time-budget or --max-trials
     val_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
     class_weights: dict[str, PositiveFloat] = {}
+    select: Select = DEFAULT_SELECT
     arch: ArchSpace = ArchSpace()
     train: TrainSpace = TrainSpace()
     augment: AugmentSpace = AugmentSpace()
@@ -76,6 +79,17 @@ class SpaceFile(_Strict):
         if unknown:
             shown = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
             raise ValueError(f"class_weights: {unknown[0]!r} is not a {self.dataset} class ({shown})")
+        if self.loader != "device" and self.augment.augmix.can_be(True):
+            raise ValueError(f"augment.augmix: AugMix is batched on the device loader, not the {self.loader} loader")
+        jsd = self.augment.augmix_jsd
+        if jsd.may_differ(0.0) and self.augment.augmix.can_be(False) and not any(
+            parent == "augment.augmix" and list(values) == [True] for parent, values in jsd.when
+        ):
+            raise ValueError("augment.augmix_jsd: the consistency loss needs augmix: true in every draw that uses it "
+                             "(set augmix: true, or add when: {augment.augmix: true})")
+        mixing = self.train.mixup_alpha.may_differ(0.0) or self.train.cutmix_alpha.may_differ(0.0)
+        if mixing and self.augment.augmix_jsd.may_differ(0.0):
+            raise ValueError("augment.augmix_jsd: the consistency loss cannot be combined with mixup or cutmix")
         if self.loader != "torchvision":
             for key in PER_IMAGE_AUGMENTATIONS:
                 if getattr(self.augment, key).may_differ(AugmentConfig.model_fields[key].default):

@@ -25,7 +25,7 @@ from raycifar.display import ProgressSink
 from raycifar.results import layout
 from raycifar.results.resume import SCHEDULER_STATE_FILE
 from raycifar.results.schema import VAL_ACC
-from raycifar.results.selection import Selection, TrialHistory, is_diverged, select_best
+from raycifar.results.selection import Selection, TrialHistory, is_diverged, select_best, why_nothing
 from raycifar.results.sweep_record import TERMINAL_STATES, SweepRecorder
 from raycifar.results.trial_files import read_trials
 from raycifar.space.sections import SchedulerSettings
@@ -109,7 +109,9 @@ def run_sweep(
             f"Its results so far are in {results.experiment_path}: resume with raycifar sweep --resume {options.sweep_name}"
         )
     try:
-        outcome = _summarise(results, recorder, options, time.monotonic() - started, out_of_time, _problems(recorder))
+        outcome = _summarise(
+            results, recorder, options, time.monotonic() - started, out_of_time, _problems(recorder), plan.search.metric
+        )
     except SweepFailed:
         recorder.ended("failed")
         raise
@@ -148,9 +150,10 @@ def _new_tuner(
     searcher = None  # PBT refuses searchers: Tune's variant generator runs its population
     if not plan.population:
         searcher = StudySearcher(plan.search, plan.proposals, max_concurrent, key=str(sweep_dir))
-    tracker = ProgressCallback(progress, recorder, key=str(sweep_dir), searcher=searcher)
+    tracker = ProgressCallback(progress, recorder, key=str(sweep_dir), searcher=searcher, metric=plan.search.metric)
     if extension:  # the display goes on from the earlier trials
-        tracker.done, tracker.best = recorder.record.done_trials(), _best_so_far(_histories([], recorder))
+        tracker.done = recorder.record.done_trials()
+        tracker.best = _best_so_far(_histories([], recorder), plan.search.metric)
     trial_scheduler = make_scheduler(scheduler, plan.max_epochs, plan.mutations)
     callbacks = _callbacks(options, tracker, trial_scheduler, warm=extension)
     population = population_space([c.model_dump(mode="json") for c in plan.population]) if plan.population else None
@@ -160,7 +163,7 @@ def _new_tuner(
         trainable,
         param_space=population,
         tune_config=tune.TuneConfig(
-            metric=VAL_ACC,
+            metric=plan.search.metric,
             mode="max",
             scheduler=trial_scheduler,
             search_alg=searcher,
@@ -206,25 +209,28 @@ def _histories(results, recorder: SweepRecorder) -> list[TrialHistory]:
     return histories
 
 
-def _best_so_far(histories: list[TrialHistory]) -> float | None:
-    """The best ``val_acc`` any of these trials reported in an epoch that did not diverge."""
-    scores = [float(r[VAL_ACC]) for h in histories for r in h.results if VAL_ACC in r and not is_diverged(r)]
+def _best_so_far(histories: list[TrialHistory], metric: str) -> float | None:
+    """The best ``metric`` (the sweep's selected score) any of these trials reported in an epoch
+    that did not diverge."""
+    scores = [float(r[metric]) for h in histories for r in h.results if metric in r and not is_diverged(r)]
     return max(scores, default=None)
 
 
 def _summarise(
     results, recorder: SweepRecorder, options: SweepOptions, wall_seconds: float, out_of_time: bool = False,
-    problems: tuple[str, ...] = (),
+    problems: tuple[str, ...] = (), metric: str = VAL_ACC,
 ) -> SweepOutcome:  # fmt: skip
-    """The best epoch across all the sweep's trials whose checkpoint is kept and that did not
-    diverge (see :mod:`raycifar.results.selection`); ``problems``: one line per failed or diverged trial."""
-    selection: Selection = select_best(_histories(results, recorder), checkpoint_exists)
+    """The best epoch by ``metric`` (the sweep's selected score) across all the sweep's trials
+    whose checkpoint is kept and that did not diverge (see :mod:`raycifar.results.selection`);
+    ``problems``: one line per failed or diverged trial."""
+    histories = _histories(results, recorder)
+    selection: Selection = select_best(histories, checkpoint_exists, metric)
     best = selection.best
     if best is None:
-        first = f" ({problems[0]}{f'; {len(problems) - 1} more' if len(problems) > 1 else ''})" if problems else ""
+        first = f" (first: {problems[0]})" if problems else ""
         raise SweepFailed(
-            f"no trial of sweep {options.sweep_name} left a checkpoint to promote{first}; "
-            f"see the error.txt files under {results.experiment_path}"
+            f"no trial of sweep {options.sweep_name} left a checkpoint to promote: "
+            f"{why_nothing(histories, checkpoint_exists)}{first}; see the error.txt files under {results.experiment_path}"
         )
     return SweepOutcome(
         best_trial_id=best.trial_id,
@@ -238,4 +244,6 @@ def _summarise(
         out_of_time=out_of_time,
         diverged=selection.diverged,
         problems=problems,
+        metric=metric,
+        best_score=best.score,
     )

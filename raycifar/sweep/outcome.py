@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raycifar.errors import Interrupted, RunFailed
+from raycifar.results.schema import VAL_ACC
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class SweepOutcome:
     out_of_time: bool = False  # the time budget ended the sweep (running trials were stopped)
     diverged: int = 0
     problems: tuple[str, ...] = ()  # "trial <id> failed: <reason>" / "trial <id> diverged at epoch ..."
+    metric: str = VAL_ACC  # what selected the best epoch (the space's `select`, as a metric name)
+    best_score: float | None = None  # the best epoch's value of ``metric`` (None: it is best_val_acc)
 
 
 class TrialFailed(Exception):

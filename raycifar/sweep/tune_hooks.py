@@ -44,7 +44,7 @@ class StudySearcher(Searcher):
     ran_unseen = 0  # after a resume: proposals Tune never saw whose trials ended anyway (see restore)
 
     def __init__(self, search: Search, trials: int | None, max_concurrent: int, key: str = "") -> None:
-        super().__init__(metric=VAL_ACC, mode="max")
+        super().__init__(metric=search.metric, mode="max")
         self.search, self.trials, self.max_concurrent, self.key = search, trials, max_concurrent, key
         self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
         self.records: dict[str, dict] = {}  # Tune trial id -> search record
@@ -73,8 +73,9 @@ class StudySearcher(Searcher):
         self.live -= ended
 
     def on_trial_result(self, trial_id: str, result: EpochMetrics) -> None:
-        if trial_id in self.numbers and VAL_ACC in result and EPOCH in result:
-            self.search.report(self.numbers[trial_id], int(result[EPOCH]), float(result[VAL_ACC]))
+        metric = self.search.metric
+        if trial_id in self.numbers and metric in result and EPOCH in result:
+            self.search.report(self.numbers[trial_id], int(result[EPOCH]), float(result[metric]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self.live.discard(trial_id)
@@ -118,12 +119,16 @@ def ended_in_record(recorder: SweepRecorder, trial_ids: list[str]) -> int:
 
 
 class ProgressCallback(tune.Callback):
-    """Forwards trial counts and the best ``val_acc`` so far to a :class:`ProgressSink`."""
+    """Forwards trial counts and the best score so far (``metric``: the sweep's selected one) to a
+    :class:`ProgressSink`."""
+
+    metric: str = VAL_ACC  # a callback pickled by an older raycifar (a resumed sweep) has none of its own
 
     def __init__(
-        self, sink: ProgressSink, recorder: SweepRecorder | None = None, key: str = "", searcher: Any = None
-    ) -> None:
-        self.sink, self.recorder, self.key, self.searcher = sink, recorder, key, searcher
+        self, sink: ProgressSink, recorder: SweepRecorder | None = None, key: str = "", searcher: Any = None,
+        metric: str = VAL_ACC,
+    ) -> None:  # fmt: skip
+        self.sink, self.recorder, self.key, self.searcher, self.metric = sink, recorder, key, searcher, metric
         self.running: set[str] = set()
         self.done = 0
         self.best: float | None = None
@@ -152,7 +157,7 @@ class ProgressCallback(tune.Callback):
 
     def _push(self) -> None:
         if self.sink is not None:
-            self.sink.update(self.done, len(self.running), self.best)
+            self.sink.update(self.done, len(self.running), self.best, self.metric)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         if trial.trial_id in self.completed:  # re-queued by Tune: its function returns at once
@@ -170,8 +175,8 @@ class ProgressCallback(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         mark(self.key or None, "trial_result", trial=trial.trial_id, epoch=result.get(EPOCH))
-        if VAL_ACC in result and not is_diverged(result):
-            self.best = max(self.best or 0.0, float(result[VAL_ACC]))
+        if self.metric in result and not is_diverged(result):
+            self.best = max(self.best or 0.0, float(result[self.metric]))
         self._push()
 
     def _finish(self, trial) -> None:

@@ -45,6 +45,8 @@ from raycifar.results.schema import (
     TRAIN_LOSS,
     TRAIN_SECONDS,
     VAL_ACC,
+    VAL_ACC_MEAN,
+    VAL_ACC_SHIFT,
     VAL_ACC_TTA,
     VAL_LOSS,
     EpochMetrics,
@@ -112,9 +114,10 @@ class Training:
         eval_loader: Loader,
         device: torch.device,
         wrap: Callable[[nn.Module], nn.Module] = lambda model: model,
+        shift_loader: Loader | None = None,
     ) -> None:
         self.config, self.train = config, config.train
-        self.train_loader, self.eval_loader = train_loader, eval_loader
+        self.train_loader, self.eval_loader, self.shift_loader = train_loader, eval_loader, shift_loader
         self.runtime = resolve_runtime(config.train, device)
         self.net = build_model(config.model, device)
         if self.runtime.channels_last:
@@ -176,6 +179,11 @@ class Training:
         }
         if scores.acc_tta is not None:
             metrics[VAL_ACC_TTA] = scores.acc_tta
+        if self.shift_loader is not None:  # select: val_acc_shift or mean
+            started = time.perf_counter()
+            shifted = score(self.evaluated, self.shift_loader, "none", self.runtime).acc
+            metrics[VAL_ACC_SHIFT], metrics[VAL_ACC_MEAN] = shifted, (scores.acc + shifted) / 2
+            metrics[EVAL_SECONDS] += time.perf_counter() - started
         return metrics
 
     def _diverged(
@@ -188,6 +196,7 @@ class Training:
             TRAIN_LOSS: train_loss,
             VAL_LOSS: val_loss,
             VAL_ACC: math.nan,
+            **({VAL_ACC_SHIFT: math.nan, VAL_ACC_MEAN: math.nan} if self.shift_loader is not None else {}),
             "params": self.config.params,
             "lr": self.schedule.get_last_lr()[0],
             TRAIN_SECONDS: train_seconds,

@@ -27,11 +27,11 @@ from ray.train.torch import TorchTrainer
 from ray.util.queue import Empty, Queue
 
 from raycifar.cluster.session import RunResources
-from raycifar.config import MAX_FAILURES, TrialConfig
+from raycifar.config import DEFAULT_SELECT, MAX_FAILURES, TrialConfig
 from raycifar.display import EpochSink
 from raycifar.errors import Interrupted, RunFailed, UserError
 from raycifar.results.layout import run_dir
-from raycifar.results.schema import CHECKPOINT_PATH, EPOCH, TRAIN_LOSS, VAL_ACC, VAL_LOSS
+from raycifar.results.schema import CHECKPOINT_PATH, EPOCH, TRAIN_LOSS, VAL_ACC, VAL_LOSS, selected_metric
 from raycifar.results.selection import DIVERGED, TrialHistory, select_best
 from raycifar.train.leaked_groups import release_leaked
 from raycifar.train.process_group import torch_config
@@ -52,9 +52,12 @@ def scaling_config(resources: RunResources, gpus: float) -> ray.train.ScalingCon
 
 
 def selection_metric(config: dict) -> str:
-    """What picks a run's checkpoint (a :class:`TrialConfig` as JSON values): ``val_acc``, or
-    ``epoch`` (the last one) when it trains on train+val, whose val part is then no held-out score."""
-    return EPOCH if config.get("train_on", "train") == "train+val" else VAL_ACC
+    """What picks a run's checkpoint (a :class:`TrialConfig` as JSON values): the metric its
+    ``select`` names (``val_acc`` by default), or ``epoch`` (the last one) when it trains on
+    train+val, whose val part is then no held-out score."""
+    if config.get("train_on", "train") == "train+val":
+        return EPOCH
+    return selected_metric(config.get("select", DEFAULT_SELECT))
 
 
 def make_trainer(

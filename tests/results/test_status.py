@@ -121,15 +121,16 @@ def test_trial_states_come_from_the_record_and_progress_from_the_trial_files(res
 
 def test_the_json_shape(results: Path) -> None:
     report = status_json(results)
-    assert set(report) == {"sweeps"}
+    assert set(report) == {"sweeps", "slurm_jobs"}
     sweep = report["sweeps"][0]
     assert set(sweep) == {
         "name", "state", "updated", "promoted_entry", "trials", "planned_trials", "interrupted_at", "problem",
-        "counts", "best_val_acc", "resumable", "cost",
+        "counts", "best_val_acc", "resumable", "cost", "metric", "best_score",
     }  # fmt: skip
+    assert (sweep["metric"], sweep["best_score"]) == ("val_acc", sweep["best_val_acc"])
     assert set(sweep["trials"][0]) == {
         "trial_id", "state", "model", "params", "epoch", "epochs", "val_acc", "best_val_acc", "error_file", "reason",
-        "cost",
+        "cost", "metric", "best_score",
     }  # fmt: skip
 
 
