@@ -150,3 +150,16 @@ def test_a_sweep_selecting_on_the_mean_runs_every_part_on_it(tmp_path: Path, cif
     recorded = [(trial_id, milestone, value) for bracket in state["_brackets"] for milestone, values in bracket._rungs
                 for trial_id, value in values.items()]  # fmt: skip
     assert recorded and all(score[(trial_id, milestone)] == value for trial_id, milestone, value in recorded)
+
+
+@pytest.mark.parametrize("name", ["asha", "hyperband", "median", "pbt", "fifo"])
+def test_every_scheduler_takes_the_selected_metric_from_the_sweep(name: str) -> None:
+    # the driver gives Tune the selected metric (TuneConfig(metric=search.metric)); Tune hands
+    # it to the scheduler, which refuses it (False) when it was built with a metric of its own
+    from raycifar.space.dimension import Dimension
+    from raycifar.space.sections import SchedulerSettings
+    from raycifar.sweep.schedulers import make_scheduler
+
+    scheduler = make_scheduler(SchedulerSettings(name=name), 4, {"lr": Dimension("loguniform", (0.01, 0.1))})
+    assert scheduler.set_search_properties("val_acc_mean", "max")
+    assert getattr(scheduler, "_metric", "val_acc_mean") == "val_acc_mean"
