@@ -123,7 +123,9 @@ stop_job_processes
 trap - EXIT
 if [ "$requeue" = 1 ] && [ "$code" != 0 ]; then  # a sweep that ended anyway needs no next run
     echo "raycifar: requeueing job $SLURM_JOB_ID; its next run resumes the sweep"
-    scontrol requeue "$SLURM_JOB_ID"
+    trap - TERM USR1
+    # Slurm ends this run itself as it requeues the job: a run that exited first would end the job FAILED
+    scontrol requeue "$SLURM_JOB_ID" && sleep 300
 fi
 exit "$code"
 """
