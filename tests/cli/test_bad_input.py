@@ -340,13 +340,10 @@ def run_cli(args: list[str], tmpdir: Path, shadows: Path | None = None) -> subpr
     return cli_server.run_cli(args, env=env, timeout=300)
 
 
-@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_bad_input_is_one_line_exit_2_changing_nothing(case: str, workspace: Workspace) -> None:
-    args, expected = CASES[case](workspace)
-    before = tree_digest(workspace.results)
-    tmpdir = workspace.tmp / "tmpdir"
-    tmpdir.mkdir()
-    result = run_cli(args, tmpdir, workspace.tmp / SHADOWS)
+def check_one_line(result, before: dict, results: Path, expected: list[str]) -> str:  # noqa: ANN001
+    """The command's one ``error:`` line, after asserting the rules of a refusal: exit 2, one
+    stderr line holding every ``expected`` text, no traceback, no library's own message, and
+    the results folder unchanged (its digest is still ``before``)."""
     output = result.stdout + result.stderr
     lines = result.stderr.splitlines()
     assert result.returncode == 2, output
@@ -355,8 +352,19 @@ def test_bad_input_is_one_line_exit_2_changing_nothing(case: str, workspace: Wor
     assert not missing, f"{lines[0]!r} lacks {missing}"
     assert "Traceback" not in output
     assert not [marker for marker in LIBRARY_MARKERS if marker in lines[0]], lines[0]
-    assert tree_digest(workspace.results) == before, "the results folder changed"
-    assert not list(tmpdir.rglob("session_*")) and "Ray dashboard" not in output, "Ray was started"
+    assert tree_digest(results) == before, "the results folder changed"
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_is_one_line_exit_2_changing_nothing(case: str, workspace: Workspace) -> None:
+    args, expected = CASES[case](workspace)
+    before = tree_digest(workspace.results)
+    tmpdir = workspace.tmp / "tmpdir"
+    tmpdir.mkdir()
+    result = run_cli(args, tmpdir, workspace.tmp / SHADOWS)
+    check_one_line(result, before, workspace.results, expected)
+    assert not list(tmpdir.rglob("session_*")) and "Ray dashboard" not in result.stdout + result.stderr, "Ray was started"
 
 
 def test_there_are_at_least_30_cases() -> None:

@@ -38,7 +38,7 @@ import test_bad_input
 import typer
 from board_files import exported_checkpoint
 from cifar_files import write_cifar10
-from test_bad_input import GOOD_SPACE, LIBRARY_MARKERS, Workspace, run_cli, tree_digest
+from test_bad_input import GOOD_SPACE, Workspace, check_one_line, run_cli, tree_digest
 
 from raycifar.cli import app
 from raycifar.data.fingerprint import data_fingerprint
@@ -203,20 +203,6 @@ def _evaluate_entry(self: Workspace, entry: str, *options: str) -> list[str]:
 
 
 Workspace.evaluate_entry = _evaluate_entry  # type: ignore[attr-defined]
-
-
-def check_one_line(result, before: dict, results: Path, expected: list[str]) -> str:  # noqa: ANN001
-    """The command's one ``error:`` line, after asserting the round's rules on it."""
-    output = result.stdout + result.stderr
-    lines = result.stderr.splitlines()
-    assert result.returncode == 2, output
-    assert len(lines) == 1 and lines[0].startswith("error: "), output
-    missing = [text for text in expected if text not in lines[0]]
-    assert not missing, f"{lines[0]!r} lacks {missing}"
-    assert "Traceback" not in output
-    assert not [marker for marker in LIBRARY_MARKERS if marker in lines[0]], lines[0]
-    assert tree_digest(results) == before, "the results folder changed"
-    return lines[0]
 
 
 def run_case(w: Workspace, args: list[str], env: dict[str, str] | None = None) -> tuple[object, float, dict]:
