@@ -42,7 +42,8 @@ from raycifar.results.resume import SavedOptions, save_options
 from raycifar.results.sweep_record import SweepRecorder
 from raycifar.search.plan import TrialCount, check_scheduler_fits, longest_trial, trial_count, with_searcher
 from raycifar.search.sample import sample_configs
-from raycifar.search.searchers import Search, startup_trials
+from raycifar.search.samplers import startup_trials
+from raycifar.search.searchers import Search
 from raycifar.space.file import pbt_dimensions, with_scheduler
 from raycifar.space.find import Space, load_space
 from raycifar.sweep.options import IN_TRIAL, TORCH_TRAINER, Resume, SweepOptions, SweepPlan, TrialRunner, choose_runner

@@ -5,7 +5,8 @@ module         holds
 =============  ==================================================================
 ``draws``      one config from a space: the values of its dimensions (conditions in
                order), fitted widths, the resolved trial config
-``searchers``  the Optuna study that proposes configs (random, grid, TPE, QMC, NSGA-II)
+``samplers``   the Optuna sampler of each searcher (random, grid, TPE, QMC, NSGA-II)
+``searchers``  the Optuna study that proposes configs and is told their scores
 ``sample``     configs drawn without a sweep (``space sample``, ``raycifar train``)
 ``plan``       what a sweep will run, before Ray: searcher, trial count, time budget
 =============  ==================================================================

@@ -78,7 +78,7 @@ def trial_count(
         )
     if space.spec.searcher.name != "grid":
         return TrialCount(trials)
-    from raycifar.search.searchers import grid_size
+    from raycifar.search.samplers import grid_size
 
     size = grid_size(space)
     unset = num_samples is None and max_trials is None and "num_samples" not in space.spec.model_fields_set

@@ -9,8 +9,9 @@ ever over budget.
 
 Results flow back by Optuna trial number: :meth:`Search.report` records each epoch's
 ``val_acc`` as an intermediate value stepped by the worker's epoch, :meth:`Search.finish`
-ends the trial as complete (its best ``val_acc``; with ``nsga2`` also its size), pruned
-(stopped early by the scheduler) or failed.
+ends the trial as complete (its best ``val_acc``; with ``nsga2`` also its size, or its
+clean and shifted validation accuracy with ``objectives: shift``), pruned (stopped early by
+the scheduler) or failed.
 
 The study of a sweep lives in ``sweeps/<name>/search/study.journal`` (an Optuna journal
 file): ``optuna-dashboard sweeps/<name>/search/study.journal`` shows it, during the sweep too.
@@ -23,18 +24,17 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import optuna
-from optuna.samplers import BaseSampler, GridSampler, NSGAIISampler, QMCSampler, RandomSampler, TPESampler
 from optuna.trial import TrialState
 
 from raycifar.config import DEFAULT_SELECT, TrialConfig
 from raycifar.errors import UserError
-from raycifar.results.schema import selected_metric
+from raycifar.results.schema import VAL_ACC, VAL_ACC_SHIFT, selected_metric
 from raycifar.search.draws import MAX_DRAWS_PER_SAMPLE, config_from_values, draw_values, searched_values
+from raycifar.search.samplers import directions, encoded, make_sampler, shift_objectives
 from raycifar.space.dimension import Dimension
-from raycifar.space.file import dimensions
 from raycifar.space.find import Space
 from raycifar.space.sections import SearcherName, SearcherSettings
 
@@ -44,6 +44,7 @@ STUDY_NAME = "sweep"
 OVER_BUDGET = "params_over_budget"  # Optuna constraint: feasible when <= 0
 TRIAL_ID_ATTR = "tune_trial_id"  # user attribute: the Tune trial a proposal became
 BY_EPOCH_ATTR = "val_acc_by_epoch"  # user attribute of nsga2 trials: {"1": 0.31, "2": 0.44}
+OBJECTIVES_ATTR = "objectives_by_epoch"  # nsga2 with objectives: shift: {"1": [val_acc, val_acc_shift]}
 INDEX_ATTR = "proposal"  # user attribute: 0, 1, ... over the within-budget proposals
 
 ProposalEnd = Literal["complete", "pruned", "failed"]
@@ -54,67 +55,6 @@ def study_path(sweep_dir: Path) -> Path:
     return sweep_dir / STUDY_DIR / STUDY_FILE
 
 
-def startup_trials(num_samples: int | None) -> int:
-    """TPE's random proposals before it models: a third of the sweep, between 2 and 10
-    (Optuna's default, 10, would make a sweep of up to 10 trials pure random search)."""
-    return 10 if num_samples is None else max(2, min(10, num_samples // 3))
-
-
-def population_size(num_samples: int | None) -> int:
-    """NSGA-II's generation size: half the sweep, between 4 and 50 (Optuna's default is 50)."""
-    return 50 if num_samples is None else max(4, min(50, num_samples // 2))
-
-
-def grid_space(space: Space) -> dict[str, list]:
-    """The grid of the ``grid`` searcher: every ``choice`` dimension's values (encoded for
-    Optuna). Any other sampler is a :class:`UserError` naming its key."""
-    grid = {}
-    for key, dimension in dimensions(space.spec):
-        if dimension.sampler == "constant":
-            continue
-        if dimension.sampler != "choice":
-            raise UserError(
-                f"{space.path}: {key}: the grid searcher runs choice dimensions only, "
-                f"this one is {dimension.describe()} (write it as a choice, or use --searcher random/tpe)"
-            )
-        grid[key] = _encoded(dimension)
-    return grid
-
-
-def grid_size(space: Space) -> int:
-    """How many points the grid of :func:`grid_space` has."""
-    return math.prod(len(values) for values in grid_space(space).values())
-
-
-def make_sampler(space: Space, settings: SearcherSettings, seed: int, num_samples: int | None) -> BaseSampler:
-    """The Optuna sampler of a searcher, seeded with ``seed``."""
-    name: SearcherName = settings.name
-    if name == "grid":
-        return GridSampler(grid_space(space), seed=seed)
-    if name == "tpe":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return TPESampler(
-                seed=seed,
-                n_startup_trials=settings.n_startup_trials or startup_trials(num_samples),
-                multivariate=True,  # models the dimensions jointly ...
-                group=True,  # ... within each set of keys that occur together (conditions)
-                constant_liar=True,  # running trials count as bad: parallel asks spread out
-            )
-    if name == "qmc":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False, warn_asynchronous_seeding=False)
-    if name == "nsga2":
-        return NSGAIISampler(seed=seed, population_size=settings.population_size or population_size(num_samples))
-    return RandomSampler(seed=seed)
-
-
-def _encoded(dimension: Dimension) -> list:
-    """A choice's values as Optuna categorical values (lists become their JSON text)."""
-    return [str(list(value)) if isinstance(value, (list, tuple)) else value for value in dimension.args]
-
-
 class _Suggest:
     """Draws a dimension's value through an Optuna trial's ``suggest_*`` (a ``Picker``)."""
 
@@ -123,8 +63,8 @@ class _Suggest:
 
     def __call__(self, key: str, dimension: Dimension) -> Any:
         if dimension.sampler == "choice":
-            encoded = _encoded(dimension)
-            return dimension.args[encoded.index(self.trial.suggest_categorical(key, encoded))]
+            values = encoded(dimension)
+            return dimension.args[values.index(self.trial.suggest_categorical(key, values))]
         low, high = dimension.args
         if dimension.sampler == "randint":
             return self.trial.suggest_int(key, low, high)
@@ -141,9 +81,8 @@ def _open_study(
     storage = None
     if journal is not None:
         storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
-    directions = ["maximize", "minimize"] if settings.name == "nsga2" else ["maximize"]
     study = optuna.create_study(
-        storage=storage, study_name=STUDY_NAME, directions=directions, load_if_exists=True,
+        storage=storage, study_name=STUDY_NAME, directions=directions(settings), load_if_exists=True,
         sampler=make_sampler(space, settings, seed, num_samples),
     )  # fmt: skip
     if study.trials:
@@ -195,7 +134,10 @@ class Search:
 
     @property
     def objectives(self) -> list[str]:
-        """What the study optimises: :attr:`metric` (max), and with ``nsga2`` the size (min)."""
+        """What the study optimises: :attr:`metric` (max); with ``nsga2`` also the size (min),
+        or with ``objectives: shift`` ``val_acc`` and ``val_acc_shift`` (both max) instead."""
+        if shift_objectives(self.settings):
+            return [VAL_ACC, VAL_ACC_SHIFT]
         return [self.metric, self.settings.cost] if self.settings.name == "nsga2" else [self.metric]
 
     @classmethod
@@ -289,7 +231,7 @@ class Search:
                 return Proposal(trial.number, config, searched_values(self.space.spec, values))
             self.infeasible += 1
             smallest = config.params if smallest is None else min(smallest, config.params)
-            self.study.tell(trial, [0.0, float(config.params)] if len(self.objectives) == 2 else 0.0)
+            self.study.tell(trial, self._worst(config.params))
         raise UserError(
             f"{self.space.path}: no configuration fits the budget of {self.space.spec.budget:,} parameters "
             f"(smallest of {MAX_DRAWS_PER_SAMPLE} proposals: {smallest:,})"
@@ -299,10 +241,17 @@ class Search:
         """Record which Tune trial ran proposal ``number``."""
         self._trial(number).set_user_attr(TRIAL_ID_ATTR, trial_id)
 
-    def report(self, number: int, epoch: int, score: float) -> None:
+    def _worst(self, params: int) -> float | list[float]:
+        """What an over-budget proposal is told: the worst score (and its size with ``nsga2``)."""
+        if len(self.objectives) == 1:
+            return 0.0
+        return [0.0, 0.0] if shift_objectives(self.settings) else [0.0, float(params)]
+
+    def report(self, number: int, epoch: int, score: float, result: Mapping[str, Any] | None = None) -> None:
         """Record ``score`` (of :attr:`metric`: ``val_acc`` unless the space selects another)
         after ``epoch`` (1-based, as the worker reports it); an epoch reported before (a trial
-        restored from its checkpoint) keeps its first value.
+        restored from its checkpoint) keeps its first value. ``result`` is the epoch's whole
+        report: NSGA-II with ``objectives: shift`` keeps its ``val_acc`` and ``val_acc_shift``.
 
         Single-objective studies keep it as an intermediate value; Optuna has none for
         multi-objective ones (``nsga2``), whose trials keep ``val_acc_by_epoch`` instead.
@@ -312,9 +261,14 @@ class Search:
             return
         if len(self.objectives) == 1:
             self._trial(number).report(score, step=epoch)
-        else:
-            by_epoch = {**frozen.user_attrs.get(BY_EPOCH_ATTR, {}), str(epoch): score}
-            self._trial(number).set_user_attr(BY_EPOCH_ATTR, by_epoch)
+            return
+        by_epoch = {**frozen.user_attrs.get(BY_EPOCH_ATTR, {}), str(epoch): score}
+        self._trial(number).set_user_attr(BY_EPOCH_ATTR, by_epoch)
+        if shift_objectives(self.settings):
+            pair = [float((result or {}).get(name, float("nan"))) for name in self.objectives]
+            if all(math.isfinite(value) for value in pair):
+                objectives = {**frozen.user_attrs.get(OBJECTIVES_ATTR, {}), str(epoch): pair}
+                self._trial(number).set_user_attr(OBJECTIVES_ATTR, objectives)
 
     def finish(self, number: int, reached_epoch: int, failed: bool = False) -> ProposalEnd | None:
         """End proposal ``number`` after it trained to ``reached_epoch``: failed, pruned
@@ -334,11 +288,19 @@ class Search:
         elif outcome == "pruned":
             self.study.tell(number, state=TrialState.PRUNED)
         else:
-            best = max(accuracies.values())
-            size = float(frozen.user_attrs.get(self.settings.cost, frozen.user_attrs["params"]))
-            self.study.tell(number, [best, size] if len(self.objectives) == 2 else best)
+            self.study.tell(number, self._told(frozen, accuracies))
         self._live.pop(number, None)
         return outcome
+
+    def _told(self, frozen: optuna.trial.FrozenTrial, accuracies: dict[int, float]) -> float | list[float]:
+        """A complete trial's values: its best score; with ``nsga2`` its size too, or (with
+        ``objectives: shift``) the clean and shifted accuracy of its best epoch by the score."""
+        best_epoch = max(accuracies, key=lambda epoch: (accuracies[epoch], -epoch))
+        if len(self.objectives) == 1:
+            return accuracies[best_epoch]
+        if shift_objectives(self.settings):
+            return list(frozen.user_attrs.get(OBJECTIVES_ATTR, {}).get(str(best_epoch), [0.0, 0.0]))
+        return [accuracies[best_epoch], float(frozen.user_attrs.get(self.settings.cost, frozen.user_attrs["params"]))]
 
     def end_running(self) -> None:
         """End every proposal still running as pruned: the time budget stopped its trial
@@ -348,16 +310,20 @@ class Search:
             self._live.pop(trial.number, None)
 
     def pareto(self) -> list[dict[str, Any]]:
-        """``nsga2``: the within-budget trials no other beats on both objectives, by size
-        (``trial_id``, ``val_acc`` and the size); [] for other searchers."""
+        """``nsga2``: the within-budget trials no other beats on both objectives (``trial_id``
+        and the two values by :attr:`objectives`' names), by size or by ``val_acc``; [] for
+        other searchers."""
         if len(self.objectives) < 2:
             return []
+        first, second = self.objectives
+        shift = shift_objectives(self.settings)
         feasible = [t for t in self.study.best_trials if t.constraints.get(OVER_BUDGET, 0) <= 0]
-        rows = [
-            {"trial_id": t.user_attrs.get(TRIAL_ID_ATTR), self.metric: t.values[0], self.settings.cost: int(t.values[1])}
+        rows = [  # fmt: skip
+            {"trial_id": t.user_attrs.get(TRIAL_ID_ATTR), first: t.values[0],
+             second: t.values[1] if shift else int(t.values[1])}
             for t in feasible
         ]
-        return sorted(rows, key=lambda row: row[self.settings.cost])
+        return sorted(rows, key=lambda row: row[first] if shift else row[second])
 
     def _trial(self, number: int) -> optuna.Trial:
         """The running Optuna trial ``number``; one asked before a resume is reattached by

@@ -79,6 +79,9 @@ class SpaceFile(_Strict):
         if unknown:
             shown = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
             raise ValueError(f"class_weights: {unknown[0]!r} is not a {self.dataset} class ({shown})")
+        if self.searcher.objectives == "shift" and self.select == DEFAULT_SELECT:
+            raise ValueError("searcher.objectives: shift weighs val_acc against val_acc_shift, which only a space "
+                             "with select: mean or val_acc_shift measures (its validation split's corrupted twin)")
         if self.loader != "device" and self.augment.augmix.can_be(True):
             raise ValueError(f"augment.augmix: AugMix is batched on the device loader, not the {self.loader} loader")
         jsd = self.augment.augmix_jsd

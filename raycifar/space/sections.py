@@ -165,6 +165,7 @@ class SchedulerSettings(_Strict):
 
 
 SearcherName = Literal["random", "grid", "tpe", "qmc", "nsga2"]
+NsgaObjectives = Literal["size", "shift"]  # nsga2: (selected score, size) or (val_acc, val_acc_shift)
 
 
 class SearcherSettings(_Strict):
@@ -173,6 +174,7 @@ class SearcherSettings(_Strict):
     name: SearcherName = "random"
     n_startup_trials: PositiveInt | None = None  # tpe: random proposals first (None: see search.startup_trials)
     cost: Literal["params", "macs"] = "params"  # nsga2: the size objective minimised next to val_acc
+    objectives: NsgaObjectives = "size"  # nsga2: the selected score vs size, or clean vs shifted val accuracy
     population_size: Annotated[int, Field(ge=2)] | None = None  # nsga2 (None: see search.population_size)
 
     @model_validator(mode="before")
@@ -186,6 +188,9 @@ class SearcherSettings(_Strict):
         for key, owner in owners.items():
             if getattr(self, key) is not None and self.name != owner:
                 raise ValueError(f"{key} is a setting of the {owner} searcher, not of {self.name}")
-        if self.cost != "params" and self.name != "nsga2":
-            raise ValueError(f"cost is a setting of the nsga2 searcher, not of {self.name}")
+        for key, default in (("cost", "params"), ("objectives", "size")):
+            if getattr(self, key) != default and self.name != "nsga2":
+                raise ValueError(f"{key} is a setting of the nsga2 searcher, not of {self.name}")
+        if self.objectives == "shift" and self.cost != "params":
+            raise ValueError("cost sets the size objective, and objectives: shift has none (val_acc vs val_acc_shift)")
         return self

@@ -75,7 +75,7 @@ class StudySearcher(Searcher):
     def on_trial_result(self, trial_id: str, result: EpochMetrics) -> None:
         metric = self.search.metric
         if trial_id in self.numbers and metric in result and EPOCH in result:
-            self.search.report(self.numbers[trial_id], int(result[EPOCH]), float(result[metric]))
+            self.search.report(self.numbers[trial_id], int(result[EPOCH]), float(result[metric]), result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self.live.discard(trial_id)

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from raycifar.config import TrainConfig
 from raycifar.errors import UserError
 from raycifar.models.budget import count_params
 from raycifar.search.plan import parse_duration, trial_count, with_searcher
-from raycifar.search.searchers import OVER_BUDGET, TRIAL_ID_ATTR, Search, grid_space, startup_trials
+from raycifar.search.samplers import grid_space, startup_trials
+from raycifar.search.searchers import OVER_BUDGET, TRIAL_ID_ATTR, Search
 from raycifar.space.find import load_space
 from raycifar.space.sections import SearcherSettings
 
@@ -162,6 +164,38 @@ def test_nsga2_returns_the_pareto_set_of_accuracy_and_size(tmp_path: Path) -> No
     assert sorted(row["trial_id"] for row in search.pareto()) == sorted(expected)
 
 
+def test_nsga2_with_shift_objectives_keeps_the_pareto_set_of_clean_and_shifted_accuracy(tmp_path: Path) -> None:
+    text = "select: mean\nsearcher: {name: nsga2, objectives: shift}\n" + TIGHT.replace("300000", "2000000")
+    space = space_of(tmp_path, text)
+    search = Search.on_disk(space, space.spec.searcher, 0, tmp_path, None, tmp_path / "sweep", 6)
+    assert search.study.directions == [StudyDirection.MAXIMIZE, StudyDirection.MAXIMIZE]
+    told = {}
+    for index in range(6):
+        proposal = search.propose()
+        search.name_trial(proposal.number, f"t{index}")
+        # Two epochs: clean accuracy rises with the index, shifted accuracy falls; the second
+        # epoch is better by the mean for even indices only.
+        epochs = {
+            1: (0.40 + 0.03 * index, 0.50 - 0.02 * index),
+            2: (0.40 + 0.04 * index, 0.50 - 0.05 * index + 0.1 * (index % 2 == 0)),
+        }
+        for epoch, (clean, shift) in epochs.items():
+            result = {"val_acc": clean, "val_acc_shift": shift, "val_acc_mean": (clean + shift) / 2}
+            search.report(proposal.number, epoch, result["val_acc_mean"], result)
+        assert search.finish(proposal.number, 2) == "complete"
+        told[f"t{index}"] = max(epochs.values(), key=lambda pair: sum(pair))  # the best epoch by the mean
+    ran = [trial for trial in search.study.trials if TRIAL_ID_ATTR in trial.user_attrs]
+    assert len(ran) == 6 and all(tuple(t.values) == pytest.approx(told[t.user_attrs[TRIAL_ID_ATTR]]) for t in ran)
+    front = {
+        name for name, (clean, shift) in told.items()
+        if not any(c >= clean and s >= shift and (c, s) != (clean, shift) for c, s in told.values())
+    }  # fmt: skip
+    rows = search.pareto()
+    assert {row["trial_id"] for row in rows} == front and len(front) >= 2
+    assert [row["val_acc"] for row in rows] == sorted(row["val_acc"] for row in rows)
+    assert all((row["val_acc"], row["val_acc_shift"]) == pytest.approx(told[row["trial_id"]]) for row in rows)
+
+
 def _synthetic_score(config) -> float:
     """A smooth objective of the trial config with its optimum inside the space."""
     train = config.train
@@ -230,6 +264,12 @@ def test_the_study_of_a_sweep_is_a_journal_file_optuna_opens(tmp_path: Path) -> 
         (TIGHT + "searcher: {name: random, n_startup_trials: 3}\n",
          r"searcher: n_startup_trials is a setting of the tpe searcher, not of random"),
         (TIGHT + "searcher: annealing\n", r"searcher.name: .*'random', 'grid', 'tpe', 'qmc' or 'nsga2'"),
+        (TIGHT + "searcher: {name: tpe, objectives: shift}\n",
+         r"searcher: objectives is a setting of the nsga2 searcher, not of tpe"),
+        (TIGHT + "select: mean\nsearcher: {name: nsga2, objectives: shift, cost: macs}\n",
+         r"searcher: cost sets the size objective, and objectives: shift has none"),
+        (TIGHT + "searcher: {name: nsga2, objectives: shift}\n",
+         r"searcher.objectives: shift weighs val_acc against val_acc_shift, which only a space with select: mean"),
     ],
 )  # fmt: skip
 def test_bad_conditions_and_searcher_settings_are_one_line(tmp_path: Path, text: str, message: str) -> None:

@@ -97,6 +97,20 @@ def test_the_searcher_is_told_the_selected_score(tmp_path: Path, searcher: str) 
     assert told.values[0] == pytest.approx(0.6), "the best val_acc_mean (epoch 2), not the best val_acc (0.9)"
 
 
+def test_nsga2_is_told_clean_and_shifted_accuracy_through_the_tune_searcher(tmp_path: Path) -> None:
+    space = load_space(str(space_file(tmp_path, "mean")))
+    search = Search.on_disk(space, SearcherSettings(name="nsga2", objectives="shift"), 0, tmp_path, None, tmp_path, 2)
+    assert search.metric == "val_acc_mean" and search.objectives == ["val_acc", "val_acc_shift"]
+    tune_searcher = StudySearcher(search, 2, max_concurrent=2)
+    assert isinstance(tune_searcher.suggest("t1"), dict)
+    for epoch, (clean, shift) in enumerate([(0.9, 0.1), (0.8, 0.4), (0.7, 0.3)], start=1):
+        result = {"epoch": epoch, "val_acc": clean, "val_acc_shift": shift, "val_acc_mean": (clean + shift) / 2}
+        tune_searcher.on_trial_result("t1", result)
+    tune_searcher.on_trial_complete("t1", {"epoch": 3, "val_acc": 0.7, "val_acc_shift": 0.3, "val_acc_mean": 0.5})
+    (told,) = search.study.get_trials()
+    assert told.values == [0.8, 0.4], "epoch 2's pair: the best val_acc_mean, not the best val_acc (0.9)"
+
+
 def test_the_space_takes_select_and_refuses_other_values(tmp_path: Path) -> None:
     assert load_space_file(space_file(tmp_path, "val_acc_shift")).select == "val_acc_shift"
     assert load_space_file(space_file(tmp_path, "val_acc")).select == "val_acc"
@@ -112,6 +126,7 @@ def test_a_sweep_selecting_on_the_mean_runs_every_part_on_it(tmp_path: Path, cif
     path = space_file(tmp_path, "mean")
     spec = yaml.safe_load(path.read_text())
     spec["scheduler"] = {"name": "asha", "grace_period": 1, "reduction_factor": 2}
+    spec["searcher"] = {"name": "nsga2", "objectives": "shift"}  # clean and shifted val_acc as two objectives
     path.write_text(yaml.safe_dump(spec))
     results = tmp_path / "results"
     sweep = raycifar("sweep", str(path), "--data-dir", str(cifar_dir), "--results-dir", str(results),
@@ -134,15 +149,24 @@ def test_a_sweep_selecting_on_the_mean_runs_every_part_on_it(tmp_path: Path, cif
     assert shown["metric"] == "val_acc_mean" and shown["best_score"] == max(r["val_acc_mean"] for r in reported)
     for trial in shown["trials"]:
         assert trial["best_score"] == max(r["val_acc_mean"] for r in reported if r["trial_id"] == trial["trial_id"])
-    # the searcher: each complete trial was told its best val_acc_mean
+    # the searcher (NSGA-II, objectives: shift): each complete trial was told the clean and the
+    # shifted accuracy of its best epoch by val_acc_mean, and the record keeps the Pareto set
     import optuna
 
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(sweep_dir / "search" / "study.journal")))
     study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
     by_id = {t.user_attrs.get(TRIAL_ID_ATTR): t for t in study.get_trials() if t.values}
     assert by_id, "no complete trial in the study"
+    best_by_trial = {}
     for trial_id, told in by_id.items():
-        assert told.values[0] == max(r["val_acc_mean"] for r in reported if r["trial_id"] == trial_id)
+        best = max((r for r in reported if r["trial_id"] == trial_id), key=lambda r: (r["val_acc_mean"], -r["epoch"]))
+        best_by_trial[trial_id] = (best["val_acc"], best["val_acc_shift"])
+        assert tuple(told.values) == best_by_trial[trial_id]
+    pareto = json.loads((sweep_dir / "sweep_record.json").read_text())["pareto"]
+    front = {t for t, (c, s) in best_by_trial.items()
+             if not any(c2 >= c and s2 >= s and (c2, s2) != (c, s) for c2, s2 in best_by_trial.values())}  # fmt: skip
+    assert {p["trial_id"] for p in pareto} == front
+    assert all((p["val_acc"], p["val_acc_shift"]) == best_by_trial[p["trial_id"]] for p in pareto)
     # the scheduler: ASHA recorded each trial's val_acc_mean at its rungs
     state = pickle.loads((sweep_dir / "scheduler_state.pkl").read_bytes())
     assert state["_metric"] == "val_acc_mean"
