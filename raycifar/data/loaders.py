@@ -7,7 +7,7 @@ N x 3 x 32 x 32 images and int64 labels; each has ``set_epoch``, ``len`` and ``d
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -36,6 +36,15 @@ class Loader(Protocol):
     def __len__(self) -> int: ...
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+class TrialLoaders(NamedTuple):
+    """A trial's loaders: ``train`` (sharded by rank), ``val`` (whole) and ``shift``, the
+    validation split's corrupted twin when ``select`` scores it (else None)."""
+
+    train: Loader
+    val: Loader
+    shift: Loader | None
 
 
 def union(first: ImageSet, second: ImageSet) -> ImageSet:
@@ -73,8 +82,8 @@ def _split(config: TrialConfig, fingerprint: str | None) -> tuple[ImageSet, Imag
     return train_set, val_set
 
 
-def make_shift_loader(
-    config: TrialConfig, device: torch.device, eval_batch_size: int, fingerprint: str | None = None
+def _shift_loader(
+    config: TrialConfig, val_set: ImageSet, device: torch.device, eval_batch_size: int, fingerprint: str | None
 ) -> Loader | None:
     """The validation split's corrupted twin (:mod:`raycifar.data.shifted_val`) as an evaluation
     loader, when ``config.select`` scores it (``val_acc_shift``, ``mean``); else None. The twin
@@ -82,7 +91,6 @@ def make_shift_loader(
     if config.select == DEFAULT_SELECT:
         return None
     stats = CATALOG[config.dataset]
-    _, val_set = _split(config, fingerprint)
     twin = kept_twin(val_set, config.split_seed, _split_key(config, fingerprint) if fingerprint else None)
     return DeviceLoader(twin, eval_batch_size, device, False, mean=stats.mean, std=stats.std)
 
@@ -95,8 +103,9 @@ def make_loaders(
     workers: int,
     eval_batch_size: int,
     fingerprint: str | None = None,
-) -> tuple[Loader, Loader]:
-    """(train, val) loaders of ``config.loader`` for this worker: train sharded by rank, val whole.
+) -> TrialLoaders:
+    """The loaders of ``config.loader`` for this worker: train sharded by rank, val whole, and
+    the shifted twin of val when ``config.select`` scores it. The data is read once for all three.
 
     With ``config.train_on == "train+val"`` the train loader reads the split's train and val
     parts together (the whole official training part; never a test image) and the val loader
@@ -125,21 +134,28 @@ def make_loaders(
             config.split_seed,
         )
         check_prepared(folder)
-        return (
+        shift = None if config.select == DEFAULT_SELECT else _shift_loader(
+            config, _split(config, fingerprint)[1], device, eval_batch_size, fingerprint
+        )  # the twin is made from the decoded split, which the FFCV files do not hold as images
+        return TrialLoaders(
             FfcvLoader(folder / "train.beton", batch_size, device, True, seed, world_size, **crops, **common, workers=workers),
             FfcvLoader(folder / "val.beton", eval_batch_size, device, False, **common, workers=workers),
+            shift,
         )  # fmt: skip
     train_set, val_set = _split(config, fingerprint)
+    shift = _shift_loader(config, val_set, device, eval_batch_size, fingerprint)
     if config.loader == "torchvision":
         from raycifar.data.torchvision_loader import TorchvisionLoader
 
-        return (
+        return TrialLoaders(
             TorchvisionLoader(train_set, batch_size, device, True, seed, rank, world_size, augment=augment, **common, workers=workers),
             TorchvisionLoader(val_set, eval_batch_size, device, False, **common, workers=workers),
+            shift,
         )  # fmt: skip
     augmix = AugMixSettings(severity=augment.augmix_severity) if augment.augmix else None
     views = 3 if augment.augmix_jsd > 0 else 1
-    return (
+    return TrialLoaders(
         DeviceLoader(train_set, batch_size, device, True, seed, rank, world_size, **crops, **common, augmix=augmix, views=views),
         DeviceLoader(val_set, eval_batch_size, device, False, **common),
+        shift,
     )  # fmt: skip

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from raycifar.config import TrialConfig
-from raycifar.data.loaders import make_loaders, make_shift_loader
+from raycifar.data.loaders import make_loaders
 from raycifar.results.schema import (
     EPOCH,
     EVAL_SECONDS,
@@ -184,10 +184,9 @@ def run_worker(config_dict: dict, session: WorkerSession, fingerprint: str | Non
     config = TrialConfig.model_validate(config_dict)
     cpus = max(1, int(session.held.get("CPU", 1)))
     hardware = held_hardware(session.device, session.held)
-    train_loader, val_loader = make_loaders(
+    train_loader, val_loader, shift_loader = make_loaders(
         config, session.device, session.rank, session.world_size, cpus, EVAL_BATCH_SIZE, fingerprint=fingerprint
     )
-    shift_loader = make_shift_loader(config, session.device, EVAL_BATCH_SIZE, fingerprint)
     mark(timeline_dir, "data_ready", trial=trial, rank=session.rank)
     with global_settings(config.train, config.seed):
         training = Training(config, train_loader, val_loader, session.device, wrap=session.wrap, shift_loader=shift_loader)

@@ -12,7 +12,7 @@ from raycifar.config import ModelConfig, TrainConfig, TrialConfig
 from raycifar.data import corruptions
 from raycifar.data import shifted_val as S
 from raycifar.data.catalog import CATALOG
-from raycifar.data.loaders import make_shift_loader
+from raycifar.data.loaders import make_loaders
 from raycifar.data.readers import ImageSet
 
 
@@ -55,8 +55,8 @@ def trial(data_dir: str, select: str) -> TrialConfig:
 
 
 def test_the_shift_loader_serves_the_twin_only_when_selected(cifar_dir) -> None:  # noqa: ANN001
-    assert make_shift_loader(trial(str(cifar_dir), "val_acc"), torch.device("cpu"), 64) is None
-    loader = make_shift_loader(trial(str(cifar_dir), "mean"), torch.device("cpu"), 64)
+    assert make_loaders(trial(str(cifar_dir), "val_acc"), torch.device("cpu"), 0, 1, 1, 64).shift is None
+    loader = make_loaders(trial(str(cifar_dir), "mean"), torch.device("cpu"), 0, 1, 1, 64).shift
     from raycifar.data import train_val_split
 
     val = train_val_split(cifar_dir, 0.2, 0)[1]
@@ -67,3 +67,14 @@ def test_the_shift_loader_serves_the_twin_only_when_selected(cifar_dir) -> None:
     stats = CATALOG["cifar10"]
     restored = (images * torch.tensor(stats.std).view(1, 3, 1, 1) + torch.tensor(stats.mean).view(1, 3, 1, 1)) * 255
     assert (restored.round().permute(0, 2, 3, 1).to(torch.uint8).numpy() == twin.images).mean() > 0.999
+
+
+def test_the_loaders_read_the_data_once_with_the_twin(cifar_dir, monkeypatch) -> None:  # noqa: ANN001
+    import raycifar.data.loaders as loaders
+
+    reads = []
+    real = loaders.train_val_split
+    monkeypatch.setattr(loaders, "train_val_split", lambda *args, **kwargs: reads.append(args) or real(*args, **kwargs))
+    made = make_loaders(trial(str(cifar_dir), "mean"), torch.device("cpu"), 0, 1, 1, 64)  # no fingerprint: nothing kept
+    assert made.shift is not None and len(made.shift.labels) == len(made.val.labels)
+    assert len(reads) == 1, "the twin is made from the split the val loader reads, not from a second read"

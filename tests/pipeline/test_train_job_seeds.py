@@ -48,8 +48,8 @@ def _keys(images: np.ndarray) -> list[bytes]:
 def test_train_plus_val_trains_on_exactly_the_train_and_val_images(cifar_dir: Path) -> None:
     train, val = train_val_split(cifar_dir, 0.1, 0)
     cpu = torch.device("cpu")
-    union_loader, val_loader = make_loaders(_config(cifar_dir, train_on="train+val"), cpu, 0, 1, 1, 256)
-    plain_loader, _ = make_loaders(_config(cifar_dir), cpu, 0, 1, 1, 256)
+    union_loader, val_loader, _ = make_loaders(_config(cifar_dir, train_on="train+val"), cpu, 0, 1, 1, 256)
+    plain_loader, _, _ = make_loaders(_config(cifar_dir), cpu, 0, 1, 1, 256)
     assert len(plain_loader.labels) == len(train) == 540, "train alone: the split's train part"
     assert _image_keys(union_loader) == _keys(np.concatenate([train.images, val.images]))
     assert sorted(union_loader.labels.tolist()) == sorted([*train.labels.tolist(), *val.labels.tolist()])

@@ -213,7 +213,7 @@ def test_pbt_exploits_and_the_trial_continues_from_the_donor_checkpoint(
     try:
         loaders = make_loaders(config, torch.device("cpu"), 0, 1, 1, EVAL_BATCH_SIZE)
         with global_settings(config.train, config.seed):
-            redone = Training(config, *loaders, torch.device("cpu"))
+            redone = Training(config, loaders.train, loaders.val, torch.device("cpu"))
             assert redone.load(donor) == donor_epoch
             redone.run_epoch(donor_epoch)
     finally:
