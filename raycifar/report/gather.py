@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from raycifar.config import DEFAULT_SELECT
 from raycifar.data.file_names import shown
 from raycifar.entries.metrics import confusion_matrix, load_predictions, most_confused, wilson_interval
 from raycifar.errors import UserError
@@ -28,7 +29,7 @@ from raycifar.results import layout
 from raycifar.results.atomic import replace_text
 from raycifar.results.layout import entry_dir
 from raycifar.results.leaderboard import find_entry, read_table, rows_dir
-from raycifar.results.schema import EPOCH, TRAIN_LOSS, VAL_ACC
+from raycifar.results.schema import EPOCH, TRAIN_LOSS, VAL_ACC, VAL_ACC_SHIFT, selected_metric
 from raycifar.results.selection import good_results
 from raycifar.results.sweep_record import completion_state, read_record
 from raycifar.results.trial_files import TrialFolder, planned_epochs, trial_folders
@@ -125,9 +126,25 @@ def read_trial(folder: TrialFolder, recorded_state: str | None) -> dict:
     return {
         "trial_id": folder.trial_id, "state": state, "model": model, "params": params,
         "macs": macs, "planned_epochs": planned, "epochs": epochs, VAL_ACC: val_acc,
+        VAL_ACC_SHIFT: _series(rows, VAL_ACC_SHIFT), "shift_pair": shift_pair(rows, config.get("select")),
         TRAIN_LOSS: _series(rows, TRAIN_LOSS), "best_val_acc": max(scored, default=None),
         "hyperparameters": flat_hyperparameters(config), "budget": config.get("budget"),
     }  # fmt: skip
+
+
+def shift_pair(rows: list[dict], select: str | None) -> tuple[float, float] | None:
+    """``(val_acc, val_acc_shift)`` of a trial's best epoch by its selected score (the
+    checkpoint promotion would take; the latest of equals), or None without a shifted score."""
+    metric = selected_metric(select or DEFAULT_SELECT)
+    scored = [r for r in good_results(rows) if all(_finite(r.get(key)) for key in (VAL_ACC, VAL_ACC_SHIFT, metric))]
+    if not scored:
+        return None
+    best = max(scored, key=lambda r: (r[metric], r.get(EPOCH, 0)))
+    return float(best[VAL_ACC]), float(best[VAL_ACC_SHIFT])
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -211,6 +228,8 @@ def gather_sweep(sweep_dir: Path) -> dict:
     key = settings.get("name", "asha")  # records before schedulers had names ran ASHA
     scored = [(i, t) for i, t in enumerate(trials) if t["best_val_acc"] is not None and t["params"] is not None]
     front = pareto_front([(t["params"], t["best_val_acc"]) for _, t in scored])
+    shifted = [t for t in trials if t["shift_pair"] is not None]
+    shift_front = pareto_front([(-t["shift_pair"][0], t["shift_pair"][1]) for t in shifted])  # both maximised
     keys = varying(trials)
     wall = (record.ended_at - record.started_at).total_seconds() if record and record.ended_at else None
     return {
@@ -225,6 +244,7 @@ def gather_sweep(sweep_dir: Path) -> dict:
         "promoted_entry": record.promoted_entry if record else None,
         "budget": next((t["budget"] for t in trials if t["budget"]), None),
         "pareto": [trials[scored[i][0]]["trial_id"] for i in front],
+        "shift_pareto": [shifted[i]["trial_id"] for i in shift_front],
         "varying": keys, "importance": importance(trials, keys),
     }  # fmt: skip
 

@@ -12,7 +12,7 @@ from html import escape
 import plotly.graph_objects as go
 
 from raycifar.report.page import FONT, PALETTE, _layout, _note, _section, chart, skipped
-from raycifar.results.schema import EPOCH, TRAIN_LOSS, VAL_ACC
+from raycifar.results.schema import EPOCH, TRAIN_LOSS, VAL_ACC, VAL_ACC_SHIFT
 
 
 def curves_figure(sweep: dict, metric: str) -> go.Figure:
@@ -58,6 +58,29 @@ def size_figure(sweep: dict, key: str) -> go.Figure:
                           annotation_text=f"budget {sweep['budget']:,}", annotation_position="bottom left")  # fmt: skip
     title = "val_acc vs parameters" if key == "params" else "val_acc vs MACs (per 32×32 image)"
     return _layout(fig, title, "parameters" if key == "params" else "MACs", "best val_acc")
+
+
+def shift_figure(sweep: dict) -> go.Figure:
+    """Clean against shifted validation accuracy, a point per trial at its best epoch by the
+    selected score; the Pareto front (both maximised) and the line where the two are equal."""
+    trials = [t for t in sweep["trials"] if t["shift_pair"] is not None]
+    fig = go.Figure(go.Scatter(
+        x=[t["shift_pair"][0] for t in trials], y=[t["shift_pair"][1] for t in trials], mode="markers", name="trials",
+        text=[f"{t['trial_id']} · {t['model']} · {t['state']}" for t in trials],
+        marker={"size": 10, "color": PALETTE[0], "opacity": .8, "line": {"width": 1, "color": "#fff"}},
+        hovertemplate="%{text}<br>val_acc %{x:.4f}<br>val_acc_shift %{y:.4f}<extra></extra>",
+    ))  # fmt: skip
+    by_id = {t["trial_id"]: t for t in trials}
+    front = sorted((by_id[i]["shift_pair"] for i in sweep["shift_pareto"] if i in by_id), key=lambda pair: pair[0])
+    fig.add_trace(go.Scatter(
+        x=[p[0] for p in front], y=[p[1] for p in front], mode="lines+markers", name="Pareto front",
+        line={"shape": "vh", "color": PALETTE[1], "width": 2},
+        marker={"size": 13, "symbol": "diamond-open", "color": PALETTE[1]}, hoverinfo="skip",
+    ))  # fmt: skip
+    low = min(min(t["shift_pair"]) for t in trials)
+    high = max(max(t["shift_pair"]) for t in trials)
+    fig.add_shape(type="line", x0=low, y0=low, x1=high, y1=high, line={"dash": "dot", "color": PALETTE[3]})
+    return _layout(fig, "val_acc vs val_acc_shift", "val_acc (clean validation)", "val_acc_shift (its corrupted twin)")
 
 
 def _axis(key: str, values: list) -> dict:
@@ -138,9 +161,14 @@ def curves(sweep: dict | None) -> str:
         _drawn(
             f"chart-{metric}", f"{metric} curves", curve_skip(sweep, metric), lambda m=metric: curves_figure(sweep, m)
         )
-        for metric in (VAL_ACC, TRAIN_LOSS)
+        for metric in (VAL_ACC, *_shifted(sweep, [VAL_ACC_SHIFT]), TRAIN_LOSS)
     )
     return _section("curves", _note(text) + charts)
+
+
+def _shifted(sweep: dict, items: list) -> list:
+    """``items`` when a trial of the sweep scored the shifted validation twin, else []."""
+    return items if any(t["shift_pair"] is not None for t in sweep["trials"]) else []
 
 
 def size(sweep: dict | None) -> str:
@@ -153,7 +181,17 @@ def size(sweep: dict | None) -> str:
         "chart-params", "val_acc vs parameters", size_skip(sweep, "params"), lambda: size_figure(sweep, "params")
     )
     macs = _drawn("chart-macs", "val_acc vs MACs", size_skip(sweep, "macs"), lambda: size_figure(sweep, "macs"))
-    return _section("size", _note(text) + f'<div class="row2">{params}{macs}</div>')
+    shift = _shift(sweep) if _shifted(sweep, [True]) else ""
+    return _section("size", _note(text) + f'<div class="row2">{params}{macs}</div>' + shift)
+
+
+def _shift(sweep: dict) -> str:
+    """The clean-against-shifted chart and its note (a sweep that scored the shifted twin)."""
+    front = ", ".join(sweep["shift_pareto"]) or "none"
+    text = (f"Clean against shifted validation accuracy (the validation split's corrupted twin), each trial at its "
+            f"best epoch by the selected score. Pareto front (no other trial is as good or better on both): {front}. "
+            "Points below the dotted line lose accuracy under the shift.")  # fmt: skip
+    return _note(text) + chart("chart-shift", shift_figure(sweep))
 
 
 def hyperparameters(sweep: dict | None) -> str:

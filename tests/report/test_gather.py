@@ -3,13 +3,14 @@ HTML, and every section checked for its content (charts read back from the page)
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 from board_files import exported_checkpoint
-from report_files import BUDGET, PARETO, TRIALS, charts, section, write_promoted_sweep, write_sweep
+from report_files import BUDGET, PARETO, TRIALS, charts, section, trial_config, write_promoted_sweep, write_sweep
 from typer.testing import CliRunner
 
 from raycifar.cli import app
@@ -20,7 +21,7 @@ from raycifar.report.gather import pareto_front, rungs
 from raycifar.report.html import SECTIONS, duration, pct
 from raycifar.report.images import PER_PAIR
 from raycifar.results.layout import entry_dir
-from raycifar.results.sweep_record import read_record
+from raycifar.results.sweep_record import SweepRecorder, read_record
 
 
 def report_of(target: str, results: Path, out: Path, *extra: str) -> str:
@@ -176,3 +177,44 @@ def test_the_rungs_come_from_the_sweep_record_when_the_space_file_is_gone(tmp_pa
     gathered = gather_sweep(sweep_dir)
     assert "the sweep record" in str(gathered)
     assert "grace_period" in str(gathered) and "'reduction_factor': 3" in str(gathered)
+
+
+# trial -> [(epoch, val_acc, val_acc_shift)] of a sweep selected on the mean of the two
+SHIFTED = {
+    "a": [(1, 0.50, 0.30), (2, 0.60, 0.35)],  # best mean: epoch 2
+    "b": [(1, 0.55, 0.45), (2, 0.58, 0.40)],  # best mean: epoch 1 (0.50 against 0.49)
+    "c": [(1, 0.40, 0.30), (2, 0.52, 0.33)],  # epoch 2, beaten by a on both
+}
+
+
+def test_a_sweep_scored_on_the_shifted_twin_shows_clean_against_shifted_with_its_front(
+    tmp_path: Path, cifar_dir: Path
+) -> None:
+    results = tmp_path / "results"
+    sweep = results / "sweeps" / "m"
+    recorder = SweepRecorder.start(sweep, "m", "smoke_space", planned_trials=len(SHIFTED))
+    for trial_id, epochs in SHIFTED.items():
+        (sweep / f"trial_{trial_id}").mkdir(parents=True)
+        config = {**trial_config(cifar_dir, 1000, (8,), 0.1), "select": "mean"}
+        (sweep / f"trial_{trial_id}" / "params.json").write_text(json.dumps(config))
+        rows = [{"epoch": e, "val_acc": c, "val_acc_shift": s, "val_acc_mean": (c + s) / 2, "train_loss": 1.0,
+                 "trial_id": trial_id} for e, c, s in epochs]  # fmt: skip
+        (sweep / f"trial_{trial_id}" / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        recorder.trial_started(trial_id, config, model="resnet")
+        recorder.trial_ended(trial_id, "finished")
+    recorder.ended("completed")
+    html = report_of("m", results, tmp_path / "r.html")
+
+    best = {t: max(rows, key=lambda r: (r[1] + r[2], r[0]))[1:] for t, rows in SHIFTED.items()}  # by the mean
+    front = [t for t, (c, s) in best.items() if not any(c2 >= c and s2 >= s and (c2, s2) != (c, s) for c2, s2 in best.values())]
+    assert sorted(front) == ["a", "b"]
+    figure = charts(html)["chart-shift"]
+    points, line = figure["data"]
+    assert sorted(zip(points["x"], points["y"], strict=True)) == sorted(best.values())
+    assert sorted(zip(line["x"], line["y"], strict=True)) == sorted(best[t] for t in front)
+    assert "Pareto front (no other trial is as good or better on both): a, b" in section(html, "size")
+    assert "chart-val_acc_shift" in charts(html)
+
+    write_sweep(results, cifar_dir)  # selected on val_acc: no shifted score, no chart of it
+    plain = report_of("s", results, tmp_path / "plain.html")
+    assert "chart-shift" not in charts(plain) and "chart-val_acc_shift" not in charts(plain)
