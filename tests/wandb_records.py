@@ -42,7 +42,13 @@ def _payloads(data: bytes) -> list[bytes]:
 
 
 def records(path: Path) -> list[wandb_internal_pb2.Record]:
-    """Every record of the offline run file ``path``, in order."""
+    """Every record of the offline run file ``path``, in order. W&B's service process writes
+    the file and may still be writing its last records after ``run.finish()`` returns (an
+    artifact was missing once in three runs on a busy machine): this process's W&B is torn
+    down first, which waits for the service to finish writing (a no-op when none runs)."""
+    import wandb
+
+    wandb.teardown()
     parsed = []
     for payload in _payloads(path.read_bytes()):
         record = wandb_internal_pb2.Record()

@@ -5,6 +5,7 @@ objects against Kubernetes' own schemas (kubernetes-validate)."""
 from __future__ import annotations
 
 import copy
+import functools
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +27,15 @@ VARIANTS = {
 }  # fmt: skip
 
 
+@functools.cache
+def _crd(kind: str) -> dict:
+    """A KubeRay CRD file, parsed once per session (libyaml's loader: the files are large)."""
+    return yaml.load((CRDS / f"ray.io_{kind}.yaml").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def _crd_schema(kind: str) -> dict:
     """The served ``v1`` openAPIV3Schema of a KubeRay CRD, made strict (see :func:`_strict`)."""
-    crd = yaml.safe_load((CRDS / f"ray.io_{kind}.yaml").read_text())
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    (version,) = [v for v in _crd(kind)["spec"]["versions"] if v["name"] == "v1"]
     return _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
 
 
@@ -105,7 +111,7 @@ def test_a_misspelt_field_is_refused(tmp_path: Path, rayjob_schema: dict, path: 
     for key in path:
         node = node[key]
     node[misspelt] = node.pop(next(k for k in node if k.lower().startswith(misspelt.lower()[:12])))
-    crd = yaml.safe_load((CRDS / "ray.io_rayjobs.yaml").read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    crd = _crd("rayjobs")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     assert _errors(crd, job) == []
     (error,) = _errors(rayjob_schema, job)
     assert misspelt in error and "Additional properties are not allowed" in error
