@@ -11,6 +11,7 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import laptop_seeds  # noqa: E402
 import soak  # noqa: E402
 import sweep_efficiency  # noqa: E402
 from sweep_runs import read_sweep  # noqa: E402
@@ -85,3 +86,18 @@ def test_searchers_are_timed_to_the_random_searchs_best(tmp_path: Path) -> None:
     compared = sweep_efficiency.compare_searchers(read_sweep(tmp_path, "random"), read_sweep(tmp_path, "tpe"))
     assert compared["random"]["to_random_best_s"] == 90 and compared["tpe"]["to_random_best_s"] == 50
     assert compared["tpe"]["best"] == 0.65 and compared["random"]["epochs"] == 2
+
+
+def test_the_laptop_benchmark_reads_the_closing_line_and_counts_the_overhead(capsys) -> None:  # noqa: ANN001
+    line = ("sweep ended by its time budget after 400 s: 6 trials, 2 stopped early by ASHA, 0 failed, 0 diverged, "
+            "0 over-budget proposals refused; best val_acc 0.7310 (trial a_00001, epoch 16); cost: 0.2222 CPU "
+            "core-hours (700 s training, 60 s evaluation)")  # fmt: skip
+    wall, trials, train, evaluation = (int(x) for x in laptop_seeds.CLOSING.search(line).groups())
+    assert (wall, trials, train, evaluation) == (400, 6, 700, 60)
+    run = {"wall": 400, "command": 410.0, "trials": 6, "work": 760, "test_acc": 0.75}
+    assert laptop_seeds.overhead_share(run) == (800 - 760) / 800 and laptop_seeds.per_trial(run) == 40 / 6
+    other = {**run, "work": 720, "test_acc": 0.74}
+    laptop_seeds.report({"baseline": {0: other}, "this checkout": {0: run}}, "laptop_space", "10m")
+    table = capsys.readouterr().out
+    assert "seed 0: overhead, % of wall" in table and "5.0" in table and "10.0" in table
+    assert "mean test_acc, this checkout - baseline: +1.00 points" in table
