@@ -40,8 +40,7 @@ def run_sweep(checkout: Path, space: str, seed: int, data_dir: Path, results: Pa
     command's own seconds and the promoted ``test_acc``."""
     python = checkout / ".venv" / "bin" / "python"
     with tempfile.TemporaryDirectory(prefix="rcl", dir="/tmp") as tmp:
-        env = cli_env(tmp)
-        env.pop("PYTHONPATH", None)
+        env = {**cli_env(tmp), "PYTHONPATH": str(checkout)}  # its code in the command and in Ray's workers
         command = [str(python), "-m", "raycifar", "sweep", space, "--seed", str(seed), "--data-dir", str(data_dir),
                    "--results-dir", str(results), "--time-budget", time_budget, "--wandb", "off", "--no-dashboard"]  # fmt: skip
         started = time.time()
