@@ -161,14 +161,14 @@ def curves(sweep: dict | None) -> str:
         _drawn(
             f"chart-{metric}", f"{metric} curves", curve_skip(sweep, metric), lambda m=metric: curves_figure(sweep, m)
         )
-        for metric in (VAL_ACC, *_shifted(sweep, [VAL_ACC_SHIFT]), TRAIN_LOSS)
+        for metric in (VAL_ACC, *([VAL_ACC_SHIFT] if _scored_shift(sweep) else []), TRAIN_LOSS)
     )
     return _section("curves", _note(text) + charts)
 
 
-def _shifted(sweep: dict, items: list) -> list:
-    """``items`` when a trial of the sweep scored the shifted validation twin, else []."""
-    return items if any(t["shift_pair"] is not None for t in sweep["trials"]) else []
+def _scored_shift(sweep: dict) -> bool:
+    """Whether a trial of the sweep scored the shifted validation twin."""
+    return any(t["shift_pair"] is not None for t in sweep["trials"])
 
 
 def size(sweep: dict | None) -> str:
@@ -181,7 +181,7 @@ def size(sweep: dict | None) -> str:
         "chart-params", "val_acc vs parameters", size_skip(sweep, "params"), lambda: size_figure(sweep, "params")
     )
     macs = _drawn("chart-macs", "val_acc vs MACs", size_skip(sweep, "macs"), lambda: size_figure(sweep, "macs"))
-    shift = _shift(sweep) if _shifted(sweep, [True]) else ""
+    shift = _shift(sweep) if _scored_shift(sweep) else ""
     return _section("size", _note(text) + f'<div class="row2">{params}{macs}</div>' + shift)
 
 

@@ -294,8 +294,9 @@ class Search:
 
     def _told(self, frozen: optuna.trial.FrozenTrial, accuracies: dict[int, float]) -> float | list[float]:
         """A complete trial's values: its best score; with ``nsga2`` its size too, or (with
-        ``objectives: shift``) the clean and shifted accuracy of its best epoch by the score."""
-        best_epoch = max(accuracies, key=lambda epoch: (accuracies[epoch], -epoch))
+        ``objectives: shift``) the clean and shifted accuracy of its best epoch by the score (the
+        latest of equals, as promotion picks it: :func:`raycifar.results.selection.candidates`)."""
+        best_epoch = max(accuracies, key=lambda epoch: (accuracies[epoch], epoch))
         if len(self.objectives) == 1:
             return accuracies[best_epoch]
         if shift_objectives(self.settings):

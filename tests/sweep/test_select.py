@@ -159,7 +159,7 @@ def test_a_sweep_selecting_on_the_mean_runs_every_part_on_it(tmp_path: Path, cif
     assert by_id, "no complete trial in the study"
     best_by_trial = {}
     for trial_id, told in by_id.items():
-        best = max((r for r in reported if r["trial_id"] == trial_id), key=lambda r: (r["val_acc_mean"], -r["epoch"]))
+        best = max((r for r in reported if r["trial_id"] == trial_id), key=lambda r: (r["val_acc_mean"], r["epoch"]))
         best_by_trial[trial_id] = (best["val_acc"], best["val_acc_shift"])
         assert tuple(told.values) == best_by_trial[trial_id]
     pareto = json.loads((sweep_dir / "sweep_record.json").read_text())["pareto"]
