@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -27,12 +26,10 @@ import time
 from pathlib import Path
 
 from sweep_runs import cli_env, default_data
+from trial_overhead import CLOSING, CONCURRENCY
+from trial_overhead import overhead as per_trial
 
 HERE = Path(__file__).resolve().parent
-CLOSING = re.compile(
-    r"sweep (?:finished in|ended by its time budget after) (\d+) s: (\d+) trials.*\((\d+) s training, (\d+) s evaluation\)"
-)
-CONCURRENCY = 2
 
 
 def run_sweep(checkout: Path, space: str, seed: int, data_dir: Path, results: Path, time_budget: str) -> dict:
@@ -61,11 +58,6 @@ def run_sweep(checkout: Path, space: str, seed: int, data_dir: Path, results: Pa
 def overhead_share(run: dict) -> float:
     """The share of concurrency x wall that was neither training nor evaluation."""
     return (CONCURRENCY * run["wall"] - run["work"]) / (CONCURRENCY * run["wall"])
-
-
-def per_trial(run: dict) -> float:
-    """Per-trial fixed overhead (s): (concurrency x wall - training - evaluation) / trials."""
-    return (CONCURRENCY * run["wall"] - run["work"]) / run["trials"]
 
 
 def report(runs: dict[str, dict[int, dict]], space: str, time_budget: str) -> None:

@@ -52,7 +52,9 @@ train:
   compile: false
 scheduler: {name: fifo}
 """
-CLOSING = re.compile(r"sweep finished in (\d+) s: (\d+) trials.*\((\d+) s training, (\d+) s evaluation\)")
+CLOSING = re.compile(  # a sweep's closing line, also one its --time-budget ended
+    r"sweep (?:finished in|ended by its time budget after) (\d+) s: (\d+) trials.*\((\d+) s training, (\d+) s evaluation\)"
+)
 CONCURRENCY = 2
 
 PLAIN = """
